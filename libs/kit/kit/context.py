@@ -1,0 +1,82 @@
+"""The caller, as the gateway passes it to services in nameko context data.
+
+The gateway authenticates; services authorise from this. It travels as one
+JSON string under ``CALLER_KEY`` (AMQP headers carry strings safely).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from nameko.extensions import DependencyProvider
+
+from kit.errors import Forbidden, Unauthenticated
+
+CALLER_KEY = "caller"
+
+# Roles
+AGENCY_ADMIN = "agency_admin"  # France compétences staff
+MANAGER = "manager"            # gestionnaire de compte of an organisation
+USER = "user"                  # utilisateur CFA/OFA
+SYSTEM = "system"              # internal calls (benchmarks, relays, tools)
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str | None = None
+    org_id: str | None = None
+    roles: tuple[str, ...] = field(default_factory=tuple)
+    request_id: str | None = None
+    # organisations the caller manages besides their own (an OG's CFAs)
+    managed_org_ids: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.user_id is not None
+
+    @property
+    def is_agency(self) -> bool:
+        return AGENCY_ADMIN in self.roles
+
+    @property
+    def is_manager(self) -> bool:
+        return MANAGER in self.roles
+
+    def require_authenticated(self) -> "Caller":
+        if not self.authenticated:
+            raise Unauthenticated()
+        return self
+
+    def require_agency(self) -> "Caller":
+        self.require_authenticated()
+        if not self.is_agency:
+            raise Forbidden("forbidden.agency_only",
+                            "Réservé aux agents de France compétences.")
+        return self
+
+    def to_header(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_header(cls, value: str | None) -> "Caller":
+        if not value:
+            return cls()
+        try:
+            data = json.loads(value)
+            return cls(
+                user_id=data.get("user_id"),
+                org_id=data.get("org_id"),
+                roles=tuple(data.get("roles") or ()),
+                request_id=data.get("request_id"),
+                managed_org_ids=tuple(data.get("managed_org_ids") or ()),
+            )
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+
+class CallerProvider(DependencyProvider):
+    """Injects the ``Caller`` of the current worker (anonymous if absent)."""
+
+    def get_dependency(self, worker_ctx) -> Caller:
+        return Caller.from_header(worker_ctx.data.get(CALLER_KEY))

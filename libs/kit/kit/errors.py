@@ -1,0 +1,104 @@
+"""Errors that cross the RPC bus typed.
+
+nameko serialises an exception as its dotted path plus ``args``; classes
+registered with ``deserialize_to_instance`` come back as instances of the same
+class on the caller's side instead of a ``RemoteError``. Every class keeps its
+arguments JSON-safe: ``(code, message, details)``.
+
+The ``code`` is a stable dotted identifier clients can rely on (documented in
+the gateway's OpenAPI document); ``message`` is French, for people; ``details``
+is a dict (e.g. per-field errors ``{"fields": {"siret": [...]}}``).
+"""
+
+from __future__ import annotations
+
+from nameko.exceptions import deserialize_to_instance
+
+
+class ServiceError(Exception):
+    """Base of every expected, typed error."""
+
+    status = 400
+    default_code = "error"
+    default_message = "La demande n'a pas pu être traitée."
+
+    def __init__(self, code: str | None = None, message: str | None = None,
+                 details: dict | None = None):
+        self.code = code or self.default_code
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(self.code, self.message, self.details)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@deserialize_to_instance
+class InvalidInput(ServiceError):
+    status = 422
+    default_code = "invalid_input"
+    default_message = "Certaines données sont invalides."
+
+    @classmethod
+    def fields(cls, errors: dict[str, list[str]], code: str = "invalid_input",
+               message: str | None = None) -> "InvalidInput":
+        """Per-field errors, all at once: ``{"siret": ["SIRET invalide."]}``."""
+        return cls(code, message or cls.default_message, {"fields": errors})
+
+
+@deserialize_to_instance
+class NotFound(ServiceError):
+    status = 404
+    default_code = "not_found"
+    default_message = "Ressource introuvable."
+
+
+@deserialize_to_instance
+class Conflict(ServiceError):
+    status = 409
+    default_code = "conflict"
+    default_message = "L'opération est en conflit avec l'état actuel."
+
+
+@deserialize_to_instance
+class Forbidden(ServiceError):
+    status = 403
+    default_code = "forbidden"
+    default_message = "Vous n'avez pas les droits nécessaires."
+
+
+@deserialize_to_instance
+class Unauthenticated(ServiceError):
+    status = 401
+    default_code = "unauthenticated"
+    default_message = "Authentification requise."
+
+
+@deserialize_to_instance
+class TooManyRequests(ServiceError):
+    """``details["retry_after"]`` gives the seconds to wait."""
+
+    status = 429
+    default_code = "too_many_requests"
+    default_message = "Trop de tentatives, réessayez plus tard."
+
+
+ERROR_CLASSES = (InvalidInput, NotFound, Conflict, Forbidden, Unauthenticated,
+                 TooManyRequests)
+
+
+class FieldErrors:
+    """Collects per-field messages so that every problem is reported at once."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.errors.setdefault(field, []).append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def raise_if_any(self, code: str = "invalid_input") -> None:
+        if self.errors:
+            raise InvalidInput.fields(self.errors, code)

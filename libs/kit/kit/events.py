@@ -1,0 +1,32 @@
+"""Event names and payload fields: the contract between emitters and consumers.
+
+A nameko event is (source service, event type); the full name is
+``<service>.<event_type>``. Payloads are JSON: ids, ISO-8601 UTC times, and
+always ``event_id`` (for idempotent consumers) and ``occurred_at``. Fields may
+be added, never renamed or removed.
+"""
+
+IDENTITY = "identity"
+
+# identity.user_registered: {user_id, org_id, email, first_name, last_name,
+#   confirm_token, self_registered: bool, for_existing_org: bool}
+USER_REGISTERED = "user_registered"
+# identity.email_confirmed: {user_id, org_id, email, first_name, last_name,
+#   manager_emails: [..] (who must validate; empty means the agency)}
+EMAIL_CONFIRMED = "email_confirmed"
+# identity.user_validated: {user_id, org_id, email, first_name, last_name, role}
+USER_VALIDATED = "user_validated"
+# identity.user_rejected: {user_id, org_id, email, first_name, last_name, reason}
+USER_REJECTED = "user_rejected"
+# identity.user_invited: {user_id, org_id, email, first_name, last_name,
+#   invite_token, org_name}
+USER_INVITED = "user_invited"
+# identity.password_reset_requested: {user_id, email, first_name, last_name,
+#   reset_token}
+PASSWORD_RESET_REQUESTED = "password_reset_requested"
+# identity.user_deactivated: {user_id, org_id}
+USER_DEACTIVATED = "user_deactivated"
+
+NOTIFY = "notify"
+# notify.email_failed: {source_event_id, template, error}
+EMAIL_FAILED = "email_failed"

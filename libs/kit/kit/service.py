@@ -1,0 +1,43 @@
+"""What every nameko service of the platform has: a database session per
+worker, the caller from context, an outbox relay and a health check."""
+
+from __future__ import annotations
+
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+from nameko.events import EventDispatcher  # noqa: E402
+from nameko.rpc import rpc  # noqa: E402
+from nameko.timer import timer  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from kit.context import CallerProvider  # noqa: E402
+from kit.outbox import relay  # noqa: E402
+
+
+class ServiceBase:
+    """Subclasses set ``name``, ``db = Database(name)`` and ``outbox_model``."""
+
+    name: str
+    outbox_model = None
+
+    dispatch = EventDispatcher()
+    caller = CallerProvider()
+
+    @rpc
+    def health(self) -> dict:
+        """Readiness: the service answers and its database too."""
+        self.db.execute(text("SELECT 1"))
+        return {"service": self.name, "status": "ok"}
+
+    @timer(interval=1)
+    def relay_outbox(self) -> None:
+        """Catches events left unpublished (crash between commit and relay)."""
+        if self.outbox_model is not None:
+            relay(self.db, self.outbox_model, self.dispatch)
+
+    def publish_pending(self) -> None:
+        """Called by entrypoints after their use case committed."""
+        if self.outbox_model is not None:
+            relay(self.db, self.outbox_model, self.dispatch)

@@ -1,0 +1,1 @@
+"""Identity: organisations, users, credentials, roles, registration and sessions."""

@@ -1,0 +1,1 @@
+"""Pure rules of identity: no nameko, SQLAlchemy or Flask here."""

@@ -1,0 +1,50 @@
+"""Identifiers of French training organisations (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import re
+
+from stdnum.exceptions import ValidationError
+from stdnum.fr import siret as _siret
+
+UAI_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+_UAI = re.compile(r"^\d{7}[A-Z]$")
+_NDA = re.compile(r"^\d{11}$")
+_SPACES = re.compile(r"[\s\u00a0.-]+")
+
+
+def normalise_siret(value: str) -> str:
+    return _SPACES.sub("", value or "")
+
+
+def is_valid_siret(value: str) -> bool:
+    """14 digits; Luhn, or the La Poste rule (stdnum implements both)."""
+    compact = normalise_siret(value)
+    if not re.fullmatch(r"\d{14}", compact):
+        return False
+    try:
+        _siret.validate(compact)
+    except ValidationError:
+        return False
+    return True
+
+
+def normalise_uai(value: str) -> str:
+    return _SPACES.sub("", value or "").upper()
+
+
+def uai_check_letter(digits: str) -> str:
+    return UAI_LETTERS[int(digits) % 23]
+
+
+def is_valid_uai(value: str) -> bool:
+    compact = normalise_uai(value)
+    return bool(_UAI.match(compact)) and compact[7] == uai_check_letter(compact[:7])
+
+
+def normalise_nda(value: str) -> str:
+    return _SPACES.sub("", value or "")
+
+
+def is_valid_nda(value: str) -> bool:
+    return bool(_NDA.match(normalise_nda(value)))

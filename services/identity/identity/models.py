@@ -1,0 +1,126 @@
+"""Identity tables (SQLAlchemy 2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kit.db import InboxMixin, OutboxMixin, TZDateTime, make_base, new_id, utcnow
+
+Base = make_base()
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    account_type: Mapped[str] = mapped_column(String(8))          # OFA | OG
+    siret: Mapped[str] = mapped_column(String(14), unique=True)
+    nda: Mapped[str] = mapped_column(String(11))
+    uai: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    apprentice_count: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    address: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # ok | pending (registry unreachable) | closed (établissement fermé)
+    sirene_status: Mapped[str] = mapped_column(String(16), default="pending")
+    sirene_checked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organisations.id"), nullable=True, index=True)
+    # pending (awaiting the agency) | validated | rejected
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    org_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organisations.id"), nullable=True, index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)   # stored lower-case
+    last_name: Mapped[str] = mapped_column(String(100))
+    first_name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    firm_name: Mapped[str | None] = mapped_column(String(200), nullable=True)  # cabinet
+    role: Mapped[str] = mapped_column(String(16))   # manager | user | agency_admin
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    email_confirmed_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    validated_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    rejected_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    deactivated_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class Attachment(Base):
+    """Documents given at registration; bytes live in the files service."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    file_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))  # habilitation | other
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class Token(Base):
+    """Single-use, expiring links; only the sha256 of the token is kept."""
+
+    __tablename__ = "tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # confirm | invite | reset
+    expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True,
+                                                           index=True)
+
+
+class SignInAttempt(Base):
+    """Failed sign-ins, for rate limiting by account and by address."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (Index("ix_attempts_email_at", "email", "at"),
+                      Index("ix_attempts_ip_at", "ip", "at"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what and when, on which organisation or account."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    org_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    subject_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class Outbox(OutboxMixin, Base):
+    __tablename__ = "outbox"
+
+
+class Inbox(InboxMixin, Base):
+    __tablename__ = "inbox"
