@@ -4,3 +4,8 @@ Contracts (errors, event names, context keys) are what crosses the bus; runtime
 helpers (database session, outbox, inbox) are plumbing every service needs.
 Nothing here knows about organisations, surveys or requests.
 """
+
+import warnings
+
+# eventlet warns on import (STACK.md #1): filter by message, before nameko is imported
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
