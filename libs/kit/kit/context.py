@@ -17,9 +17,9 @@ CALLER_KEY = "caller"
 
 # Roles
 AGENCY_ADMIN = "agency_admin"  # France compétences staff
-MANAGER = "manager"            # gestionnaire de compte of an organisation
-USER = "user"                  # utilisateur CFA/OFA
-SYSTEM = "system"              # internal calls (benchmarks, relays, tools)
+MANAGER = "manager"  # gestionnaire de compte of an organisation
+USER = "user"  # utilisateur CFA/OFA
+SYSTEM = "system"  # internal calls (benchmarks, relays, tools)
 
 
 @dataclass(frozen=True)
@@ -43,23 +43,22 @@ class Caller:
     def is_manager(self) -> bool:
         return MANAGER in self.roles
 
-    def require_authenticated(self) -> "Caller":
+    def require_authenticated(self) -> Caller:
         if not self.authenticated:
             raise Unauthenticated()
         return self
 
-    def require_agency(self) -> "Caller":
+    def require_agency(self) -> Caller:
         self.require_authenticated()
         if not self.is_agency:
-            raise Forbidden("forbidden.agency_only",
-                            "Réservé aux agents de France compétences.")
+            raise Forbidden("forbidden.agency_only", "Réservé aux agents de France compétences.")
         return self
 
     def to_header(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_header(cls, value: str | None) -> "Caller":
+    def from_header(cls, value: str | None) -> Caller:
         if not value:
             return cls()
         try:

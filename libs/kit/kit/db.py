@@ -19,7 +19,7 @@ from sqlalchemy.pool import StaticPool
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_id() -> str:
@@ -41,14 +41,12 @@ def make_engine(url: str):
     if url.startswith("postgresql"):
         os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if url in ("sqlite://", "sqlite:///:memory:"):
-        engine = create_engine(url, poolclass=StaticPool,
-                               connect_args={"check_same_thread": False})
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                  "timeout": 15})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -70,7 +68,7 @@ class TZDateTime(TypeDecorator):
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime")
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
         return value
 
     def process_result_value(self, value, dialect):
@@ -80,7 +78,7 @@ class TZDateTime(TypeDecorator):
 def aware(value: dt.datetime | None) -> dt.datetime | None:
     """SQLite returns naive datetimes: they are UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -92,8 +90,9 @@ class OutboxMixin:
     event_type: Mapped[str] = mapped_column(String(80))
     payload: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
-    published_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True,
-                                                             index=True)
+    published_at: Mapped[dt.datetime | None] = mapped_column(
+        TZDateTime(), nullable=True, index=True
+    )
 
 
 class InboxMixin:
@@ -107,6 +106,7 @@ class InboxMixin:
 def make_base():
     class Base(DeclarativeBase):
         pass
+
     return Base
 
 
@@ -121,8 +121,9 @@ class Database(DependencyProvider):
         self.sessions = {}
 
     def setup(self):
-        url = self.container.config.get(f"{self.service.upper()}_DB_URL") or \
-            database_url(self.service)
+        url = self.container.config.get(f"{self.service.upper()}_DB_URL") or database_url(
+            self.service
+        )
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -3,7 +3,8 @@
 nameko serialises an exception as its dotted path plus ``args``; classes
 registered with ``deserialize_to_instance`` come back as instances of the same
 class on the caller's side instead of a ``RemoteError``. Every class keeps its
-arguments JSON-safe: ``(code, message, details)``.
+arguments JSON-safe: ``(code, message, details as a JSON string)``, because
+nameko turns every non-string scalar inside ``args`` into a string.
 
 The ``code`` is a stable dotted identifier clients can rely on (documented in
 the gateway's OpenAPI document); ``message`` is French, for people; ``details``
@@ -11,6 +12,8 @@ is a dict (e.g. per-field errors ``{"fields": {"siret": [...]}}``).
 """
 
 from __future__ import annotations
+
+import json
 
 from nameko.exceptions import deserialize_to_instance
 
@@ -22,12 +25,19 @@ class ServiceError(Exception):
     default_code = "error"
     default_message = "La demande n'a pas pu être traitée."
 
-    def __init__(self, code: str | None = None, message: str | None = None,
-                 details: dict | None = None):
+    def __init__(
+        self, code: str | None = None, message: str | None = None, details: dict | str | None = None
+    ):
         self.code = code or self.default_code
         self.message = message or self.default_message
-        self.details = details or {}
-        super().__init__(self.code, self.message, self.details)
+        if isinstance(details, str):  # as it crossed the bus
+            try:
+                details = json.loads(details)
+            except ValueError:
+                details = {}
+        self.details = details if isinstance(details, dict) else {}
+        # nameko stringifies every non-string scalar inside args: ship details as JSON
+        super().__init__(self.code, self.message, json.dumps(self.details, default=str))
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -40,8 +50,9 @@ class InvalidInput(ServiceError):
     default_message = "Certaines données sont invalides."
 
     @classmethod
-    def fields(cls, errors: dict[str, list[str]], code: str = "invalid_input",
-               message: str | None = None) -> "InvalidInput":
+    def fields(
+        cls, errors: dict[str, list[str]], code: str = "invalid_input", message: str | None = None
+    ) -> InvalidInput:
         """Per-field errors, all at once: ``{"siret": ["SIRET invalide."]}``."""
         return cls(code, message or cls.default_message, {"fields": errors})
 
@@ -83,8 +94,7 @@ class TooManyRequests(ServiceError):
     default_message = "Trop de tentatives, réessayez plus tard."
 
 
-ERROR_CLASSES = (InvalidInput, NotFound, Conflict, Forbidden, Unauthenticated,
-                 TooManyRequests)
+ERROR_CLASSES = (InvalidInput, NotFound, Conflict, Forbidden, Unauthenticated, TooManyRequests)
 
 
 class FieldErrors:

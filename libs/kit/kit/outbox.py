@@ -31,10 +31,12 @@ def relay(session, outbox_model, dispatch, limit: int = 200) -> int:
 
     ``session`` must have no open change of its own (it is committed here)."""
     sent = 0
-    query = (select(outbox_model)
-                 .where(outbox_model.published_at.is_(None))
-                 .order_by(outbox_model.created_at)
-                 .limit(limit))
+    query = (
+        select(outbox_model)
+        .where(outbox_model.published_at.is_(None))
+        .order_by(outbox_model.created_at)
+        .limit(limit)
+    )
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = session.scalars(query).all()

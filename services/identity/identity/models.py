@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from kit.db import InboxMixin, OutboxMixin, TZDateTime, make_base, new_id, utcnow
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
-
-from kit.db import InboxMixin, OutboxMixin, TZDateTime, make_base, new_id, utcnow
 
 Base = make_base()
 
@@ -16,7 +15,7 @@ class Organisation(Base):
     __tablename__ = "organisations"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    account_type: Mapped[str] = mapped_column(String(8))          # OFA | OG
+    account_type: Mapped[str] = mapped_column(String(8))  # OFA | OG
     siret: Mapped[str] = mapped_column(String(14), unique=True)
     nda: Mapped[str] = mapped_column(String(11))
     uai: Mapped[str | None] = mapped_column(String(8), nullable=True)
@@ -27,7 +26,8 @@ class Organisation(Base):
     sirene_status: Mapped[str] = mapped_column(String(16), default="pending")
     sirene_checked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
     parent_id: Mapped[str | None] = mapped_column(
-        ForeignKey("organisations.id"), nullable=True, index=True)
+        ForeignKey("organisations.id"), nullable=True, index=True
+    )
     # pending (awaiting the agency) | validated | rejected
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
@@ -38,13 +38,14 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     org_id: Mapped[str | None] = mapped_column(
-        ForeignKey("organisations.id"), nullable=True, index=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)   # stored lower-case
+        ForeignKey("organisations.id"), nullable=True, index=True
+    )
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
     last_name: Mapped[str] = mapped_column(String(100))
     first_name: Mapped[str] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
     firm_name: Mapped[str | None] = mapped_column(String(200), nullable=True)  # cabinet
-    role: Mapped[str] = mapped_column(String(16))   # manager | user | agency_admin
+    role: Mapped[str] = mapped_column(String(16))  # manager | user | agency_admin
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     email_confirmed_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
     validated_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
@@ -87,16 +88,17 @@ class Session(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime())
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True,
-                                                           index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True, index=True)
 
 
 class SignInAttempt(Base):
     """Failed sign-ins, for rate limiting by account and by address."""
 
     __tablename__ = "sign_in_attempts"
-    __table_args__ = (Index("ix_attempts_email_at", "email", "at"),
-                      Index("ix_attempts_ip_at", "ip", "at"))
+    __table_args__ = (
+        Index("ix_attempts_email_at", "email", "at"),
+        Index("ix_attempts_ip_at", "ip", "at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(254))

@@ -19,20 +19,30 @@ def org_by_siret(session, siret: str) -> Organisation | None:
 
 def live_users(session, org_id: str) -> list[User]:
     """Accounts that count against the quota: neither rejected nor deactivated."""
-    return list(session.scalars(select(User).where(
-        User.org_id == org_id, User.rejected_at.is_(None), User.deactivated_at.is_(None))))
+    return list(
+        session.scalars(
+            select(User).where(
+                User.org_id == org_id, User.rejected_at.is_(None), User.deactivated_at.is_(None)
+            )
+        )
+    )
 
 
 def managers(session, org_id: str) -> list[User]:
-    return [u for u in live_users(session, org_id)
-            if u.role == "manager" and u.validated_at is not None]
+    return [
+        u for u in live_users(session, org_id) if u.role == "manager" and u.validated_at is not None
+    ]
 
 
 def users_of(session, org_ids: list[str]) -> list[tuple[User, Organisation]]:
-    return list(session.execute(
-        select(User, Organisation).join(Organisation, User.org_id == Organisation.id)
-        .where(User.org_id.in_(org_ids))
-        .order_by(func.lower(User.last_name), func.lower(User.first_name))))
+    return list(
+        session.execute(
+            select(User, Organisation)
+            .join(Organisation, User.org_id == Organisation.id)
+            .where(User.org_id.in_(org_ids))
+            .order_by(func.lower(User.last_name), func.lower(User.first_name))
+        )
+    )
 
 
 def child_org_ids(session, org_id: str) -> list[str]:
@@ -44,12 +54,18 @@ def token(session, token_hash: str) -> Token | None:
 
 
 def open_tokens(session, user_id: str, purpose: str) -> list[Token]:
-    return list(session.scalars(select(Token).where(
-        Token.user_id == user_id, Token.purpose == purpose, Token.used_at.is_(None))))
+    return list(
+        session.scalars(
+            select(Token).where(
+                Token.user_id == user_id, Token.purpose == purpose, Token.used_at.is_(None)
+            )
+        )
+    )
 
 
-def failures_since(session, *, email: str | None = None, ip: str | None = None,
-                   since: dt.datetime) -> tuple[int, dt.datetime | None]:
+def failures_since(
+    session, *, email: str | None = None, ip: str | None = None, since: dt.datetime
+) -> tuple[int, dt.datetime | None]:
     """How many failed sign-ins since ``since``, and the oldest of them."""
     query = select(func.count(), func.min(SignInAttempt.at)).where(SignInAttempt.at >= since)
     if email is not None:
@@ -58,7 +74,7 @@ def failures_since(session, *, email: str | None = None, ip: str | None = None,
         query = query.where(SignInAttempt.ip == ip)
     count, oldest = session.execute(query).one()
     if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        oldest = oldest.replace(tzinfo=dt.UTC)
     return count, oldest
 
 
@@ -67,44 +83,74 @@ def clear_failures(session, email: str) -> None:
 
 
 def live_sessions(session, user_id: str) -> list[Session]:
-    return list(session.scalars(select(Session).where(
-        Session.user_id == user_id, Session.revoked_at.is_(None))))
+    return list(
+        session.scalars(
+            select(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        )
+    )
 
 
 def revoked_since(session, since: dt.datetime, now: dt.datetime) -> list[str]:
-    return list(session.scalars(select(Session.id).where(
-        Session.revoked_at > since, Session.expires_at > now)))
+    return list(
+        session.scalars(
+            select(Session.id).where(Session.revoked_at > since, Session.expires_at > now)
+        )
+    )
 
 
 def history(session, org_id: str) -> list[AuditEntry]:
-    return list(session.scalars(select(AuditEntry).where(AuditEntry.org_id == org_id)
-                                .order_by(AuditEntry.at, AuditEntry.id)))
+    return list(
+        session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.org_id == org_id)
+            .order_by(AuditEntry.at, AuditEntry.id)
+        )
+    )
 
 
-def organisations(session, *, query: str | None = None, status: str | None = None,
-                  limit: int = 50, offset: int = 0) -> tuple[list[Organisation], int]:
+def organisations(
+    session,
+    *,
+    query: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Organisation], int]:
     stmt = select(Organisation)
     if status:
         stmt = stmt.where(Organisation.status == status)
     if query:
         like = f"%{query.lower()}%"
-        stmt = stmt.where(or_(func.lower(Organisation.name).like(like),
-                              Organisation.siret.like(like)))
+        stmt = stmt.where(
+            or_(func.lower(Organisation.name).like(like), Organisation.siret.like(like))
+        )
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = session.scalars(stmt.order_by(Organisation.created_at.desc())
-                           .limit(limit).offset(offset))
+    rows = session.scalars(
+        stmt.order_by(Organisation.created_at.desc()).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 
 def awaiting_agency(session) -> list[tuple[User, Organisation]]:
     """Confirmed accounts of organisations the agency has not validated yet."""
-    return list(session.execute(
-        select(User, Organisation).join(Organisation, User.org_id == Organisation.id)
-        .where(Organisation.status == "pending", User.email_confirmed_at.is_not(None),
-               User.validated_at.is_(None), User.rejected_at.is_(None))
-        .order_by(User.created_at)))
+    return list(
+        session.execute(
+            select(User, Organisation)
+            .join(Organisation, User.org_id == Organisation.id)
+            .where(
+                Organisation.status == "pending",
+                User.email_confirmed_at.is_not(None),
+                User.validated_at.is_(None),
+                User.rejected_at.is_(None),
+            )
+            .order_by(User.created_at)
+        )
+    )
 
 
 def pending_sirene(session, limit: int = 20) -> list[Organisation]:
-    return list(session.scalars(select(Organisation)
-                                .where(Organisation.sirene_status == "pending").limit(limit)))
+    return list(
+        session.scalars(
+            select(Organisation).where(Organisation.sirene_status == "pending").limit(limit)
+        )
+    )

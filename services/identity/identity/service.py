@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from kit.db import Database
+from kit.service import ServiceBase
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
@@ -15,8 +17,6 @@ from nameko.timer import timer
 from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
-from kit.db import Database
-from kit.service import ServiceBase
 
 
 class SireneProvider(DependencyProvider):
@@ -24,7 +24,8 @@ class SireneProvider(DependencyProvider):
 
     def setup(self):
         url = self.container.config.get("SIRENE_URL") or os.environ.get(
-            "SIRENE_URL", "http://127.0.0.1:8690")
+            "SIRENE_URL", "http://127.0.0.1:8690"
+        )
         self.client = SireneClient(url, timeout=float(os.environ.get("SIRENE_TIMEOUT", "3")))
 
     def get_dependency(self, worker_ctx):
@@ -174,8 +175,9 @@ class IdentityService(ServiceBase):
         return uc.get_organisation(self.db, self.caller, org_id)
 
     @rpc
-    def list_organisations(self, query: str | None = None, status: str | None = None,
-                           page: int = 1, per_page: int = 50) -> dict:
+    def list_organisations(
+        self, query: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50
+    ) -> dict:
         """Agency: {items, total, page, per_page}."""
         return uc.list_organisations(self.db, self.caller, query, status, page, per_page)
 

@@ -32,9 +32,11 @@ class SireneClient:
     def lookup(self, siret: str) -> Establishment | None:
         """The establishment with exactly this SIRET, None if the registry has none."""
         try:
-            response = self.http.get(f"{self.base_url}/search",
-                                     params={"q": siret, "page": 1, "per_page": 5},
-                                     timeout=self.timeout)
+            response = self.http.get(
+                f"{self.base_url}/search",
+                params={"q": siret, "page": 1, "per_page": 5},
+                timeout=self.timeout,
+            )
         except requests.RequestException as exc:
             raise RegistryUnavailable(str(exc)) from exc
         if response.status_code == 404:
@@ -48,12 +50,15 @@ class SireneClient:
         for unit in results:
             for etab in unit.get("matching_etablissements") or []:
                 if str(etab.get("siret")) == siret:
-                    closed = (etab.get("etat_administratif") == "F"
-                              or unit.get("etat_administratif") == "F")
+                    closed = (
+                        etab.get("etat_administratif") == "F"
+                        or unit.get("etat_administratif") == "F"
+                    )
                     return Establishment(
                         siret=siret,
-                        name=(unit.get("nom_complet") or unit.get("nom_raison_sociale")
-                              or "").strip(),
+                        name=(
+                            unit.get("nom_complet") or unit.get("nom_raison_sociale") or ""
+                        ).strip(),
                         address=(etab.get("adresse") or "").strip(),
                         active=not closed,
                     )

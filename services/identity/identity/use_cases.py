@@ -11,6 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
+from kit import events
+from kit.context import AGENCY_ADMIN, Caller
+from kit.db import new_id, utcnow
+from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from kit.outbox import emit
 from sqlalchemy.exc import IntegrityError
 
 from identity import repository as repo
@@ -27,14 +32,12 @@ from identity.models import (
     User,
 )
 from identity.sirene import RegistryUnavailable
-from kit import events
-from kit.context import AGENCY_ADMIN, Caller
-from kit.db import new_id, utcnow
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
-from kit.outbox import emit
 
-TOKEN_TTL = {"confirm": dt.timedelta(hours=48), "invite": dt.timedelta(days=7),
-             "reset": dt.timedelta(hours=1)}
+TOKEN_TTL = {
+    "confirm": dt.timedelta(hours=48),
+    "invite": dt.timedelta(days=7),
+    "reset": dt.timedelta(hours=1),
+}
 SESSION_TTL = dt.timedelta(hours=12)
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
@@ -55,14 +58,17 @@ STATE_LABELS = {
     "rejected": ("Inscription refusée", "gris"),
     "deactivated": ("Compte désactivé", "gris"),
 }
-REGISTERED = {"status": "confirmation_sent",
-              "message": "Un courriel vous a été envoyé pour confirmer votre adresse."}
+REGISTERED = {
+    "status": "confirmation_sent",
+    "message": "Un courriel vous a été envoyé pour confirmer votre adresse.",
+}
 
 ORG_NOT_FOUND = ("identity.organisation_not_found", "Organisme introuvable.")
 USER_NOT_FOUND = ("identity.user_not_found", "Utilisateur introuvable.")
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -81,16 +87,25 @@ def user_state(user: User) -> str:
 
 
 def audit(session, action: str, *, org_id=None, subject=None, actor=None, **detail) -> None:
-    session.add(AuditEntry(org_id=org_id, subject_user_id=subject, actor_id=actor,
-                           action=action, detail=detail))
+    session.add(
+        AuditEntry(
+            org_id=org_id, subject_user_id=subject, actor_id=actor, action=action, detail=detail
+        )
+    )
 
 
 def issue_token(session, user: User, purpose: str, now: dt.datetime) -> str:
     for old in repo.open_tokens(session, user.id, purpose):
         old.used_at = now  # a new link supersedes the previous one
     token = security.new_token()
-    session.add(Token(token_hash=security.token_hash(token), user_id=user.id,
-                      purpose=purpose, expires_at=now + TOKEN_TTL[purpose]))
+    session.add(
+        Token(
+            token_hash=security.token_hash(token),
+            user_id=user.id,
+            purpose=purpose,
+            expires_at=now + TOKEN_TTL[purpose],
+        )
+    )
     return token
 
 
@@ -103,8 +118,7 @@ def consume_token(session, token: str, purpose: str, now: dt.datetime) -> User:
     if row.used_at is not None:
         raise InvalidInput("token.used", "Ce lien a déjà été utilisé.")
     if row.expires_at <= now:
-        raise InvalidInput("token.expired",
-                           "Ce lien a expiré : demandez-en un nouveau.")
+        raise InvalidInput("token.expired", "Ce lien a expiré : demandez-en un nouveau.")
     row.used_at = now
     return session.get(User, row.user_id)
 
@@ -115,8 +129,13 @@ def revoke_sessions(session, user_id: str, now: dt.datetime) -> None:
 
 
 def person_payload(user: User) -> dict:
-    return {"user_id": user.id, "org_id": user.org_id, "email": user.email,
-            "first_name": user.first_name, "last_name": user.last_name}
+    return {
+        "user_id": user.id,
+        "org_id": user.org_id,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+    }
 
 
 def acting_user(session, caller: Caller) -> User:
@@ -166,27 +185,43 @@ def user_row(user: User, org: Organisation | None) -> dict:
     return {
         "id": user.id,
         "display_name": f"{user.last_name.upper()} {user.first_name}",
-        "last_name": user.last_name, "first_name": user.first_name,
-        "email": user.email, "phone": user.phone,
-        "org_id": user.org_id, "org_name": org.name if org else None,
+        "last_name": user.last_name,
+        "first_name": user.first_name,
+        "email": user.email,
+        "phone": user.phone,
+        "org_id": user.org_id,
+        "org_name": org.name if org else None,
         "firm_name": user.firm_name,
         "organisation_or_firm": user.firm_name or (org.name if org else None),
-        "role": user.role, "profile": PROFILE_LABELS.get(user.role, user.role),
-        "state": state, "state_label": label, "state_colour": colour,
-        "created_at": iso(user.created_at), "validated_at": iso(user.validated_at),
+        "role": user.role,
+        "profile": PROFILE_LABELS.get(user.role, user.role),
+        "state": state,
+        "state_label": label,
+        "state_colour": colour,
+        "created_at": iso(user.created_at),
+        "validated_at": iso(user.validated_at),
     }
 
 
 def org_dict(org: Organisation) -> dict:
     return {
-        "id": org.id, "account_type": org.account_type, "siret": org.siret,
-        "nda": org.nda, "uai": org.uai, "apprentice_count": org.apprentice_count,
-        "name": org.name, "address": org.address, "sirene_status": org.sirene_status,
-        "parent_id": org.parent_id, "status": org.status, "created_at": iso(org.created_at),
+        "id": org.id,
+        "account_type": org.account_type,
+        "siret": org.siret,
+        "nda": org.nda,
+        "uai": org.uai,
+        "apprentice_count": org.apprentice_count,
+        "name": org.name,
+        "address": org.address,
+        "sirene_status": org.sirene_status,
+        "parent_id": org.parent_id,
+        "status": org.status,
+        "created_at": iso(org.created_at),
     }
 
 
 # ---------------------------------------------------------------- registration
+
 
 def _apply_sirene(org: Organisation, sirene, now: dt.datetime) -> None:
     """Fills name and address; degraded mode when the registry is down."""
@@ -199,7 +234,8 @@ def _apply_sirene(org: Organisation, sirene, now: dt.datetime) -> None:
     if found is None:
         raise InvalidInput.fields(
             {"siret": ["Ce SIRET est introuvable dans la base SIRENE de l'Insee."]},
-            "registration.siret_unknown")
+            "registration.siret_unknown",
+        )
     org.name, org.address = found.name, found.address
     org.sirene_status = "ok" if found.active else "closed"
 
@@ -208,15 +244,22 @@ def _clean_attachments(attachments) -> list[dict]:
     if attachments is None:
         return []
     if not isinstance(attachments, list) or len(attachments) > MAX_ATTACHMENTS:
-        raise InvalidInput.fields({"attachments": [
-            f"{MAX_ATTACHMENTS} pièces jointes au plus."]})
+        raise InvalidInput.fields({"attachments": [f"{MAX_ATTACHMENTS} pièces jointes au plus."]})
     cleaned = []
     for item in attachments:
-        if not isinstance(item, dict) or item.get("kind") not in ATTACHMENT_KINDS or \
-                not isinstance(item.get("file_id"), str):
+        if (
+            not isinstance(item, dict)
+            or item.get("kind") not in ATTACHMENT_KINDS
+            or not isinstance(item.get("file_id"), str)
+        ):
             raise InvalidInput.fields({"attachments": ["Pièce jointe mal formée."]})
-        cleaned.append({"file_id": item["file_id"], "kind": item["kind"],
-                        "name": str(item.get("name") or "document")[:255]})
+        cleaned.append(
+            {
+                "file_id": item["file_id"],
+                "kind": item["kind"],
+                "name": str(item.get("name") or "document")[:255],
+            }
+        )
     return cleaned
 
 
@@ -225,8 +268,9 @@ def check_registration(data: dict) -> dict:
     uploading attachments)."""
     _reg, errors = rules.parse_registration(data)
     if errors:
-        raise InvalidInput.fields(errors, "registration.invalid",
-                                  "Le formulaire d'inscription comporte des erreurs.")
+        raise InvalidInput.fields(
+            errors, "registration.invalid", "Le formulaire d'inscription comporte des erreurs."
+        )
     return {"status": "ok"}
 
 
@@ -235,8 +279,9 @@ def register(session, data: dict, attachments, sirene, now: dt.datetime | None =
     now = now or utcnow()
     reg, errors = rules.parse_registration(data)
     if errors:
-        raise InvalidInput.fields(errors, "registration.invalid",
-                                  "Le formulaire d'inscription comporte des erreurs.")
+        raise InvalidInput.fields(
+            errors, "registration.invalid", "Le formulaire d'inscription comporte des erreurs."
+        )
     files = _clean_attachments(attachments)
     if repo.user_by_email(session, reg.email) is not None:
         # no account enumeration: same answer, nothing created
@@ -247,9 +292,16 @@ def register(session, data: dict, attachments, sirene, now: dt.datetime | None =
     org = repo.org_by_siret(session, reg.siret)
     joining = org is not None and org.status == "validated"
     if org is None:
-        org = Organisation(id=new_id(), account_type=reg.account_type, siret=reg.siret,
-                           nda=reg.nda, uai=reg.uai, apprentice_count=reg.apprentice_count,
-                           status="pending", created_at=now)
+        org = Organisation(
+            id=new_id(),
+            account_type=reg.account_type,
+            siret=reg.siret,
+            nda=reg.nda,
+            uai=reg.uai,
+            apprentice_count=reg.apprentice_count,
+            status="pending",
+            created_at=now,
+        )
         _apply_sirene(org, sirene, now)
         session.add(org)
     elif org.status == "rejected":
@@ -257,23 +309,48 @@ def register(session, data: dict, attachments, sirene, now: dt.datetime | None =
         org.account_type, org.nda, org.uai = reg.account_type, reg.nda, reg.uai
         org.apprentice_count = reg.apprentice_count
     if joining and len(repo.live_users(session, org.id)) >= rules.MAX_USERS_PER_ORG:
-        raise Conflict("quota.users",
-                       "Cet organisme a déjà 5 comptes utilisateurs : "
-                       "adressez-vous à son gestionnaire de compte.")
+        raise Conflict(
+            "quota.users",
+            "Cet organisme a déjà 5 comptes utilisateurs : "
+            "adressez-vous à son gestionnaire de compte.",
+        )
 
-    user = User(id=new_id(), org_id=org.id, email=reg.email, last_name=reg.last_name,
-                first_name=reg.first_name, phone=reg.phone, role="user",
-                password_hash=security.hash_password(reg.password), created_at=now)
+    user = User(
+        id=new_id(),
+        org_id=org.id,
+        email=reg.email,
+        last_name=reg.last_name,
+        first_name=reg.first_name,
+        phone=reg.phone,
+        role="user",
+        password_hash=security.hash_password(reg.password),
+        created_at=now,
+    )
     session.add(user)
     session.flush()  # no ORM relationships: insert parents before attachments
     for item in files:
         session.add(Attachment(org_id=org.id, user_id=user.id, **item))
     token = issue_token(session, user, "confirm", now)
-    audit(session, "registered", org_id=org.id, subject=user.id, actor=user.id,
-          joining_existing=joining, sirene_status=org.sirene_status)
-    emit(session, Outbox, events.USER_REGISTERED, dict(
-        person_payload(user), confirm_token=token, self_registered=True,
-        for_existing_org=joining))
+    audit(
+        session,
+        "registered",
+        org_id=org.id,
+        subject=user.id,
+        actor=user.id,
+        joining_existing=joining,
+        sirene_status=org.sirene_status,
+    )
+    emit(
+        session,
+        Outbox,
+        events.USER_REGISTERED,
+        dict(
+            person_payload(user),
+            confirm_token=token,
+            self_registered=True,
+            for_existing_org=joining,
+        ),
+    )
     try:
         session.commit()
     except IntegrityError:  # the same address or SIRET registered concurrently
@@ -287,20 +364,26 @@ def confirm_email(session, token: str, now: dt.datetime | None = None) -> dict:
     user = consume_token(session, token, "confirm", now)
     user.email_confirmed_at = user.email_confirmed_at or now
     org = session.get(Organisation, user.org_id)
-    manager_emails = [m.email for m in repo.managers(session, org.id)] \
-        if org.status == "validated" else []
+    manager_emails = (
+        [m.email for m in repo.managers(session, org.id)] if org.status == "validated" else []
+    )
     audit(session, "email_confirmed", org_id=org.id, subject=user.id, actor=user.id)
-    emit(session, Outbox, events.EMAIL_CONFIRMED,
-         dict(person_payload(user), manager_emails=manager_emails))
+    emit(
+        session,
+        Outbox,
+        events.EMAIL_CONFIRMED,
+        dict(person_payload(user), manager_emails=manager_emails),
+    )
     session.commit()
     if user.validated_at:
         return {"status": "active"}
-    return {"status": "awaiting_validation",
-            "validator": "manager" if manager_emails else "agency",
-            "message": "L'activation de votre compte a bien été effectuée. Vous serez "
-                       "informé après validation de votre compte par "
-                       + ("votre gestionnaire de compte." if manager_emails
-                          else "France compétences.")}
+    return {
+        "status": "awaiting_validation",
+        "validator": "manager" if manager_emails else "agency",
+        "message": "L'activation de votre compte a bien été effectuée. Vous serez "
+        "informé après validation de votre compte par "
+        + ("votre gestionnaire de compte." if manager_emails else "France compétences."),
+    }
 
 
 def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None = None) -> dict:
@@ -313,14 +396,18 @@ def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None
     if state == "validated":
         return user_row(user, org)
     if state == "not_activated":
-        raise Conflict("validation.email_not_confirmed",
-                       "L'utilisateur n'a pas encore confirmé son adresse e-mail.")
+        raise Conflict(
+            "validation.email_not_confirmed",
+            "L'utilisateur n'a pas encore confirmé son adresse e-mail.",
+        )
     if state in ("rejected", "deactivated"):
         raise Conflict("validation.closed", "Ce compte a été refusé ou désactivé.")
     if org.sirene_status == "pending":
-        raise Conflict("validation.sirene_pending",
-                       "Les données SIRENE de l'organisme n'ont pas encore pu être "
-                       "récupérées : réessayez quand le registre répondra.")
+        raise Conflict(
+            "validation.sirene_pending",
+            "Les données SIRENE de l'organisme n'ont pas encore pu être "
+            "récupérées : réessayez quand le registre répondra.",
+        )
     if org.status != "validated":
         org.status = "validated"
         audit(session, "organisation_validated", org_id=org.id, actor=actor.id)
@@ -333,19 +420,23 @@ def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None
     return user_row(user, org)
 
 
-def reject_user(session, caller: Caller, user_id: str, reason: str,
-                now: dt.datetime | None = None) -> dict:
+def reject_user(
+    session, caller: Caller, user_id: str, reason: str, now: dt.datetime | None = None
+) -> dict:
     now = now or utcnow()
     reason = reason.strip() if isinstance(reason, str) else ""
     if not reason or len(reason) > REASON_MAX:
-        raise InvalidInput.fields({"reason": [
-            f"Indiquez le motif du refus ({REASON_MAX} caractères au plus)."]})
+        raise InvalidInput.fields(
+            {"reason": [f"Indiquez le motif du refus ({REASON_MAX} caractères au plus)."]}
+        )
     user, org, actor = managed_user(session, caller, user_id)
     if org.status != "validated" and actor.role != AGENCY_ADMIN:
         raise NotFound(*USER_NOT_FOUND)
     if user_state(user) != "awaiting_validation":
-        raise Conflict("validation.not_pending",
-                       "Seule une inscription en attente de validation peut être refusée.")
+        raise Conflict(
+            "validation.not_pending",
+            "Seule une inscription en attente de validation peut être refusée.",
+        )
     user.rejected_at, user.reject_reason = now, reason
     if org.status == "pending" and not repo.live_users(session, org.id):
         org.status = "rejected"
@@ -364,13 +455,15 @@ def list_registrations(session, caller: Caller) -> list[dict]:
         row["organisation"] = org_dict(org)
         row["attachments"] = [
             {"file_id": a.file_id, "kind": a.kind, "name": a.name}
-            for a in session.query(Attachment).filter(Attachment.org_id == org.id)]
+            for a in session.query(Attachment).filter(Attachment.org_id == org.id)
+        ]
         row["has_habilitation"] = any(a["kind"] == "habilitation" for a in row["attachments"])
         rows.append(row)
     return rows
 
 
 # ---------------------------------------------------------------- user management
+
 
 def list_users(session, caller: Caller, org_id: str | None = None) -> list[dict]:
     """« Gestion des utilisateurs »: the caller's organisation and those it manages."""
@@ -387,14 +480,19 @@ def list_users(session, caller: Caller, org_id: str | None = None) -> list[dict]
 def _check_quota(session, org: Organisation, role: str, exclude: User | None = None) -> None:
     live = [u for u in repo.live_users(session, org.id) if u is not exclude]
     if exclude is None and len(live) >= rules.MAX_USERS_PER_ORG:
-        raise Conflict("quota.users",
-                       f"Un organisme compte au plus {rules.MAX_USERS_PER_ORG} comptes "
-                       "utilisateurs : désactivez-en un avant d'en créer un autre.")
-    if role == "manager" and \
-            sum(1 for u in live if u.role == "manager") >= rules.MAX_MANAGERS_PER_ORG:
-        raise Conflict("quota.managers",
-                       f"Un organisme compte au plus {rules.MAX_MANAGERS_PER_ORG} "
-                       "gestionnaires de compte.")
+        raise Conflict(
+            "quota.users",
+            f"Un organisme compte au plus {rules.MAX_USERS_PER_ORG} comptes "
+            "utilisateurs : désactivez-en un avant d'en créer un autre.",
+        )
+    if (
+        role == "manager"
+        and sum(1 for u in live if u.role == "manager") >= rules.MAX_MANAGERS_PER_ORG
+    ):
+        raise Conflict(
+            "quota.managers",
+            f"Un organisme compte au plus {rules.MAX_MANAGERS_PER_ORG} gestionnaires de compte.",
+        )
 
 
 def _role(data: dict, default: str | None = "user") -> str | None:
@@ -413,8 +511,9 @@ def _firm(data: dict) -> str | None:
     return firm.strip() or None
 
 
-def create_user(session, caller: Caller, org_id: str, data: dict,
-                now: dt.datetime | None = None) -> dict:
+def create_user(
+    session, caller: Caller, org_id: str, data: dict, now: dt.datetime | None = None
+) -> dict:
     """A manager creates an account; the user gets a link to confirm and choose a password."""
     now = now or utcnow()
     org, actor = managed_org(session, caller, org_id)
@@ -426,32 +525,54 @@ def create_user(session, caller: Caller, org_id: str, data: dict,
         raise InvalidInput.fields(errors)
     role, firm = _role(data), _firm(data)
     if org.status != "validated":
-        raise Conflict("organisation.not_validated",
-                       "L'organisme n'est pas encore validé par France compétences.")
+        raise Conflict(
+            "organisation.not_validated",
+            "L'organisme n'est pas encore validé par France compétences.",
+        )
     _check_quota(session, org, role)
     if repo.user_by_email(session, person["email"]) is not None:
-        raise Conflict("user.email_taken",
-                       "Cette adresse e-mail est déjà utilisée : une adresse = un utilisateur.")
-    user = User(id=new_id(), org_id=org.id, role=role, firm_name=firm, created_at=now,
-                validated_at=now, **person)
+        raise Conflict(
+            "user.email_taken",
+            "Cette adresse e-mail est déjà utilisée : une adresse = un utilisateur.",
+        )
+    user = User(
+        id=new_id(),
+        org_id=org.id,
+        role=role,
+        firm_name=firm,
+        created_at=now,
+        validated_at=now,
+        **person,
+    )
     session.add(user)
     session.flush()
     token = issue_token(session, user, "invite", now)
     audit(session, "created", org_id=org.id, subject=user.id, actor=actor.id, role=role)
-    emit(session, Outbox, events.USER_INVITED, dict(
-        person_payload(user), invite_token=token, org_name=org.name,
-        invited_by=f"{actor.first_name} {actor.last_name}"))
+    emit(
+        session,
+        Outbox,
+        events.USER_INVITED,
+        dict(
+            person_payload(user),
+            invite_token=token,
+            org_name=org.name,
+            invited_by=f"{actor.first_name} {actor.last_name}",
+        ),
+    )
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise Conflict("user.email_taken",
-                       "Cette adresse e-mail est déjà utilisée : une adresse = un utilisateur.")
+        raise Conflict(
+            "user.email_taken",
+            "Cette adresse e-mail est déjà utilisée : une adresse = un utilisateur.",
+        )
     return user_row(user, org)
 
 
-def update_user(session, caller: Caller, user_id: str, data: dict,
-                now: dt.datetime | None = None) -> dict:
+def update_user(
+    session, caller: Caller, user_id: str, data: dict, now: dt.datetime | None = None
+) -> dict:
     """« Modifier »: names, phone, firm and profile."""
     now = now or utcnow()
     user, org, actor = managed_user(session, caller, user_id)
@@ -460,8 +581,12 @@ def update_user(session, caller: Caller, user_id: str, data: dict,
     if user_state(user) in ("rejected", "deactivated"):
         raise Conflict("user.closed", "Ce compte a été refusé ou désactivé.")
     errors: dict[str, list[str]] = {}
-    merged = {"last_name": user.last_name, "first_name": user.first_name,
-              "phone": user.phone, "email": user.email}
+    merged = {
+        "last_name": user.last_name,
+        "first_name": user.first_name,
+        "phone": user.phone,
+        "email": user.email,
+    }
     merged.update({k: data[k] for k in ("last_name", "first_name", "phone") if k in data})
     person = rules.check_person(errors, merged)
     if errors:
@@ -478,42 +603,58 @@ def update_user(session, caller: Caller, user_id: str, data: dict,
         if role == "manager":
             _check_quota(session, org, "manager", exclude=user)
         elif len(repo.managers(session, org.id)) <= 1 and user.validated_at:
-            raise Conflict("quota.last_manager",
-                           "L'organisme doit garder au moins un gestionnaire de compte.")
-        audit(session, "role_changed", org_id=org.id, subject=user.id, actor=actor.id,
-              before=user.role, after=role)
+            raise Conflict(
+                "quota.last_manager", "L'organisme doit garder au moins un gestionnaire de compte."
+            )
+        audit(
+            session,
+            "role_changed",
+            org_id=org.id,
+            subject=user.id,
+            actor=actor.id,
+            before=user.role,
+            after=role,
+        )
         user.role = role
         revoke_sessions(session, user.id, now)  # roles live in the session token
     if changes:
-        audit(session, "modified", org_id=org.id, subject=user.id, actor=actor.id,
-              fields=sorted(changes))
+        audit(
+            session,
+            "modified",
+            org_id=org.id,
+            subject=user.id,
+            actor=actor.id,
+            fields=sorted(changes),
+        )
     session.commit()
     return user_row(user, org)
 
 
-def confirm_user_email(session, caller: Caller, user_id: str,
-                       now: dt.datetime | None = None) -> dict:
+def confirm_user_email(
+    session, caller: Caller, user_id: str, now: dt.datetime | None = None
+) -> dict:
     """A manager confirms an address on the user's behalf."""
     now = now or utcnow()
     user, org, actor = managed_user(session, caller, user_id)
     if user_state(user) != "not_activated":
         return user_row(user, org)
     user.email_confirmed_at = now
-    audit(session, "email_confirmed", org_id=org.id, subject=user.id, actor=actor.id,
-          on_behalf=True)
+    audit(
+        session, "email_confirmed", org_id=org.id, subject=user.id, actor=actor.id, on_behalf=True
+    )
     session.commit()
     return user_row(user, org)
 
 
-def deactivate_user(session, caller: Caller, user_id: str,
-                    now: dt.datetime | None = None) -> dict:
+def deactivate_user(session, caller: Caller, user_id: str, now: dt.datetime | None = None) -> dict:
     now = now or utcnow()
     user, org, actor = managed_user(session, caller, user_id)
     if user.deactivated_at:
         return user_row(user, org)
     if user.role == "manager" and user.validated_at and len(repo.managers(session, org.id)) <= 1:
-        raise Conflict("quota.last_manager",
-                       "L'organisme doit garder au moins un gestionnaire de compte.")
+        raise Conflict(
+            "quota.last_manager", "L'organisme doit garder au moins un gestionnaire de compte."
+        )
     user.deactivated_at = now
     revoke_sessions(session, user.id, now)
     audit(session, "deactivated", org_id=org.id, subject=user.id, actor=actor.id)
@@ -522,8 +663,9 @@ def deactivate_user(session, caller: Caller, user_id: str,
     return user_row(user, org)
 
 
-def accept_invitation(session, token: str, password, password_confirm,
-                      now: dt.datetime | None = None) -> dict:
+def accept_invitation(
+    session, token: str, password, password_confirm, now: dt.datetime | None = None
+) -> dict:
     now = now or utcnow()
     errors: dict[str, list[str]] = {}
     rules.check_password(errors, password, password_confirm)
@@ -541,8 +683,10 @@ def accept_invitation(session, token: str, password, password_confirm,
 
 # ---------------------------------------------------------------- sign-in and sessions
 
-def authenticate(session, email, password, ip: str = "unknown",
-                 now: dt.datetime | None = None) -> dict:
+
+def authenticate(
+    session, email, password, ip: str = "unknown", now: dt.datetime | None = None
+) -> dict:
     """Same answer for an unknown address and a wrong password; rate-limited
     by account and by address."""
     now = now or utcnow()
@@ -550,28 +694,37 @@ def authenticate(session, email, password, ip: str = "unknown",
     password = password if isinstance(password, str) else ""
     ip = (ip or "unknown")[:64]
     since = now - FAILURE_WINDOW
-    for kwargs, limit in (({"email": email}, MAX_FAILURES_PER_ACCOUNT),
-                          ({"ip": ip}, MAX_FAILURES_PER_IP)):
+    for kwargs, limit in (
+        ({"email": email}, MAX_FAILURES_PER_ACCOUNT),
+        ({"ip": ip}, MAX_FAILURES_PER_IP),
+    ):
         count, oldest = repo.failures_since(session, since=since, **kwargs)
         if count >= limit:
             retry = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
-            raise TooManyRequests("auth.too_many_attempts",
-                                  "Trop de tentatives de connexion : réessayez dans "
-                                  f"{max(1, retry // 60)} minute(s).",
-                                  {"retry_after": max(1, retry)})
+            raise TooManyRequests(
+                "auth.too_many_attempts",
+                "Trop de tentatives de connexion : réessayez dans "
+                f"{max(1, retry // 60)} minute(s).",
+                {"retry_after": max(1, retry)},
+            )
     user = repo.user_by_email(session, email) if email else None
     if not security.verify_password(user.password_hash if user else None, password[:1024]):
         session.add(SignInAttempt(email=email[:254], ip=ip, at=now))
         session.commit()
-        raise Unauthenticated("auth.invalid_credentials",
-                              "Adresse e-mail ou mot de passe incorrect.")
+        raise Unauthenticated(
+            "auth.invalid_credentials", "Adresse e-mail ou mot de passe incorrect."
+        )
     state = user_state(user)
     if state != "validated":
         messages = {
-            "not_activated": ("auth.email_not_confirmed",
-                              "Confirmez d'abord votre adresse e-mail (lien reçu par courriel)."),
-            "awaiting_validation": ("auth.awaiting_validation",
-                                    "Votre compte est en attente de validation."),
+            "not_activated": (
+                "auth.email_not_confirmed",
+                "Confirmez d'abord votre adresse e-mail (lien reçu par courriel).",
+            ),
+            "awaiting_validation": (
+                "auth.awaiting_validation",
+                "Votre compte est en attente de validation.",
+            ),
             "rejected": ("auth.account_disabled", "Ce compte n'est pas actif."),
             "deactivated": ("auth.account_disabled", "Ce compte n'est pas actif."),
         }
@@ -580,15 +733,24 @@ def authenticate(session, email, password, ip: str = "unknown",
     sid = secrets.token_urlsafe(24)
     session.add(Session(id=sid, user_id=user.id, created_at=now, expires_at=now + SESSION_TTL))
     session.commit()
-    return {"session_id": sid, "expires_at": iso(now + SESSION_TTL),
-            "caller": caller_claims(session, user), "user": profile(session, user)}
+    return {
+        "session_id": sid,
+        "expires_at": iso(now + SESSION_TTL),
+        "caller": caller_claims(session, user),
+        "user": profile(session, user),
+    }
 
 
 def caller_claims(session, user: User) -> dict:
-    managed = repo.child_org_ids(session, user.org_id) \
-        if user.role == "manager" and user.org_id else []
-    return {"user_id": user.id, "org_id": user.org_id, "roles": [user.role],
-            "managed_org_ids": managed}
+    managed = (
+        repo.child_org_ids(session, user.org_id) if user.role == "manager" and user.org_id else []
+    )
+    return {
+        "user_id": user.id,
+        "org_id": user.org_id,
+        "roles": [user.role],
+        "managed_org_ids": managed,
+    }
 
 
 def end_session(session, caller: Caller, session_id: str, now: dt.datetime | None = None) -> dict:
@@ -609,7 +771,7 @@ def revoked_sessions(session, since: str | None, now: dt.datetime | None = None)
     except (TypeError, ValueError):
         raise InvalidInput.fields({"since": ["Date ISO-8601 attendue."]}) from None
     if start.tzinfo is None:
-        start = start.replace(tzinfo=dt.timezone.utc)
+        start = start.replace(tzinfo=dt.UTC)
     return {"now": iso(now), "revoked": repo.revoked_since(session, start, now)}
 
 
@@ -617,20 +779,31 @@ def request_password_reset(session, email, now: dt.datetime | None = None) -> di
     now = now or utcnow()
     email = rules.normalise_email(email if isinstance(email, str) else "")
     user = repo.user_by_email(session, email) if email else None
-    if user is not None and user_state(user) in ("validated", "awaiting_validation") \
-            and user.password_hash:
+    if (
+        user is not None
+        and user_state(user) in ("validated", "awaiting_validation")
+        and user.password_hash
+    ):
         token = issue_token(session, user, "reset", now)
-        audit(session, "password_reset_requested", org_id=user.org_id, subject=user.id,
-              actor=user.id)
-        emit(session, Outbox, events.PASSWORD_RESET_REQUESTED,
-             dict(person_payload(user), reset_token=token))
+        audit(
+            session, "password_reset_requested", org_id=user.org_id, subject=user.id, actor=user.id
+        )
+        emit(
+            session,
+            Outbox,
+            events.PASSWORD_RESET_REQUESTED,
+            dict(person_payload(user), reset_token=token),
+        )
         session.commit()
-    return {"status": "reset_sent",
-            "message": "Si un compte correspond à cette adresse, un courriel vient d'être envoyé."}
+    return {
+        "status": "reset_sent",
+        "message": "Si un compte correspond à cette adresse, un courriel vient d'être envoyé.",
+    }
 
 
-def reset_password(session, token: str, password, password_confirm,
-                   now: dt.datetime | None = None) -> dict:
+def reset_password(
+    session, token: str, password, password_confirm, now: dt.datetime | None = None
+) -> dict:
     now = now or utcnow()
     errors: dict[str, list[str]] = {}
     rules.check_password(errors, password, password_confirm)
@@ -645,12 +818,14 @@ def reset_password(session, token: str, password, password_confirm,
     return {"status": "password_changed"}
 
 
-def change_password(session, caller: Caller, current, password, password_confirm,
-                    now: dt.datetime | None = None) -> dict:
+def change_password(
+    session, caller: Caller, current, password, password_confirm, now: dt.datetime | None = None
+) -> dict:
     now = now or utcnow()
     user = acting_user(session, caller)
-    if not security.verify_password(user.password_hash,
-                                    current if isinstance(current, str) else ""):
+    if not security.verify_password(
+        user.password_hash, current if isinstance(current, str) else ""
+    ):
         raise InvalidInput.fields({"current_password": ["Mot de passe actuel incorrect."]})
     errors: dict[str, list[str]] = {}
     rules.check_password(errors, password, password_confirm)
@@ -664,6 +839,7 @@ def change_password(session, caller: Caller, current, password, password_confirm
 
 
 # ---------------------------------------------------------------- profile and organisations
+
 
 def profile(session, user: User) -> dict:
     org = session.get(Organisation, user.org_id) if user.org_id else None
@@ -681,15 +857,26 @@ def get_organisation(session, caller: Caller, org_id: str) -> dict:
     return org_dict(org)
 
 
-def list_organisations(session, caller: Caller, query: str | None = None,
-                       status: str | None = None, page: int = 1, per_page: int = 50) -> dict:
+def list_organisations(
+    session,
+    caller: Caller,
+    query: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> dict:
     acting_agent(session, caller)
     page = max(1, int(page)) if str(page).isdigit() else 1
     per_page = min(200, max(1, int(per_page))) if str(per_page).isdigit() else 50
-    rows, total = repo.organisations(session, query=query, status=status,
-                                     limit=per_page, offset=(page - 1) * per_page)
-    return {"items": [org_dict(o) for o in rows], "total": total, "page": page,
-            "per_page": per_page}
+    rows, total = repo.organisations(
+        session, query=query, status=status, limit=per_page, offset=(page - 1) * per_page
+    )
+    return {
+        "items": [org_dict(o) for o in rows],
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+    }
 
 
 def organisation_history(session, caller: Caller, org_id: str) -> list[dict]:
@@ -697,13 +884,21 @@ def organisation_history(session, caller: Caller, org_id: str) -> list[dict]:
     acting_agent(session, caller)
     if session.get(Organisation, org_id) is None:
         raise NotFound(*ORG_NOT_FOUND)
-    return [{"at": iso(e.at), "action": e.action, "actor_id": e.actor_id,
-             "subject_user_id": e.subject_user_id, "detail": e.detail}
-            for e in repo.history(session, org_id)]
+    return [
+        {
+            "at": iso(e.at),
+            "action": e.action,
+            "actor_id": e.actor_id,
+            "subject_user_id": e.subject_user_id,
+            "detail": e.detail,
+        }
+        for e in repo.history(session, org_id)
+    ]
 
 
-def set_parent(session, caller: Caller, org_id: str, parent_id: str | None,
-               now: dt.datetime | None = None) -> dict:
+def set_parent(
+    session, caller: Caller, org_id: str, parent_id: str | None, now: dt.datetime | None = None
+) -> dict:
     """Agency: an OG (organisme gestionnaire) manages this organisation."""
     actor = acting_agent(session, caller)
     org = session.get(Organisation, org_id)
@@ -714,17 +909,29 @@ def set_parent(session, caller: Caller, org_id: str, parent_id: str | None,
         if parent is None:
             raise NotFound(*ORG_NOT_FOUND)
         if parent.account_type != "OG" or parent.id == org.id or parent.parent_id == org.id:
-            raise InvalidInput.fields({"parent_id": [
-                "L'organisme parent doit être un organisme gestionnaire (OG) distinct."]})
-    audit(session, "parent_changed", org_id=org.id, actor=actor.id,
-          before=org.parent_id, after=parent_id)
+            raise InvalidInput.fields(
+                {
+                    "parent_id": [
+                        "L'organisme parent doit être un organisme gestionnaire (OG) distinct."
+                    ]
+                }
+            )
+    audit(
+        session,
+        "parent_changed",
+        org_id=org.id,
+        actor=actor.id,
+        before=org.parent_id,
+        after=parent_id,
+    )
     org.parent_id = parent_id
     session.commit()
     return org_dict(org)
 
 
-def refresh_sirene(session, sirene, org_id: str | None = None,
-                   now: dt.datetime | None = None) -> int:
+def refresh_sirene(
+    session, sirene, org_id: str | None = None, now: dt.datetime | None = None
+) -> int:
     """Degraded mode catch-up: fetches what the registry could not give at registration."""
     now = now or utcnow()
     orgs = [session.get(Organisation, org_id)] if org_id else repo.pending_sirene(session)
@@ -754,8 +961,15 @@ def ensure_admin(session, email: str, password: str, now: dt.datetime | None = N
     email = rules.normalise_email(email)
     user = repo.user_by_email(session, email)
     if user is None:
-        user = User(id=new_id(), org_id=None, email=email, last_name="Administrateur",
-                    first_name="Agence", role=AGENCY_ADMIN, created_at=now)
+        user = User(
+            id=new_id(),
+            org_id=None,
+            email=email,
+            last_name="Administrateur",
+            first_name="Agence",
+            role=AGENCY_ADMIN,
+            created_at=now,
+        )
         session.add(user)
     user.password_hash = security.hash_password(password)
     user.email_confirmed_at = user.email_confirmed_at or now

@@ -36,16 +36,20 @@ def check_password(errors: dict, password, confirm, field: str = "password") -> 
         return
     if len(password) < PASSWORD_MIN:
         errors.setdefault(field, []).append(
-            f"Le mot de passe doit contenir au moins {PASSWORD_MIN} caractères.")
+            f"Le mot de passe doit contenir au moins {PASSWORD_MIN} caractères."
+        )
     elif len(password) > PASSWORD_MAX:
         errors.setdefault(field, []).append(
-            f"Le mot de passe doit contenir au plus {PASSWORD_MAX} caractères.")
+            f"Le mot de passe doit contenir au plus {PASSWORD_MAX} caractères."
+        )
     elif password.isdigit() or password.isalpha() or len(set(password)) < 5:
         errors.setdefault(field, []).append(
-            "Le mot de passe est trop simple : mêlez lettres, chiffres ou symboles.")
+            "Le mot de passe est trop simple : mêlez lettres, chiffres ou symboles."
+        )
     if password != confirm:
         errors.setdefault(f"{field}_confirm", []).append(
-            "La confirmation ne correspond pas au mot de passe.")
+            "La confirmation ne correspond pas au mot de passe."
+        )
 
 
 def check_person(errors: dict, data: dict) -> dict:
@@ -102,19 +106,22 @@ def parse_registration(data: dict) -> tuple[Registration | None, dict]:
         errors.setdefault("siret", []).append(REQUIRED)
     elif not codes.is_valid_siret(siret):
         errors.setdefault("siret", []).append(
-            "SIRET invalide : 14 chiffres dont le dernier est une clé de contrôle.")
+            "SIRET invalide : 14 chiffres dont le dernier est une clé de contrôle."
+        )
 
     nda = codes.normalise_nda(_text(data, "nda"))
     if not nda:
         errors.setdefault("nda", []).append(REQUIRED)
     elif not codes.is_valid_nda(nda):
         errors.setdefault("nda", []).append(
-            "Numéro de déclaration d'activité invalide : 11 chiffres.")
+            "Numéro de déclaration d'activité invalide : 11 chiffres."
+        )
 
     uai = codes.normalise_uai(_text(data, "uai")) or None
     if uai and not codes.is_valid_uai(uai):
         errors.setdefault("uai", []).append(
-            "UAI invalide : 7 chiffres suivis de la lettre de contrôle (ex. 0750654D).")
+            "UAI invalide : 7 chiffres suivis de la lettre de contrôle (ex. 0750654D)."
+        )
 
     raw_count = data.get("apprentice_count")
     count = None
@@ -130,32 +137,40 @@ def parse_registration(data: dict) -> tuple[Registration | None, dict]:
         except ValueError:
             count = None
             errors.setdefault("apprentice_count", []).append(
-                "Effectif d'apprentis : un nombre entier positif ou nul.")
+                "Effectif d'apprentis : un nombre entier positif ou nul."
+            )
 
     person = check_person(errors, data)
     email_confirm = normalise_email(
-        data.get("email_confirm") if isinstance(data.get("email_confirm"), str) else "")
+        data.get("email_confirm") if isinstance(data.get("email_confirm"), str) else ""
+    )
     if not email_confirm:
         errors.setdefault("email_confirm", []).append(REQUIRED)
     elif person["email"] and email_confirm != person["email"]:
         errors.setdefault("email_confirm", []).append(
-            "La confirmation ne correspond pas à l'adresse e-mail.")
+            "La confirmation ne correspond pas à l'adresse e-mail."
+        )
     check_password(errors, data.get("password"), data.get("password_confirm"))
 
     if errors:
         return None, errors
     return Registration(
-        account_type=account_type, siret=siret, nda=nda, uai=uai,
-        apprentice_count=count, password=data["password"], **person,
+        account_type=account_type,
+        siret=siret,
+        nda=nda,
+        uai=uai,
+        apprentice_count=count,
+        password=data["password"],
+        **person,
     ), {}
 
 
-def quota_problem(active_users: int, active_managers: int, new_role: str,
-                  replacing_manager: bool = False) -> str | None:
+def quota_problem(
+    active_users: int, active_managers: int, new_role: str, replacing_manager: bool = False
+) -> str | None:
     """Why one more account (or role) cannot be added, or None."""
     if active_users >= MAX_USERS_PER_ORG:
         return "quota.users"
-    if new_role == "manager" and not replacing_manager and \
-            active_managers >= MAX_MANAGERS_PER_ORG:
+    if new_role == "manager" and not replacing_manager and active_managers >= MAX_MANAGERS_PER_ORG:
         return "quota.managers"
     return None

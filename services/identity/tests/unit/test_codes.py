@@ -1,18 +1,20 @@
 """DESIGN.md §5 test vectors for the identifiers of an organisation."""
 
 import pytest
-
 from identity.domain import codes
 
 
-@pytest.mark.parametrize("siret", ["41816609600051", "73282932000074", "35600000018723",
-                                   "35600000000048", "418 166 096 00051"])
+@pytest.mark.parametrize(
+    "siret",
+    ["41816609600051", "73282932000074", "35600000018723", "35600000000048", "418 166 096 00051"],
+)
 def test_valid_sirets_are_accepted(siret):
     assert codes.is_valid_siret(siret)
 
 
-@pytest.mark.parametrize("siret", ["41816609600052", "73282932000079", "4181660960005",
-                                   "ABCDEFGHIJKLMN", ""])
+@pytest.mark.parametrize(
+    "siret", ["41816609600052", "73282932000079", "4181660960005", "ABCDEFGHIJKLMN", ""]
+)
 def test_invalid_sirets_are_refused(siret):
     assert not codes.is_valid_siret(siret)
 

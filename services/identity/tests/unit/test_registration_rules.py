@@ -3,10 +3,17 @@
 from identity.domain.registration import parse_registration, quota_problem
 
 GOOD = {
-    "account_type": "OFA", "siret": "418 166 096 00051", "nda": "11930882293",
-    "uai": "0750654d", "apprentice_count": "42", "last_name": "Martin",
-    "first_name": "Claire", "phone": "01 23 45 67 89", "email": "Claire@Example.org",
-    "email_confirm": "claire@example.org", "password": "correct horse 42",
+    "account_type": "OFA",
+    "siret": "418 166 096 00051",
+    "nda": "11930882293",
+    "uai": "0750654d",
+    "apprentice_count": "42",
+    "last_name": "Martin",
+    "first_name": "Claire",
+    "phone": "01 23 45 67 89",
+    "email": "Claire@Example.org",
+    "email_confirm": "claire@example.org",
+    "password": "correct horse 42",
     "password_confirm": "correct horse 42",
 }
 
@@ -23,18 +30,44 @@ def test_a_complete_form_is_normalised():
 def test_an_empty_form_lists_every_mandatory_field():
     reg, errors = parse_registration({})
     assert reg is None
-    assert set(errors) == {"account_type", "siret", "nda", "apprentice_count", "last_name",
-                           "first_name", "email", "email_confirm", "password"}
+    assert set(errors) == {
+        "account_type",
+        "siret",
+        "nda",
+        "apprentice_count",
+        "last_name",
+        "first_name",
+        "email",
+        "email_confirm",
+        "password",
+    }
     assert errors["siret"] == ["Ce champ est obligatoire."]
 
 
 def test_wrong_values_are_each_explained():
-    bad = dict(GOOD, account_type="CFA", siret="41816609600052", nda="123", uai="0311234X",
-               apprentice_count="-1", email="nope", email_confirm="other@example.org",
-               password="short", password_confirm="different")
+    bad = dict(
+        GOOD,
+        account_type="CFA",
+        siret="41816609600052",
+        nda="123",
+        uai="0311234X",
+        apprentice_count="-1",
+        email="nope",
+        email_confirm="other@example.org",
+        password="short",
+        password_confirm="different",
+    )
     _reg, errors = parse_registration(bad)
-    assert set(errors) >= {"account_type", "siret", "nda", "uai", "apprentice_count",
-                           "email", "password", "password_confirm"}
+    assert set(errors) >= {
+        "account_type",
+        "siret",
+        "nda",
+        "uai",
+        "apprentice_count",
+        "email",
+        "password",
+        "password_confirm",
+    }
     assert "clé de contrôle" in errors["siret"][0]
 
 
