@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from kit.db import InboxMixin, OutboxMixin, TZDateTime, make_base, new_id, utcnow
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
+
+from kit.db import InboxMixin, OutboxMixin, TZDateTime, make_base, new_id, utcnow
 
 Base = make_base()
 

@@ -10,10 +10,10 @@ import json
 import os
 import secrets
 
-from kit.db import database_url, make_engine
 from sqlalchemy.orm import sessionmaker
 
 from identity.use_cases import ensure_admin
+from kit.db import database_url, make_engine
 
 
 def main() -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 
-from kit.db import Database
-from kit.service import ServiceBase
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
@@ -17,6 +15,8 @@ from nameko.timer import timer
 from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
+from kit.db import Database
+from kit.service import ServiceBase
 
 
 class SireneProvider(DependencyProvider):

@@ -11,11 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from kit import events
-from kit.context import AGENCY_ADMIN, Caller
-from kit.db import new_id, utcnow
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
-from kit.outbox import emit
 from sqlalchemy.exc import IntegrityError
 
 from identity import repository as repo
@@ -32,6 +27,11 @@ from identity.models import (
     User,
 )
 from identity.sirene import RegistryUnavailable
+from kit import events
+from kit.context import AGENCY_ADMIN, Caller
+from kit.db import new_id, utcnow
+from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from kit.outbox import emit
 
 TOKEN_TTL = {
     "confirm": dt.timedelta(hours=48),
@@ -566,7 +566,7 @@ def create_user(
         raise Conflict(
             "user.email_taken",
             "Cette adresse e-mail est déjà utilisée : une adresse = un utilisateur.",
-        )
+        ) from None
     return user_row(user, org)
 
 

@@ -1,10 +1,11 @@
 """Fixtures for identity's tests: an in-memory database and a fake registry."""
 
 import pytest
+from sqlalchemy.orm import sessionmaker
+
 from identity.models import Base
 from identity.sirene import Establishment, RegistryUnavailable
 from kit.db import make_engine
-from sqlalchemy.orm import sessionmaker
 
 
 class FakeSirene:

@@ -3,6 +3,10 @@ through a real RPC proxy: every error class arrives typed, events leave
 through the outbox."""
 
 import pytest
+from nameko.events import event_handler
+from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.testing.services import entrypoint_waiter
+
 from identity.service import IdentityService
 from kit.context import Caller
 from kit.errors import (
@@ -14,9 +18,6 @@ from kit.errors import (
     Unauthenticated,
 )
 from kit.migrate import upgrade
-from nameko.events import event_handler
-from nameko.standalone.rpc import ClusterRpcProxy
-from nameko.testing.services import entrypoint_waiter
 
 pytestmark = pytest.mark.integration
 
@@ -101,9 +102,10 @@ def test_every_error_class_arrives_typed(identity):
         assert limited.value.details["retry_after"] > 0
 
     # an agency agent, created as the seed command does
+    from sqlalchemy.orm import sessionmaker
+
     from identity.use_cases import ensure_admin
     from kit.db import make_engine
-    from sqlalchemy.orm import sessionmaker
 
     engine = make_engine(url)
     with sessionmaker(engine)() as session:

@@ -1,6 +1,7 @@
 """DESIGN.md §5 test vectors for the identifiers of an organisation."""
 
 import pytest
+
 from identity.domain import codes
 
 

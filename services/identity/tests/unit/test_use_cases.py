@@ -3,12 +3,13 @@
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
+
 from identity import use_cases as uc
 from identity.models import AuditEntry, Organisation, Outbox, Session, User
 from kit.context import Caller
 from kit.db import utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
-from sqlalchemy import select
 
 PASSWORD = "correct horse 42"
 
