@@ -1,0 +1,1 @@
+"""The notify service: turns identity events into e-mails, once each."""
