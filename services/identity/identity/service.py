@@ -16,7 +16,7 @@ from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
 from kit.db import Database
-from kit.service import ServiceBase
+from kit import service as kit_service  # not imported by name: nameko run would see it
 
 
 class SireneProvider(DependencyProvider):
@@ -32,7 +32,7 @@ class SireneProvider(DependencyProvider):
         return self.client
 
 
-class IdentityService(ServiceBase):
+class IdentityService(kit_service.ServiceBase):
     name = "identity"
     db = Database("identity")
     outbox_model = Outbox
