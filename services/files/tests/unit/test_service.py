@@ -1,0 +1,87 @@
+"""Entrypoints through nameko's ``worker_factory``: each calls its use case
+with the worker's caller and relays the events after commit."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy.orm import sessionmaker
+
+from files.models import Base
+from files.service import FilesService
+from files.settings import FilesSettings, load
+from files.storage import LocalDiskStorage
+from kit.context import Caller
+from kit.db import make_engine
+from kit.errors import InvalidInput, NotFound
+
+MANAGER_A = Caller(user_id="u-a", org_id="org-a", roles=("manager",))
+USER_B = Caller(user_id="u-b", org_id="org-b", roles=("user",))
+
+
+@pytest.fixture
+def service_for(tmp_path):
+    engine = make_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    session = sessionmaker(engine, expire_on_commit=False)()
+    storage = LocalDiskStorage(tmp_path)
+
+    def make(caller, max_bytes=1024):
+        return worker_factory(
+            FilesService,
+            db=session,
+            storage=storage,
+            caller=caller,
+            settings=FilesSettings(max_bytes=max_bytes),
+        )
+
+    yield make
+    session.close()
+    engine.dispose()
+
+
+def test_a_stored_file_is_announced_once_after_commit(service_for):
+    service = service_for(MANAGER_A)
+    stored = service.store_file(
+        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+    )
+    service.dispatch.assert_called_once()
+    event_type, payload = service.dispatch.call_args.args
+    assert event_type == "file_stored"
+    assert payload["file_id"] == stored["id"]
+    assert "content_b64" not in payload
+    service.relay_outbox()
+    service.dispatch.assert_called_once()
+
+
+def test_the_size_cap_comes_from_the_settings(service_for):
+    with pytest.raises(InvalidInput) as caught:
+        service_for(MANAGER_A, max_bytes=3).store_file(
+            {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+        )
+    assert caught.value.code == "files.too_large"
+
+
+def test_reads_use_the_worker_caller(service_for):
+    stored = service_for(MANAGER_A).store_file(
+        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+    )
+    got = service_for(MANAGER_A).get_file(stored["id"])
+    assert base64.b64decode(got["content_b64"]) == b"plan"
+    with pytest.raises(NotFound):
+        service_for(USER_B).get_file_info(stored["id"])
+    with pytest.raises(NotFound):
+        service_for(USER_B).delete_file(stored["id"])
+    assert service_for(MANAGER_A).delete_file(stored["id"])["id"] == stored["id"]
+
+
+def test_settings_read_files_max_bytes(monkeypatch):
+    monkeypatch.delenv("FILES_MAX_BYTES", raising=False)
+    assert load({}).max_bytes == 10 * 1024 * 1024
+    monkeypatch.setenv("FILES_MAX_BYTES", "2048")
+    assert load({}).max_bytes == 2048
+    assert load({"FILES_MAX_BYTES": 512}).max_bytes == 512
+    with pytest.raises(ValueError):
+        load({"FILES_MAX_BYTES": "0"})
