@@ -251,13 +251,17 @@ def service_env(common: Mapping[str, str], name: str, root: Path = ROOT) -> dict
 
 
 def gateway_env(common: Mapping[str, str], config: Config, *, port: int, session_secret: str,
-                root: Path = ROOT) -> dict[str, str]:
+                services: Iterable[str], root: Path = ROOT) -> dict[str, str]:
+    """``SERVICES`` lists what was started: readiness then means "every
+    running service answers", and a service not written yet does not hold
+    the local run back (the launcher reports it as not started)."""
     env = dict(common)
     env.update({
         "PYTHONPATH": os.pathsep.join([str(root / "gateway"), str(root / "libs" / "kit")]),
         "GATEWAY_BIND": f"{config.host}:{port}",
         "SESSION_SECRET": session_secret,
         "WEB_CONCURRENCY": str(config.web_concurrency),
+        "SERVICES": ",".join(services),
     })
     env.update(config.env)  # explicit overrides win here too
     return env
@@ -447,7 +451,8 @@ class System:
         if not (root / "gateway" / "gunicorn.conf.py").is_file():
             raise LaunchError("gateway/gunicorn.conf.py does not exist: no gateway to start")
         env = gateway_env(common, self.config, port=self._gateway_port,
-                          session_secret=self._session_secret(), root=root)
+                          session_secret=self._session_secret(),
+                          services=self.started_services, root=root)
         self.spawn("gateway", [self.config.python, "-m", "gunicorn", "-c",
                                "gateway/gunicorn.conf.py", "gateway:create_app()"], env)
 
@@ -653,7 +658,10 @@ def run(environ: Mapping[str, str]) -> int:
         return 2
     started_rabbit = False
     system = System(config)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C, a closed terminal and `kill` all stop what was started, even
+    # when the launcher itself was started with SIGINT ignored (`cmd &`).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         started_rabbit = ensure_rabbitmq(config.amqp_uri, system.logs_dir / "rabbitmq.log")
         print("Démarrage de la plateforme / starting the platform…", flush=True)

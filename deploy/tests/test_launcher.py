@@ -125,8 +125,9 @@ def test_a_service_sees_the_kit_and_its_own_package_only(tmp_path):
 def test_the_gateway_gets_its_bind_address_secret_and_worker_count(tmp_path):
     config = _config(tmp_path, web_concurrency=3)
     env = launcher.gateway_env({"A": "1"}, config, port=8123, session_secret="s3",
-                               root=tmp_path)
+                               services=["identity", "files"], root=tmp_path)
     assert env["GATEWAY_BIND"] == "127.0.0.1:8123"
+    assert env["SERVICES"] == "identity,files"  # what readiness waits for
     assert env["SESSION_SECRET"] == "s3"
     assert env["WEB_CONCURRENCY"] == "3"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "gateway"),

@@ -1,0 +1,210 @@
+"""The whole system, started once per test session on real parts.
+
+Each session gets its own RabbitMQ vhost (created through the management
+API, STACK.md #4) and one fresh PostgreSQL database per service, free ports
+and a temporary data folder; all are removed at the end. The processes are
+the ones ``bash deploy/run.sh`` starts (``deploy.launcher.System``), so these
+tests exercise the way the platform really runs.
+
+Fixtures: ``system`` (the running System), ``gateway`` (a requests session
+on the gateway's URL), ``mailbox`` (reads the mail catcher), ``admin`` (the
+agency administrator's credentials).
+
+Settings: ``TEST_PG_DSN`` (an admin connection to PostgreSQL),
+``TEST_AMQP_URI`` (the broker, without vhost), ``TEST_RABBIT_API`` (its
+management API), ``E2E_READY_TIMEOUT`` (seconds, default 180).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from deploy.launcher import SERVICES, Config, LaunchError, System
+
+PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URI = os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+RABBIT_API = os.environ.get("TEST_RABBIT_API", "http://guest:guest@127.0.0.1:15672")
+READY_TIMEOUT = float(os.environ.get("E2E_READY_TIMEOUT", "180"))
+
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e is marked ``e2e`` (``-m "not e2e"`` skips them)."""
+    for item in items:
+        if HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+# --- real parts: a vhost and databases --------------------------------------
+
+
+def _rabbit_api():
+    parts = urllib.parse.urlsplit(RABBIT_API)
+    base = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 15672}"))
+    return base.rstrip("/"), (parts.username or "guest", parts.password or "guest")
+
+
+@pytest.fixture(scope="session")
+def e2e_vhost():
+    """A vhost of its own: queues left by other runs cannot steal messages."""
+    base, auth = _rabbit_api()
+    name = f"e2e_{uuid.uuid4().hex[:10]}"
+    user = urllib.parse.urlsplit(AMQP_URI).username or "guest"
+    try:
+        requests.put(f"{base}/api/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
+        requests.put(f"{base}/api/permissions/{name}/{user}", auth=auth, timeout=10,
+                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    except requests.RequestException as exc:
+        pytest.fail(f"cannot create a RabbitMQ vhost through {base} ({exc}); "
+                    "is rabbitmq_management enabled? (bash deploy/test.sh does it)")
+    parts = urllib.parse.urlsplit(AMQP_URI)
+    yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    requests.delete(f"{base}/api/vhosts/{name}", auth=auth, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def e2e_databases():
+    """``{"IDENTITY_DB_URL": "postgresql://…/e2e_…_identity", …}``, dropped at the end."""
+    import psycopg
+
+    prefix = f"e2e_{uuid.uuid4().hex[:10]}"
+    names = {service: f"{prefix}_{service}" for service in SERVICES}
+    created = []
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
+            for name in names.values():
+                conn.execute(f'CREATE DATABASE "{name}"')
+                created.append(name)
+    except psycopg.Error as exc:
+        _drop(created)
+        pytest.fail(f"cannot create the e2e databases through TEST_PG_DSN ({exc})")
+    parts = urllib.parse.urlsplit(PG_ADMIN_DSN)
+    yield {f"{service.upper()}_DB_URL": urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+           for service, name in names.items()}
+    _drop(created)
+
+
+def _drop(names):
+    import psycopg
+
+    if not names:
+        return
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the system --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def system(e2e_vhost, e2e_databases, tmp_path_factory):
+    """Every service, the gateway, the mail catcher and the SIRENE stand-in."""
+    config = Config(
+        data_dir=tmp_path_factory.mktemp("system"),
+        amqp_uri=e2e_vhost,
+        env=dict(e2e_databases),
+        ready_timeout=READY_TIMEOUT,
+    )
+    running = System(config)
+    try:
+        running.start()
+    except LaunchError as exc:
+        pytest.fail(f"the system did not start: {exc}", pytrace=False)
+    yield running
+    running.stop()
+
+
+class GatewaySession(requests.Session):
+    """A requests session whose relative URLs go to the gateway."""
+
+    def __init__(self, base_url: str, timeout: float = 30) -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+
+    def url(self, path: str) -> str:
+        return urllib.parse.urljoin(self.base_url, path.lstrip("/"))
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, self.url(url), *args, **kwargs)
+
+
+@pytest.fixture
+def gateway(system):
+    """A fresh client (no cookies) per test: ``gateway.get("/health/live")``."""
+    with GatewaySession(system.gateway_url) as session:
+        yield session
+
+
+class Mailbox:
+    """Reads what the platform sent through the mail catcher's HTTP API."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url
+
+    def messages(self, to: str | None = None) -> list[dict]:
+        """Newest first: ``{"id", "from", "to", "subject", "date", "text", "html"}``."""
+        params = {"to": to} if to else None
+        response = requests.get(self.api_url, params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for(self, to: str, *, subject: str | None = None, timeout: float = 20,
+                 interval: float = 0.25) -> dict:
+        """The newest message to ``to`` (whose subject contains ``subject``),
+        waiting at most ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.messages(to):
+                if subject is None or subject.lower() in (message.get("subject") or "").lower():
+                    return message
+            if time.monotonic() >= deadline:
+                seen = [m.get("subject") for m in self.messages()][:10]
+                raise AssertionError(f"no e-mail to {to!r} (subject ~ {subject!r}) within "
+                                     f"{timeout:.0f} s; latest subjects: {seen}")
+            time.sleep(interval)
+
+    def link(self, to: str, pattern: str = r"https?://\S+", *, subject: str | None = None,
+             timeout: float = 20) -> str:
+        """The first match of ``pattern`` in the text (else HTML) body of
+        the newest message to ``to``: ``mailbox.link(email, r"https?://\\S+/confirm\\S*")``."""
+        message = self.wait_for(to, subject=subject, timeout=timeout)
+        for body in (message.get("text"), message.get("html")):
+            match = re.search(pattern, body or "")
+            if match:
+                return match.group(0).rstrip(".,;)>\"'")
+        raise AssertionError(f"no link matching {pattern!r} in the e-mail to {to!r}: "
+                             f"{(message.get('text') or message.get('html') or '')[:500]}")
+
+
+@pytest.fixture
+def mailbox(system):
+    if not system.mail_api_url:
+        pytest.skip("the platform sends through an external SMTP server")
+    return Mailbox(system.mail_api_url)
+
+
+@pytest.fixture
+def admin(system):
+    """``{"email": …, "password": …}`` of the agency administrator (identity.seed)."""
+    if not system.admin:
+        pytest.fail(f"no admin account: {system.skipped.get('seed', 'identity.seed failed')}")
+    return dict(system.admin)
+
+
+@pytest.fixture
+def unique():
+    """A short unique suffix for ids and e-mail addresses of one test."""
+    return uuid.uuid4().hex[:10]

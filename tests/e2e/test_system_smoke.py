@@ -1,0 +1,33 @@
+"""The system starts as `bash deploy/run.sh` starts it, and answers."""
+
+from __future__ import annotations
+
+from deploy.launcher import service_states
+
+
+def test_the_gateway_is_alive(gateway):
+    assert gateway.get("/health/live").status_code == 200
+
+
+def test_every_started_service_is_ready(gateway, system):
+    response = gateway.get("/health/ready")
+    assert response.status_code == 200, response.text
+    states = service_states(response.json(), system.started_services)
+    assert states == {name: True for name in system.started_services}, response.text
+
+
+def test_the_services_that_exist_were_all_started(system):
+    assert "identity" in system.started_services
+    assert not {"identity", "files", "notify"} & set(system.skipped)
+
+
+def test_the_api_describes_itself(gateway):
+    response = gateway.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    assert spec.get("openapi", "").startswith("3.")
+    assert spec.get("paths")
+
+
+def test_the_admin_account_was_seeded(admin):
+    assert "@" in admin["email"] and admin["password"]
