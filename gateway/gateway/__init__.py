@@ -1,0 +1,52 @@
+"""The HTTP gateway: authentication, limits and composition over the services.
+
+``create_app`` builds a Flask app from the environment (``gateway.config``);
+nothing connects or reads configuration at import time, so gunicorn workers
+create their RPC clients after fork (``gateway.rpc``). The gateway process is
+never monkey-patched by eventlet (STACK.md #11): it uses plain threads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+# Importing nameko imports eventlet, which warns on import (STACK.md #1).
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+
+def _exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def create_app(test_config: Mapping[str, Any] | None = None):
+    """The WSGI app; ``test_config`` overrides the environment's settings."""
+    from flask import Flask
+
+    from gateway import config, errors, health, openapi, rpc
+
+    app = Flask(__name__)
+    app.config.from_mapping(config.load(overrides=test_config))
+
+    errors.init_app(app)
+    rpc.init_app(app)
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+
+    # The lead's modules, while they do not exist yet.
+    if _exists("gateway.auth"):
+        importlib.import_module("gateway.auth").init_app(app)
+    if _exists("gateway.api.identity"):
+        app.register_blueprint(
+            importlib.import_module("gateway.api.identity").bp, url_prefix="/api/v1"
+        )
+    if _exists("gateway.web"):
+        app.register_blueprint(importlib.import_module("gateway.web").bp)
+    return app

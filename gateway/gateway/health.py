@@ -1,0 +1,96 @@
+"""Liveness and readiness of the gateway, for load balancers and operators.
+
+``/health/live`` answers without touching anything (the process serves HTTP).
+``/health/ready`` checks the broker, then calls ``health()`` on every service
+of ``SERVICES`` at once, each in its own thread with its own short-timeout
+client, so the whole check is bounded by about ``HEALTH_RPC_TIMEOUT`` + 0.5 s
+whatever is down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flask import Blueprint, Response, current_app, jsonify
+from kombu import Connection
+from nameko.exceptions import RpcTimeout
+
+from gateway import rpc as rpc_module
+from gateway.errors import RETRY_AFTER_SERVICE, current_request_id
+from kit.context import SYSTEM, Caller
+
+bp = Blueprint("health", __name__, url_prefix="/health")
+
+OK, UNAVAILABLE, TIMEOUT = "ok", "unavailable", "timeout"
+GRACE = 0.5  # seconds on top of the RPC timeout for thread start and connect
+
+
+@bp.get("/live")
+def live() -> Response:
+    """200 ``{"status": "ok"}`` while the process serves requests; no I/O."""
+    return jsonify(status=OK)
+
+
+def broker_reachable(uri: str, timeout: float) -> bool:
+    """One connection attempt, no retry."""
+    connection = Connection(uri, connect_timeout=timeout)
+    try:
+        connection.ensure_connection(max_retries=0)
+        return True
+    except Exception:
+        return False
+    finally:
+        connection.release()
+
+
+def _check(pool: rpc_module.RpcPool, caller: Caller, service: str, results: dict) -> None:
+    try:
+        with rpc_module.lend(pool, caller) as client:
+            client[service].health()
+        results[service] = OK
+    except RpcTimeout:
+        results[service] = TIMEOUT
+    except Exception:
+        # unknown service, broker gone, or its own health check failed
+        results[service] = UNAVAILABLE
+
+
+def check_services(services: list[str], timeout: float, caller: Caller) -> dict[str, str]:
+    """``{service: "ok" | "unavailable" | "timeout"}``, all checked concurrently."""
+    pool = rpc_module.pool_for(current_app._get_current_object(), timeout)
+    results: dict[str, str] = {}
+    threads = [
+        threading.Thread(
+            target=_check, args=(pool, caller, name, results), name=f"health-{name}", daemon=True
+        )
+        for name in services
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + GRACE
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {name: results.get(name, TIMEOUT) for name in services}
+
+
+@bp.get("/ready")
+def ready() -> tuple[Response, int] | tuple[Response, int, dict]:
+    """200 when the broker and every service answer ``health()``, else 503.
+
+    Body: ``{"status": "ok"|"unavailable", "broker": ..., "services": {name: state}}``.
+    """
+    config = current_app.config
+    timeout = float(config["HEALTH_RPC_TIMEOUT"])
+    services = list(config["SERVICES"])
+    if not broker_reachable(config["AMQP_URI"], timeout):
+        states = {name: UNAVAILABLE for name in services}
+        body = {"status": UNAVAILABLE, "broker": UNAVAILABLE, "services": states}
+        return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}
+    caller = Caller(roles=(SYSTEM,), request_id=current_request_id())
+    states = check_services(services, timeout, caller)
+    healthy = all(state == OK for state in states.values())
+    body = {"status": OK if healthy else UNAVAILABLE, "broker": OK, "services": states}
+    if healthy:
+        return jsonify(body), 200
+    return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}
