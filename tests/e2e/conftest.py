@@ -117,10 +117,13 @@ def system(e2e_vhost, e2e_databases, tmp_path_factory):
         ready_timeout=READY_TIMEOUT,
     )
     running = System(config)
+    error = None
     try:
         running.start()
     except LaunchError as exc:
-        pytest.fail(f"the system did not start: {exc}", pytrace=False)
+        error = str(exc)
+    if error:  # outside the except: no chained traceback before the log tail
+        pytest.fail(f"the system did not start: {error}", pytrace=False)
     yield running
     running.stop()
 

@@ -16,7 +16,8 @@ def test_every_started_service_is_ready(gateway, system):
     assert states == {name: True for name in system.started_services}, response.text
 
 
-def test_the_services_that_exist_were_all_started(system):
+def test_the_core_services_were_started(system):
+    """survey and carte join this list once they have a service.py."""
     assert "identity" in system.started_services
     assert not {"identity", "files", "notify"} & set(system.skipped)
 
