@@ -8,8 +8,6 @@ never monkey-patched by eventlet (STACK.md #11): it uses plain threads.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -18,18 +16,12 @@ from typing import Any
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
-def _exists(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def create_app(test_config: Mapping[str, Any] | None = None):
     """The WSGI app; ``test_config`` overrides the environment's settings."""
     from flask import Flask
 
-    from gateway import config, errors, health, openapi, rpc
+    from gateway import auth, config, errors, health, openapi, rpc, web
+    from gateway.api import identity
 
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
@@ -40,13 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
 
-    # The lead's modules, while they do not exist yet.
-    if _exists("gateway.auth"):
-        importlib.import_module("gateway.auth").init_app(app)
-    if _exists("gateway.api.identity"):
-        app.register_blueprint(
-            importlib.import_module("gateway.api.identity").bp, url_prefix="/api/v1"
-        )
-    if _exists("gateway.web"):
-        app.register_blueprint(importlib.import_module("gateway.web").bp)
+    auth.init_app(app)
+    app.register_blueprint(identity.bp, url_prefix="/api/v1")
+    app.register_blueprint(web.bp)
     return app

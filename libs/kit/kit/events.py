@@ -30,3 +30,7 @@ USER_DEACTIVATED = "user_deactivated"
 NOTIFY = "notify"
 # notify.email_failed: {source_event_id, template, error}
 EMAIL_FAILED = "email_failed"
+
+FILES = "files"
+# files.file_stored: {file_id, sha256, size, kind, owner_org_id}
+FILE_STORED = "file_stored"

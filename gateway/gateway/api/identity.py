@@ -1,0 +1,265 @@
+"""HTTP API of section I of the Karoussel guide: registration, agency
+validation, user management by account managers, sign-in and passwords.
+
+Views stay thin: parse, one or two RPCs, shape the response. Error codes are
+those of the identity service (see the OpenAPI document).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, g, jsonify, request
+
+from gateway import auth
+from gateway.errors import json_body
+from gateway.ratelimit import client_ip, limit
+from gateway.rpc import rpc
+from kit.errors import InvalidInput
+
+bp = Blueprint("identity_api", __name__)
+
+REGISTRATION_FIELDS = (
+    "account_type",
+    "siret",
+    "nda",
+    "uai",
+    "apprentice_count",
+    "last_name",
+    "first_name",
+    "phone",
+    "email",
+    "email_confirm",
+    "password",
+    "password_confirm",
+)
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENTS = 10
+
+
+def _registration_input() -> tuple[dict, list]:
+    """JSON, or the multipart form with files ``habilitation`` and ``attachments``."""
+    if request.mimetype == "multipart/form-data":
+        data = {k: request.form.get(k) for k in REGISTRATION_FIELDS if k in request.form}
+        uploads = [("habilitation", f) for f in request.files.getlist("habilitation")]
+        uploads += [("other", f) for f in request.files.getlist("attachments")]
+        return data, [(kind, f) for kind, f in uploads if f and f.filename]
+    return json_body(), []
+
+
+def _store_uploads(uploads) -> list[dict]:
+    if len(uploads) > MAX_ATTACHMENTS:
+        raise InvalidInput.fields({"attachments": [f"{MAX_ATTACHMENTS} fichiers au plus."]})
+    stored = []
+    for kind, upload in uploads:
+        content = upload.stream.read(MAX_ATTACHMENT_BYTES + 1)
+        if len(content) > MAX_ATTACHMENT_BYTES:
+            raise InvalidInput.fields(
+                {
+                    kind if kind == "habilitation" else "attachments": [
+                        f"« {upload.filename} » dépasse 10 Mo."
+                    ]
+                },
+                "files.too_large",
+            )
+        info = rpc().files.store_file(
+            {
+                "kind": "habilitation" if kind == "habilitation" else "registration_other",
+                "name": upload.filename,
+                "content_type": upload.mimetype or "application/octet-stream",
+            },
+            base64.b64encode(content).decode(),
+        )
+        stored.append({"file_id": info["id"], "kind": kind, "name": info["name"]})
+    return stored
+
+
+@bp.post("/registrations")
+@limit("register", per_minute=20, key=client_ip)
+def register():
+    """« S'inscrire ». 202 {status, message} (same answer for a known address)."""
+    data, uploads = _registration_input()
+    rpc().identity.check_registration(data)  # nothing uploaded for an invalid form
+    attachments = _store_uploads(uploads)
+    return jsonify(rpc().identity.register_organisation(data, attachments)), 202
+
+
+@bp.post("/registrations/confirm")
+@limit("confirm", per_minute=30, key=client_ip)
+def confirm_email():
+    """Confirms the address from the e-mailed link {token}."""
+    return jsonify(rpc().identity.confirm_email(json_body().get("token")))
+
+
+@bp.get("/registrations")
+@auth.agency_required
+def pending_registrations():
+    """Agency: accounts awaiting validation, with their documents."""
+    return jsonify({"items": rpc().identity.list_registrations()})
+
+
+@bp.post("/users/<user_id>/validate")
+@auth.login_required
+def validate_user(user_id):
+    return jsonify(rpc().identity.validate_user(user_id))
+
+
+@bp.post("/users/<user_id>/reject")
+@auth.login_required
+def reject_user(user_id):
+    return jsonify(rpc().identity.reject_user(user_id, json_body().get("reason")))
+
+
+@bp.post("/sessions")
+@limit("signin", per_minute=20, key=client_ip)
+def sign_in():
+    """{email, password} → 201 {token, expires_at, user}; also sets the session cookie."""
+    body = json_body()
+    result = rpc().identity.authenticate(body.get("email"), body.get("password"), client_ip())
+    token = auth.issue_token(result["session_id"], result["caller"])
+    response = jsonify({"token": token, "expires_at": result["expires_at"], "user": result["user"]})
+    auth.set_session_cookie(response, token)
+    return response, 201
+
+
+@bp.delete("/sessions/current")
+@auth.login_required
+def sign_out():
+    rpc().identity.end_session(g.session_id)
+    auth.revoke_current()
+    response = jsonify({"status": "signed_out"})
+    auth.clear_session_cookie(response)
+    return response
+
+
+@bp.get("/me")
+@auth.login_required
+def me():
+    """The signed-in user's profile and organisation (one RPC)."""
+    return jsonify(rpc().identity.get_me())
+
+
+@bp.post("/me/password")
+@auth.login_required
+def change_password():
+    """{current_password, password, password_confirm}; every session is closed."""
+    body = json_body()
+    result = rpc().identity.change_password(
+        body.get("current_password"), body.get("password"), body.get("password_confirm")
+    )
+    auth.revoke_current()
+    response = jsonify(result)
+    auth.clear_session_cookie(response)
+    return response
+
+
+@bp.post("/password-resets")
+@limit("reset", per_minute=5, key=client_ip)
+def request_reset():
+    """{email} → 202, whatever the address."""
+    return jsonify(rpc().identity.request_password_reset(json_body().get("email"))), 202
+
+
+@bp.post("/password-resets/confirm")
+@limit("reset-confirm", per_minute=20, key=client_ip)
+def reset_password():
+    body = json_body()
+    return jsonify(
+        rpc().identity.reset_password(
+            body.get("token"), body.get("password"), body.get("password_confirm")
+        )
+    )
+
+
+@bp.post("/invitations/accept")
+@limit("invite", per_minute=20, key=client_ip)
+def accept_invitation():
+    body = json_body()
+    return jsonify(
+        rpc().identity.accept_invitation(
+            body.get("token"), body.get("password"), body.get("password_confirm")
+        )
+    )
+
+
+@bp.get("/users")
+@auth.login_required
+def list_users():
+    """« Gestion des utilisateurs » of the caller's organisation (and those it manages)."""
+    return jsonify({"items": rpc().identity.list_users(None)})
+
+
+@bp.get("/organisations/<org_id>/users")
+@auth.login_required
+def list_org_users(org_id):
+    return jsonify({"items": rpc().identity.list_users(org_id)})
+
+
+@bp.post("/organisations/<org_id>/users")
+@auth.login_required
+def create_user(org_id):
+    """{last_name, first_name, email, phone, role: manager|user, firm_name} → 201."""
+    return jsonify(rpc().identity.create_user(org_id, json_body())), 201
+
+
+@bp.patch("/users/<user_id>")
+@auth.login_required
+def update_user(user_id):
+    return jsonify(rpc().identity.update_user(user_id, json_body()))
+
+
+@bp.post("/users/<user_id>/confirm-email")
+@auth.login_required
+def confirm_user_email(user_id):
+    return jsonify(rpc().identity.confirm_user_email(user_id))
+
+
+@bp.post("/users/<user_id>/deactivate")
+@auth.login_required
+def deactivate_user(user_id):
+    return jsonify(rpc().identity.deactivate_user(user_id))
+
+
+@bp.get("/organisations")
+@auth.agency_required
+def list_organisations():
+    args = request.args
+    return jsonify(
+        rpc().identity.list_organisations(
+            args.get("q"), args.get("status"), args.get("page", "1"), args.get("per_page", "50")
+        )
+    )
+
+
+@bp.get("/organisations/<org_id>")
+@auth.login_required
+def get_organisation(org_id):
+    return jsonify(rpc().identity.get_organisation(org_id))
+
+
+@bp.get("/organisations/<org_id>/history")
+@auth.agency_required
+def organisation_history(org_id):
+    return jsonify({"items": rpc().identity.organisation_history(org_id)})
+
+
+@bp.put("/organisations/<org_id>/parent")
+@auth.agency_required
+def set_parent(org_id):
+    """{parent_id: <OG organisation id> | null}."""
+    return jsonify(rpc().identity.set_parent(org_id, json_body().get("parent_id")))
+
+
+@bp.post("/organisations/<org_id>/sirene-refresh")
+@auth.agency_required
+def refresh_sirene(org_id):
+    return jsonify(rpc().identity.refresh_sirene(org_id))
+
+
+@bp.get("/files/<file_id>")
+@auth.login_required
+def download_file(file_id):
+    """A stored document (registration documents: agency only)."""
+    from gateway.files import send_stored_file
+
+    return send_stored_file(rpc().files.get_file(file_id))

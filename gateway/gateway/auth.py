@@ -1,0 +1,213 @@
+"""Authentication at the gateway, without an RPC per request.
+
+Sign-in goes through identity once; the gateway then hands out a token it
+signs itself (session id, user, organisation, roles). Each request checks the
+signature and a per-process set of revoked session ids, which a background
+thread refreshes from identity (``revoked_sessions``) every second: sign-out,
+password changes and deactivations take effect within about a second in
+every gunicorn worker, and at once in the worker that handled them. If that
+list is more than ``REVOCATION_MAX_STALENESS`` seconds old (identity down),
+authenticated requests fail closed with 503.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+
+from flask import current_app, g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from kit.context import Caller
+from kit.errors import Forbidden, ServiceError, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+COOKIE = "session"
+TOKEN_MAX_AGE = 12 * 3600
+
+
+class AuthUnavailable(ServiceError):
+    status = 503
+    default_code = "auth.unavailable"
+    default_message = "Le service d'authentification est momentanément indisponible."
+
+
+class Revocations:
+    """Revoked session ids, refreshed from identity by a daemon thread."""
+
+    def __init__(self, fetch, interval: float = 1.0, max_staleness: float = 30.0):
+        self.fetch = fetch  # fetch(since_iso | None) -> {"now", "revoked"}
+        self.interval = interval
+        self.max_staleness = max_staleness
+        self.revoked: dict[str, float] = {}
+        self.since: str | None = None
+        self.fresh_at = 0.0
+        self.lock = threading.Lock()
+        self.loaded = threading.Event()
+        self.pid = None
+
+    def _poll_once(self) -> None:
+        result = self.fetch(self.since)
+        now = time.monotonic()
+        with self.lock:
+            for sid in result.get("revoked", []):
+                self.revoked[sid] = now
+            horizon = now - TOKEN_MAX_AGE
+            for sid in [s for s, t in self.revoked.items() if t < horizon]:
+                del self.revoked[sid]
+            self.since = result.get("now")
+            self.fresh_at = now
+        self.loaded.set()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._poll_once()
+            except Exception as exc:  # noqa: BLE001 - keep polling; staleness guards
+                log.warning("revocation poll failed: %s", exc)
+            time.sleep(self.interval)
+
+    def ensure_started(self) -> None:
+        if self.pid != os.getpid():  # after gunicorn's fork: one thread per process
+            with self.lock:
+                if self.pid != os.getpid():
+                    self.pid = os.getpid()
+                    self.loaded.clear()
+                    threading.Thread(target=self._run, name="revocations", daemon=True).start()
+
+    def add(self, sid: str) -> None:
+        with self.lock:
+            self.revoked[sid] = time.monotonic()
+
+    def is_revoked(self, sid: str) -> bool:
+        self.ensure_started()
+        if not self.loaded.wait(timeout=3):
+            raise AuthUnavailable()
+        with self.lock:
+            if time.monotonic() - self.fresh_at > self.max_staleness:
+                raise AuthUnavailable()
+            return sid in self.revoked
+
+
+def _rpc_fetch(app):
+    """A dedicated client for the poller thread (clients are not thread-safe)."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    state = {}
+
+    def fetch(since):
+        if "proxy" not in state:
+            holder = ClusterRpcProxy({"AMQP_URI": app.config["AMQP_URI"]}, timeout=2)
+            state["holder"], state["proxy"] = holder, holder.start()
+        try:
+            return state["proxy"].identity.revoked_sessions(since)
+        except Exception:
+            holder = state.pop("holder", None)
+            state.pop("proxy", None)
+            if holder is not None:
+                try:
+                    holder.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+
+    return fetch
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SESSION_SECRET"], salt="session-v1")
+
+
+def issue_token(session_id: str, claims: dict) -> str:
+    return _serializer().dumps(
+        {
+            "sid": session_id,
+            "uid": claims["user_id"],
+            "org": claims.get("org_id"),
+            "roles": claims.get("roles", []),
+            "managed": claims.get("managed_org_ids", []),
+        }
+    )
+
+
+def _request_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(COOKIE)
+
+
+def _load_caller() -> None:
+    g.session_id = None
+    request_id = g.get("request_id")
+    g.caller = Caller(request_id=request_id)
+    token = _request_token()
+    if not token:
+        return
+    try:
+        data = _serializer().loads(token, max_age=TOKEN_MAX_AGE)
+    except (SignatureExpired, BadSignature):
+        return
+    if not isinstance(data, dict) or current_app.extensions["revocations"].is_revoked(
+        data.get("sid", "")
+    ):
+        return
+    g.session_id = data["sid"]
+    g.caller = Caller(
+        user_id=data.get("uid"),
+        org_id=data.get("org"),
+        roles=tuple(data.get("roles") or ()),
+        request_id=request_id,
+        managed_org_ids=tuple(data.get("managed") or ()),
+    )
+
+
+def revoke_current() -> None:
+    if g.get("session_id"):
+        current_app.extensions["revocations"].add(g.session_id)
+
+
+def login_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not g.caller.authenticated:
+            raise Unauthenticated("unauthenticated", "Connectez-vous pour continuer.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def agency_required(view):
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not g.caller.is_agency:
+            raise Forbidden("forbidden.agency_only", "Réservé aux agents de France compétences.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def set_session_cookie(response, token: str) -> None:
+    secure = current_app.config.get("PUBLIC_URL", "").startswith("https://")
+    response.set_cookie(
+        COOKIE, token, max_age=TOKEN_MAX_AGE, httponly=True, samesite="Lax", secure=secure
+    )
+
+
+def clear_session_cookie(response) -> None:
+    response.delete_cookie(COOKIE)
+
+
+def init_app(app) -> None:
+    fetch = app.config.get("REVOCATION_SOURCE") or _rpc_fetch(app)
+    app.extensions["revocations"] = Revocations(
+        fetch,
+        interval=float(app.config.get("REVOCATION_POLL_SECONDS", 1.0)),
+        max_staleness=float(app.config.get("REVOCATION_MAX_STALENESS", 30.0)),
+    )
+    app.before_request(_load_caller)

@@ -1,0 +1,197 @@
+"""The few HTML pages that e-mailed links open: confirm an address, accept an
+invitation, reset a password, and sign in. Everything else is the JSON API.
+
+A link's GET only shows a form (mail scanners fetch links); the POST acts.
+The look is our own, plain and readable; it does not imitate the State's
+design system (its licence forbids it).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, render_template_string, request
+
+from gateway import auth
+from gateway.ratelimit import client_ip, limit
+from gateway.rpc import rpc
+from kit.errors import ServiceError
+
+bp = Blueprint("web", __name__)
+
+LAYOUT = """<!doctype html>
+<html lang="fr"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · Plateforme formations</title>
+<style>
+ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f4ef;color:#1d1d1b}
+ header{background:#23395b;color:#fff;padding:.8rem 1.5rem;font-weight:600}
+ main{max-width:34rem;margin:2rem auto;background:#fff;padding:1.5rem 2rem;border-radius:8px;
+      box-shadow:0 1px 3px rgba(0,0,0,.12)}
+ label{display:block;margin:.8rem 0 .2rem;font-weight:600}
+ input{width:100%;padding:.5rem;border:1px solid #8a8a8a;border-radius:4px;box-sizing:border-box}
+ button{margin-top:1.2rem;background:#d9822b;color:#fff;border:0;padding:.6rem 1.2rem;
+        border-radius:4px;font-size:1rem;cursor:pointer}
+ .error{background:#fde8e6;border-left:4px solid #b3261e;padding:.6rem .8rem}
+ .ok{background:#e6f4ea;border-left:4px solid #1e7b34;padding:.6rem .8rem}
+ ul.errors{color:#b3261e;margin:.2rem 0}
+</style></head>
+<body><header>Plateforme formations</header><main>
+<h1>{{ title }}</h1>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+{% if success %}<p class="ok" role="status">{{ success }}</p>{% endif %}
+{{ body|safe }}
+</main></body></html>"""
+
+TOKEN_FORM = """<form method="post">
+<input type="hidden" name="token" value="{{ token }}">
+{% if with_password %}
+<label for="password">Mot de passe (12 caractères au moins)</label>
+<input id="password" name="password" type="password" autocomplete="new-password" required>
+{% if errors.password %}<ul class="errors">{% for m in errors.password %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
+<label for="password_confirm">Confirmer le mot de passe</label>
+<input id="password_confirm" name="password_confirm" type="password" autocomplete="new-password" required>
+{% if errors.password_confirm %}<ul class="errors">{% for m in errors.password_confirm %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
+{% endif %}
+<button type="submit">{{ button }}</button></form>"""
+
+SIGN_IN_FORM = """<form method="post" action="/connexion">
+<label for="email">E-mail</label>
+<input id="email" name="email" type="email" autocomplete="username" required value="{{ email }}">
+<label for="password">Mot de passe</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Se connecter</button></form>
+<p><a href="/mot-de-passe/oublie">Mot de passe oublié ?</a></p>"""
+
+FORGOT_FORM = """<form method="post">
+<label for="email">E-mail</label>
+<input id="email" name="email" type="email" required>
+<button type="submit">Recevoir un lien</button></form>"""
+
+
+def page(title, body="", status=200, error=None, success=None, **context):
+    inner = render_template_string(body, **context) if body else ""
+    html = render_template_string(LAYOUT, title=title, body=inner, error=error, success=success)
+    return (
+        html,
+        status,
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+def _token_page(title, button, with_password, action, done):
+    """GET shows the form; POST calls ``action(token, form)`` and shows ``done``."""
+    token = request.values.get("token", "")
+    if request.method == "GET":
+        return page(
+            title, TOKEN_FORM, token=token, with_password=with_password, button=button, errors={}
+        )
+    try:
+        action(token, request.form)
+    except ServiceError as exc:
+        errors = exc.details.get("fields", {}) if isinstance(exc.details, dict) else {}
+        if exc.code.startswith("token."):
+            return page(title, status=exc.status, error=exc.message)
+        return page(
+            title,
+            TOKEN_FORM,
+            status=exc.status,
+            error=exc.message,
+            token=token,
+            with_password=with_password,
+            button=button,
+            errors=errors,
+        )
+    return page(title, '<p><a href="/connexion">Se connecter</a></p>', success=done)
+
+
+@bp.route("/inscription/confirmer", methods=["GET", "POST"])
+@limit("web-confirm", per_minute=30, key=client_ip)
+def confirm_email():
+    outcome = {}
+
+    def action(token, _form):
+        outcome.update(rpc().identity.confirm_email(token))
+
+    response = _token_page(
+        "Confirmer votre adresse e-mail",
+        "Confirmer mon adresse",
+        False,
+        action,
+        "Adresse confirmée.",
+    )
+    if outcome.get("message"):
+        return page("Confirmer votre adresse e-mail", success=outcome["message"])
+    return response
+
+
+@bp.route("/invitation", methods=["GET", "POST"])
+@limit("web-invite", per_minute=30, key=client_ip)
+def accept_invitation():
+    return _token_page(
+        "Activer votre compte",
+        "Activer mon compte",
+        True,
+        lambda token, form: rpc().identity.accept_invitation(
+            token, form.get("password"), form.get("password_confirm")
+        ),
+        "Votre compte est activé : vous pouvez vous connecter.",
+    )
+
+
+@bp.route("/mot-de-passe/reinitialiser", methods=["GET", "POST"])
+@limit("web-reset", per_minute=30, key=client_ip)
+def reset_password():
+    return _token_page(
+        "Choisir un nouveau mot de passe",
+        "Enregistrer",
+        True,
+        lambda token, form: rpc().identity.reset_password(
+            token, form.get("password"), form.get("password_confirm")
+        ),
+        "Votre mot de passe a été modifié : vous pouvez vous connecter.",
+    )
+
+
+@bp.route("/mot-de-passe/oublie", methods=["GET", "POST"])
+@limit("web-forgot", per_minute=5, key=client_ip)
+def forgot_password():
+    if request.method == "GET":
+        return page("Mot de passe oublié", FORGOT_FORM)
+    result = rpc().identity.request_password_reset(request.form.get("email", ""))
+    return page("Mot de passe oublié", success=result["message"])
+
+
+@bp.route("/connexion", methods=["GET", "POST"])
+@limit("web-signin", per_minute=20, key=client_ip)
+def sign_in():
+    if request.method == "GET":
+        return page("Connexion", SIGN_IN_FORM, email="")
+    email = request.form.get("email", "")
+    try:
+        result = rpc().identity.authenticate(email, request.form.get("password", ""), client_ip())
+    except ServiceError as exc:
+        return page("Connexion", SIGN_IN_FORM, status=exc.status, error=exc.message, email=email)
+    response = redirect("/")
+    auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
+    return response
+
+
+@bp.get("/")
+def home():
+    if g.caller.authenticated:
+        me = rpc().identity.get_me()
+        body = (
+            "<p>Vous êtes connecté en tant que <strong>{{ me.display_name }}</strong> "
+            "({{ me.profile }}{% if me.org_name %}, {{ me.org_name }}{% endif %}).</p>"
+            "<p>L'interface complète arrive ; l'API est décrite dans "
+            "<a href='/api/v1/openapi.json'>le document OpenAPI</a>.</p>"
+        )
+        return page("Accueil", body, me=me)
+    return page(
+        "Accueil",
+        "<p>Organismes de formation : transmettez vos enquêtes en ligne."
+        "</p><p><a href='/connexion'>Se connecter</a></p>",
+    )
