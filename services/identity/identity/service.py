@@ -15,8 +15,8 @@ from nameko.timer import timer
 from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
-from kit.db import Database
 from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.db import Database
 
 
 class SireneProvider(DependencyProvider):
