@@ -283,6 +283,8 @@ def register(session, data: dict, attachments, sirene, now: dt.datetime | None =
             errors, "registration.invalid", "Le formulaire d'inscription comporte des erreurs."
         )
     files = _clean_attachments(attachments)
+    # hashed before the duplicate check: a known address answers in the same time
+    password_hash = security.hash_password(reg.password)
     if repo.user_by_email(session, reg.email) is not None:
         # no account enumeration: same answer, nothing created
         audit(session, "registration_duplicate_email", detail_email=reg.email)
@@ -323,7 +325,7 @@ def register(session, data: dict, attachments, sirene, now: dt.datetime | None =
         first_name=reg.first_name,
         phone=reg.phone,
         role="user",
-        password_hash=security.hash_password(reg.password),
+        password_hash=password_hash,
         created_at=now,
     )
     session.add(user)
