@@ -43,6 +43,14 @@ def run_env(metadata, service: str) -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     engine = make_engine(url)
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # replicas started together (--scale) migrate one at a time; the
+            # lock is released when the connection closes
+            from sqlalchemy import text
+
+            connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"),
+                               {"key": f"alembic_{service}"})
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=metadata,
