@@ -21,6 +21,14 @@ MANAGER = "manager"  # gestionnaire de compte of an organisation
 USER = "user"  # utilisateur CFA/OFA
 SYSTEM = "system"  # internal calls (benchmarks, relays, tools)
 
+# Carte des formations (carte accounts sign in with an identifier, not an e-mail)
+CARTE_ESTABLISHMENT = "carte_establishment"  # établissement de formation (its UAI)
+CARTE_NETWORK = "carte_network"  # réseau d'établissements: files for its member UAIs
+CARTE_DRAAF = "carte_draaf"  # services de la DRAAF: file directly
+CARTE_REVIEWER = "carte_reviewer"  # Région, académies, DRAAF: read validated requests
+CARTE_ADMIN = "carte_admin"  # Carif-Oref: accounts, campaigns, catalogue
+CARTE_ROLES = (CARTE_ESTABLISHMENT, CARTE_NETWORK, CARTE_DRAAF, CARTE_REVIEWER, CARTE_ADMIN)
+
 
 @dataclass(frozen=True)
 class Caller:

@@ -34,3 +34,18 @@ EMAIL_FAILED = "email_failed"
 FILES = "files"
 # files.file_stored: {file_id, sha256, size, kind, owner_org_id}
 FILE_STORED = "file_stored"
+
+# identity.carte_account_saved: {user_id, identifier, kind (establishment |
+#   network | draaf | reviewer | admin), label, uai, referent_uai,
+#   member_uais: [..], scope (reviewers: all | montpellier | toulouse | draaf),
+#   active: bool, revision: int (grows with every change)}
+CARTE_ACCOUNT_SAVED = "carte_account_saved"
+
+CARTE = "carte"
+# carte.request_validated: {request_id, campaign_id, school_year, concerned_uai,
+#   referent_uai, academy, department, measure, modality, diploma_code,
+#   variant_id, filed_by, validated_at}
+REQUEST_VALIDATED = "request_validated"
+# carte.programme_reported: {report_id, title, cfd, rncp, message, reporter_identifier,
+#   reporter_label, contact_email}
+PROGRAMME_REPORTED = "programme_reported"

@@ -127,3 +127,36 @@ class Outbox(OutboxMixin, Base):
 
 class Inbox(InboxMixin, Base):
     __tablename__ = "inbox"
+
+
+class CarteAccount(Base):
+    """A carte des formations account (identity/carte.py): it signs in with an
+    identifier (an establishment's UAI, a network's or a service's code), not
+    an e-mail. Its password, sessions and reset links are those of its
+    ``users`` row (role ``carte``)."""
+
+    __tablename__ = "carte_accounts"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(32), unique=True)  # upper case
+    # establishment | network | draaf | reviewer | admin
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(254))  # « mot de passe perdu »
+    uai: Mapped[str | None] = mapped_column(String(8), nullable=True)  # establishments
+    referent_uai: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    scope: Mapped[str | None] = mapped_column(String(16), nullable=True)  # reviewers
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # orders copies elsewhere
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class CarteNetworkMember(Base):
+    """The establishments (UAI) a network files requests for."""
+
+    __tablename__ = "carte_network_members"
+
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("carte_accounts.user_id"), primary_key=True
+    )
+    uai: Mapped[str] = mapped_column(String(8), primary_key=True, index=True)

@@ -12,6 +12,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
 
+from identity import carte as carte_accounts
 from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
@@ -201,3 +202,62 @@ class IdentityService(kit_service.ServiceBase):
     def retry_sirene(self) -> None:
         """Degraded mode: fetch registry data that was missing at registration."""
         uc.refresh_sirene(self.db, self.sirene)
+
+    # -- carte des formations accounts (identity/carte.py) -----------------
+
+    @rpc
+    def carte_authenticate(self, identifier: str, password: str, ip: str = "unknown") -> dict:
+        """Sign-in by identifier (UAI or code). Returns {session_id, expires_at,
+        caller: {user_id, org_id: null, roles: [carte_*], managed_org_ids: []},
+        user: carte account}. Errors: auth.invalid_credentials (401),
+        auth.too_many_attempts (429), auth.account_disabled (403)."""
+        return carte_accounts.authenticate(self.db, identifier, password, ip)
+
+    @rpc
+    def carte_request_password_reset(self, identifier: str) -> dict:
+        """« Mot de passe perdu »: same answer whatever the identifier; the link
+        goes to the account's contact e-mail (identity.password_reset_requested)."""
+        result = carte_accounts.request_password_reset(self.db, identifier)
+        self.publish_pending()
+        return result
+
+    @rpc
+    def create_carte_account(self, data: dict) -> dict:
+        """Administrators: {kind, identifier, label, contact_email, member_uais,
+        referent_uai, scope} → {account, password (shown once)}. Errors:
+        carte.account_invalid (per field), carte.identifier_taken (409),
+        forbidden.carte_admin_only."""
+        result = carte_accounts.create_account(self.db, self.caller, data)
+        self.publish_pending()
+        return result
+
+    @rpc
+    def update_carte_account(self, user_id: str, data: dict) -> dict:
+        """Administrators: {label, contact_email, member_uais, referent_uai,
+        scope, active}. Errors: carte.account_invalid, carte.account_not_found."""
+        result = carte_accounts.update_account(self.db, self.caller, user_id, data)
+        self.publish_pending()
+        return result
+
+    @rpc
+    def regenerate_carte_password(self, user_id: str) -> dict:
+        """Administrators: a new issued password {account, password}; sessions closed.
+        Errors: carte.account_not_found."""
+        return carte_accounts.regenerate_password(self.db, self.caller, user_id)
+
+    @rpc
+    def list_carte_accounts(self, kind: str | None = None, query: str | None = None) -> list:
+        """Administrators: carte accounts, filtered by kind and identifier/label."""
+        return carte_accounts.list_accounts(self.db, self.caller, kind, query)
+
+    @rpc
+    def get_carte_account(self, user_id: str) -> dict:
+        """The account itself, administrators or system callers.
+        Errors: carte.account_not_found, forbidden.carte_admin_only."""
+        return carte_accounts.get_account(self.db, self.caller, user_id)
+
+    @rpc
+    def get_carte_me(self) -> dict:
+        """The signed-in carte account, with « signed_in_as ». Errors:
+        unauthenticated, carte.account_not_found."""
+        return carte_accounts.me(self.db, self.caller)

@@ -7,8 +7,9 @@ import re
 from stdnum.exceptions import ValidationError
 from stdnum.fr import siret as _siret
 
-UAI_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
-_UAI = re.compile(r"^\d{7}[A-Z]$")
+# the UAI rule is shared with the carte service: re-exported from kit
+from kit.codes import UAI_LETTERS, is_valid_uai, normalise_uai, uai_check_letter  # noqa: F401
+
 _NDA = re.compile(r"^\d{11}$")
 _SPACES = re.compile(r"[\s\u00a0.-]+")
 
@@ -27,19 +28,6 @@ def is_valid_siret(value: str) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def normalise_uai(value: str) -> str:
-    return _SPACES.sub("", value or "").upper()
-
-
-def uai_check_letter(digits: str) -> str:
-    return UAI_LETTERS[int(digits) % 23]
-
-
-def is_valid_uai(value: str) -> bool:
-    compact = normalise_uai(value)
-    return bool(_UAI.match(compact)) and compact[7] == uai_check_letter(compact[:7])
 
 
 def normalise_nda(value: str) -> str:
