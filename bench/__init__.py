@@ -1,0 +1,1 @@
+"""Benchmarks of the platform: ``python bench/run.py`` (see ``bench/run.py``)."""
