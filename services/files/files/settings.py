@@ -4,27 +4,44 @@ when the container starts (never at import time)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nameko.extensions import DependencyProvider
 
 from files.domain.meta import DEFAULT_MAX_BYTES
+from files.xlsx_safety import CONFIG_NAMES, XlsxLimits
 
 
 @dataclass(frozen=True)
 class FilesSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
+    xlsx: XlsxLimits = field(default_factory=XlsxLimits)
+
+
+def _positive(config: dict, key: str) -> int | None:
+    raw = config.get(key) or os.environ.get(key)
+    if raw in (None, ""):
+        return None
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"{key} must be positive")
+    return value
 
 
 def load(config: dict | None = None) -> FilesSettings:
-    """``FILES_MAX_BYTES`` (bytes, default 10 MiB)."""
-    raw = (config or {}).get("FILES_MAX_BYTES") or os.environ.get("FILES_MAX_BYTES")
-    if raw in (None, ""):
-        return FilesSettings()
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("FILES_MAX_BYTES must be positive")
-    return FilesSettings(max_bytes=value)
+    """``FILES_MAX_BYTES`` (bytes, default 10 MiB) and the XLSX limits
+    (``files.xlsx_safety.CONFIG_NAMES``: ``FILES_XLSX_MAX_BYTES``,
+    ``FILES_XLSX_MAX_ENTRIES``, ``FILES_XLSX_MAX_UNCOMPRESSED_BYTES``,
+    ``FILES_XLSX_MAX_RATIO``, ``FILES_XLSX_MAX_SHEETS``, ``FILES_XLSX_MAX_ROWS``,
+    ``FILES_XLSX_MAX_COLUMNS``, ``FILES_XLSX_MAX_CELL_CHARS``)."""
+    config = config or {}
+    max_bytes = _positive(config, "FILES_MAX_BYTES") or DEFAULT_MAX_BYTES
+    xlsx = {
+        name: value
+        for name, key in CONFIG_NAMES.items()
+        if (value := _positive(config, key)) is not None
+    }
+    return FilesSettings(max_bytes=max_bytes, xlsx=XlsxLimits(**xlsx))
 
 
 class Settings(DependencyProvider):

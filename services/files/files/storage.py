@@ -2,7 +2,9 @@
 
 Blobs are addressed by their sha256, so a backend never needs names, owners or
 kinds: those are metadata in the database. ``LocalDiskStorage`` is the embedded
-default; an S3 backend will implement the same ``BlobStorage`` protocol.
+default; ``S3Storage`` keeps them in an S3-compatible bucket (AWS, MinIO,
+Scaleway, OVH…). ``FILES_STORAGE`` chooses (``local`` or ``s3``); see
+``build_storage`` for the other settings.
 """
 
 from __future__ import annotations
@@ -89,6 +91,118 @@ class LocalDiskStorage:
             self.path(sha256).unlink()
 
 
+class S3Storage:
+    """Blobs as objects ``ab/cd/<sha256>`` of one bucket.
+
+    ``client`` is a boto3 S3 client (thread-safe, and cooperative under
+    eventlet's monkey-patched sockets). Putting content that is already there
+    is skipped: the key is the hash of the bytes, so the object can only be the
+    same.
+    """
+
+    def __init__(self, client, bucket: str):
+        self.client = client
+        self.bucket = bucket
+
+    def key(self, sha256: str) -> str:
+        sha256 = _checked(sha256)
+        return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def put(self, sha256: str, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError("data must be bytes")
+        if self.exists(sha256):
+            return
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self.key(sha256),
+            Body=bytes(data),
+            ContentType="application/octet-stream",
+        )
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))
+        except Exception as exc:
+            if _s3_missing(exc):
+                raise BlobMissing(sha256) from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            return body.read()
+
+    def exists(self, sha256: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+        except Exception as exc:
+            if _s3_missing(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, sha256: str) -> None:
+        # S3 answers a delete of a missing key with success
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+
+
+def _s3_missing(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    return str(response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
+
+
+def _setting(config: dict | None, key: str) -> str | None:
+    value = (config or {}).get(key) or os.environ.get(key)
+    return str(value) if value not in (None, "") else None
+
+
+def s3_client(config: dict | None = None):
+    """A boto3 S3 client from ``S3_ENDPOINT_URL`` (S3-compatible servers; path-style
+    addressing then), ``S3_REGION``, ``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY`` (nameko config or environment; without them boto3
+    looks for credentials as usual: environment, profile, instance role)."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint = _setting(config, "S3_ENDPOINT_URL")
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=_setting(config, "S3_REGION"),
+        aws_access_key_id=_setting(config, "AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_setting(config, "AWS_SECRET_ACCESS_KEY"),
+        config=Config(
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path" if endpoint else "auto"},
+            # checksums only where S3 requires them: several S3-compatible
+            # servers refuse the CRC headers recent boto3 sends by default
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def build_storage(config: dict | None = None) -> BlobStorage:
+    """The backend ``FILES_STORAGE`` names: ``local`` (default; folder
+    ``files_dir``) or ``s3`` (bucket ``S3_BUCKET``, client ``s3_client``)."""
+    backend = (_setting(config, "FILES_STORAGE") or "local").lower()
+    if backend == "local":
+        root = files_dir(config)
+        root.mkdir(parents=True, exist_ok=True)
+        return LocalDiskStorage(root)
+    if backend == "s3":
+        bucket = _setting(config, "S3_BUCKET")
+        if not bucket:
+            raise ValueError("FILES_STORAGE=s3 needs S3_BUCKET")
+        client = s3_client(config)
+        # fail at start, not at the first upload, when the bucket is unreachable
+        client.head_bucket(Bucket=bucket)
+        return S3Storage(client, bucket)
+    raise ValueError(f"FILES_STORAGE must be 'local' or 's3', not {backend!r}")
+
+
 def files_dir(config: dict | None = None) -> Path:
     """``FILES_DIR`` from the nameko config or the environment, else
     ``<DATA_DIR or data>/files``."""
@@ -105,9 +219,7 @@ class Storage(DependencyProvider):
         self.storage: BlobStorage | None = None
 
     def setup(self):
-        root = files_dir(self.container.config)
-        root.mkdir(parents=True, exist_ok=True)
-        self.storage = LocalDiskStorage(root)
+        self.storage = build_storage(self.container.config)
 
     def get_dependency(self, worker_ctx) -> BlobStorage:
         return self.storage

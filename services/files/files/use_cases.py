@@ -1,9 +1,10 @@
 """One function per command or query of the files service.
 
 Collaborators come in as parameters: the SQLAlchemy session (one transaction
-per call, rolled back unless committed here), the blob storage, the caller and
-the clock. Bytes go to the storage, metadata to the database, and only ids and
-metadata into events.
+per call, rolled back unless committed here), the blob storage, the caller,
+the clock, and ``offload`` (how CPU-heavy work runs: directly in tests,
+``eventlet.tpool.execute`` in the service). Bytes go to the storage, metadata
+to the database, and only ids and metadata into events.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from files import repository as repo
+from files import xlsx_safety
 from files.domain import access
-from files.domain.meta import OWNER_MAX, Rejected, check_meta, decode_content
+from files.domain.meta import OWNER_MAX, FileMeta, Rejected, check_meta, decode_content
 from files.models import Outbox, StoredFile
 from files.storage import BlobMissing, BlobStorage
 from kit.db import new_id, utcnow
@@ -34,6 +38,12 @@ FILE_STORED = "file_stored"
 MAX_ATTACH = 100
 
 Clock = Callable[[], dt.datetime]
+Offload = Callable[..., Any]
+
+
+def run_here(fn: Callable[..., Any], *args: Any) -> Any:
+    """The default ``offload``: run in the calling thread."""
+    return fn(*args)
 
 
 def _not_found() -> NotFound:
@@ -76,11 +86,87 @@ def store_file(
         owner = access.owner_for_store(caller, checked.kind, checked.owner_org_id)
         data = decode_content(content_b64, max_bytes)
     except Rejected as exc:
-        details = {"fields": {exc.field: [exc.message]}} if exc.field else None
-        raise InvalidInput(exc.code, exc.message, details) from None
+        raise _invalid(exc) from None
     except access.Denied as exc:
         raise _refused(exc) from None
+    return info(_save(session, storage, caller, checked, owner, data, now))
 
+
+def store_xlsx(
+    session: Session,
+    storage: BlobStorage,
+    caller: access.Principal,
+    meta: dict,
+    content_b64: str,
+    *,
+    limits: xlsx_safety.XlsxLimits,
+    offload: Offload = run_here,
+    now: Clock = utcnow,
+) -> dict:
+    """Checks an XLSX upload (``xlsx_safety``), then stores it as ``store_file``.
+
+    Who may store is checked first (a refused caller costs no parsing); the
+    content checks run before anything is written, so a refused file leaves
+    no record, no blob and no event. The content type is set here, whatever
+    the caller said."""
+    try:
+        checked = check_meta(meta)
+        owner = access.owner_for_store(caller, checked.kind, checked.owner_org_id)
+        data = decode_content(content_b64, limits.max_bytes)
+    except Rejected as exc:
+        if exc.code == "files.empty":
+            raise xlsx_safety.empty() from None
+        if exc.code == "files.too_large":
+            raise xlsx_safety.too_large(limits) from None
+        raise _invalid(exc) from None
+    except access.Denied as exc:
+        raise _refused(exc) from None
+    verdict = offload(xlsx_safety.check, data, checked.name, limits)
+    checked = replace(checked, content_type=xlsx_safety.XLSX_CONTENT_TYPE)
+    record = _save(session, storage, caller, checked, owner, data, now)
+    return dict(info(record), sheets=list(verdict.sheets))
+
+
+def check_xlsx(
+    session: Session,
+    storage: BlobStorage,
+    caller: access.Principal,
+    file_id: str,
+    *,
+    limits: xlsx_safety.XlsxLimits,
+    offload: Offload = run_here,
+) -> dict:
+    """Runs the XLSX checks on a stored file the caller may read."""
+    record = _readable(session, caller, file_id)
+    file_id, name, size, sha256 = record.id, record.name, record.size, record.sha256
+    # end the read transaction: the check may take a while and needs no database
+    session.commit()
+    if size > limits.max_bytes:
+        raise xlsx_safety.too_large(limits)
+    try:
+        data = storage.get(sha256)
+    except BlobMissing:
+        log.error("file %s: bytes %s missing from storage", file_id, sha256)
+        raise _not_found() from None
+    verdict = offload(xlsx_safety.check, data, name, limits)
+    return {"file_id": file_id, "ok": True, "sheets": list(verdict.sheets), "size": size}
+
+
+def _invalid(exc: Rejected) -> InvalidInput:
+    details = {"fields": {exc.field: [exc.message]}} if exc.field else None
+    return InvalidInput(exc.code, exc.message, details)
+
+
+def _save(
+    session: Session,
+    storage: BlobStorage,
+    caller: access.Principal,
+    checked: FileMeta,
+    owner: str | None,
+    data: bytes,
+    now: Clock,
+) -> StoredFile:
+    """Writes the bytes (once per content), the record and its event; commits."""
     sha256 = hashlib.sha256(data).hexdigest()
     at = now()
     # the locked blob row keeps a concurrent delete of the same content from
@@ -114,7 +200,7 @@ def store_file(
         },
     )
     session.commit()
-    return info(record)
+    return record
 
 
 def _readable(session: Session, caller: access.Principal, file_id) -> StoredFile:

@@ -12,9 +12,19 @@ HABILITATION = "habilitation"
 REGISTRATION_OTHER = "registration_other"
 ATTACHMENT = "attachment"
 SURVEY_FORM = "survey_form"
-ANNEX = "annex"
+ANNEX = "annex"  # a carte request's annexes
+CERTIFICATION_LIST = "certification_list"  # a survey's imported certification list
+CATALOGUE = "catalogue"  # the carte diploma catalogue, imported by its administrator
 
-KINDS = (HABILITATION, REGISTRATION_OTHER, ATTACHMENT, SURVEY_FORM, ANNEX)
+KINDS = (
+    HABILITATION,
+    REGISTRATION_OTHER,
+    ATTACHMENT,  # « Pièces à fournir » of a survey
+    SURVEY_FORM,  # a transmitted survey form
+    ANNEX,
+    CERTIFICATION_LIST,
+    CATALOGUE,
+)
 # identity documents given with the registration form: agency eyes only
 REGISTRATION_KINDS = frozenset({HABILITATION, REGISTRATION_OTHER})
 
@@ -109,12 +119,17 @@ def check_meta(meta: dict) -> FileMeta:
     )
 
 
-def too_large_message(max_bytes: int) -> str:
+def format_size(size: int) -> str:
+    """``10 Mo``, ``1,5 Ko``, ``12 octets``: sizes as French users read them."""
     unit, factor = next(
-        (u, f) for u, f in (("Mo", 1024 * 1024), ("Ko", 1024), ("octets", 1)) if max_bytes >= f
+        ((u, f) for u, f in (("Mo", 1024 * 1024), ("Ko", 1024)) if size >= f), ("octets", 1)
     )
-    shown = f"{max_bytes / factor:.1f}".removesuffix(".0").replace(".", ",")
-    return f"Le fichier dépasse la taille maximale de {shown} {unit}."
+    shown = f"{size / factor:.1f}".removesuffix(".0").replace(".", ",")
+    return f"{shown} {unit}"
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"Le fichier dépasse la taille maximale de {format_size(max_bytes)}."
 
 
 def decode_content(content_b64: str, max_bytes: int) -> bytes:
