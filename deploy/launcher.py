@@ -157,7 +157,7 @@ def service_available(name: str, root: Path = ROOT) -> bool:
 
 
 def has_migrations(name: str, root: Path = ROOT) -> bool:
-    return (root / "services" / name / "migrations").is_dir()
+    return (root / "services" / name / "migrations" / "env.py").is_file()
 
 
 # --- configuration and environments -----------------------------------------

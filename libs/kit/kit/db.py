@@ -42,7 +42,9 @@ def make_engine(url: str):
         os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # no pre-ping: it costs a round trip per checkout on every call; stale
+        # connections are recycled instead, and a dropped one fails one call
+        return create_engine(url, pool_recycle=300, pool_size=10, max_overflow=10)
     if url in ("sqlite://", "sqlite:///:memory:"):
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:

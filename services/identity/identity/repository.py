@@ -13,6 +13,13 @@ def user_by_email(session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email))
 
 
+def user_with_org(session, user_id: str) -> tuple[User, Organisation | None] | None:
+    row = session.execute(
+        select(User, Organisation).outerjoin(Organisation, User.org_id == Organisation.id)
+        .where(User.id == user_id)).first()
+    return tuple(row) if row else None
+
+
 def org_by_siret(session, siret: str) -> Organisation | None:
     return session.scalar(select(Organisation).where(Organisation.siret == siret))
 

@@ -851,7 +851,15 @@ def profile(session, user: User) -> dict:
 
 
 def get_me(session, caller: Caller) -> dict:
-    return profile(session, acting_user(session, caller))
+    """One query: the user and the organisation (the gateway's hottest read)."""
+    caller.require_authenticated()
+    found = repo.user_with_org(session, caller.user_id)
+    if found is None or user_state(found[0]) != "validated":
+        raise Unauthenticated("auth.session_invalid", "Votre session n'est plus valide.")
+    user, org = found
+    row = user_row(user, org)
+    row["organisation"] = org_dict(org) if org else None
+    return row
 
 
 def get_organisation(session, caller: Caller, org_id: str) -> dict:
