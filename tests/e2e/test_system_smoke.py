@@ -32,3 +32,9 @@ def test_the_api_describes_itself(gateway):
 
 def test_the_admin_account_was_seeded(admin):
     assert "@" in admin["email"] and admin["password"]
+
+
+def test_the_carte_service_was_started_and_answers(system, gateway):
+    assert "carte" in system.started_services and "carte" not in system.skipped
+    response = gateway.get("/api/v1/carte/requests")
+    assert response.status_code == 401  # the route exists, and asks who is calling

@@ -1,0 +1,502 @@
+"""HTTP API and pages of the carte des formations (the Carif-Oref guide).
+
+``bp`` (under ``/api/v1``): sign-in by identifier, the administrators'
+accounts, campaigns and catalogue, the requests from draft to validation,
+annexes, the print PDF and the reviewers' lists and exports. ``pages`` (under
+``/carte``): sign-in, « Liste de vos demandes » and the print view, in HTML.
+
+Views stay thin: parse, one or two RPCs, shape the response. The services
+authorise (identity for accounts, carte for everything else); error codes are
+theirs (see the OpenAPI document). Bytes reach the files service once: the
+gateway stores uploads as the ``system`` caller after carte has said the
+caller may add them, and carte reads them back the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
+from nameko.exceptions import MethodNotFound
+
+from gateway import auth, ratelimit
+from gateway.errors import current_request_id, json_body
+from gateway.files import content_disposition
+from gateway.ratelimit import client_ip, limit
+from gateway.rpc import lend, pool_for, rpc
+from kit.context import AGENCY_ADMIN, CARTE_ADMIN, SYSTEM, Caller
+from kit.errors import Forbidden, InvalidInput, ServiceError
+
+bp = Blueprint("carte_api", __name__)
+pages = Blueprint("carte_pages", __name__)
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+FILTERS = ("academy", "department", "measure", "diploma", "uai", "campaign_id")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _system():
+    """A client whose calls run as ``system`` (uploads carte has authorised)."""
+    caller = Caller(user_id=g.caller.user_id, roles=(SYSTEM,), request_id=current_request_id())
+    return lend(pool_for(current_app._get_current_object()), caller)
+
+
+def _upload(field: str = "file"):
+    """(name, mimetype, bytes) of the one uploaded file, at most 10 MB."""
+    upload = request.files.get(field)
+    if upload is None or not upload.filename:
+        raise InvalidInput.fields({field: ["Joignez un fichier."]}, "carte.file_missing")
+    content = upload.stream.read(MAX_UPLOAD_BYTES + 1)
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise InvalidInput.fields(
+            {field: [f"« {upload.filename} » dépasse 10 Mo."]}, "files.too_large"
+        )
+    return upload.filename, upload.mimetype or "application/octet-stream", content
+
+
+def _document(result: dict, inline: bool = False) -> Response:
+    response = Response(base64.b64decode(result["content_b64"]), mimetype=result["content_type"])
+    disposition = content_disposition(result.get("name", ""))
+    if inline:
+        disposition = "inline" + disposition[len("attachment") :]
+    response.headers["Content-Disposition"] = disposition
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _filters() -> dict:
+    return {key: request.args.get(key) for key in FILTERS if request.args.get(key)}
+
+
+def _admin_only() -> None:
+    """Early refusal before bytes travel; the services check again."""
+    if not {AGENCY_ADMIN, CARTE_ADMIN} & set(g.caller.roles):
+        raise Forbidden(
+            "forbidden.carte_admin_only", "Réservé aux administrateurs de la carte des formations."
+        )
+
+
+def _identifier_key() -> str:
+    body = request.get_json(silent=True) if request.is_json else request.form
+    value = (body or {}).get("identifier") if hasattr(body or {}, "get") else None
+    return str(value or "").strip().upper()[:32]
+
+
+# ---------------------------------------------------------------- accounts
+
+
+@bp.post("/carte/sessions")
+@limit("carte-signin", per_minute=20, key=client_ip)
+def sign_in():
+    """{identifier, password} → 201 {token, expires_at, account, signed_in_as}; sets the cookie."""
+    body = json_body()
+    ratelimit.check("carte-signin-identifier", _identifier_key(), per_minute=10)
+    result = rpc().identity.carte_authenticate(
+        body.get("identifier"), body.get("password"), client_ip()
+    )
+    token = auth.issue_token(result["session_id"], result["caller"])
+    account = result["user"]
+    response = jsonify(
+        {
+            "token": token,
+            "expires_at": result["expires_at"],
+            "account": account,
+            "signed_in_as": account["signed_in_as"],
+        }
+    )
+    auth.set_session_cookie(response, token)
+    return response, 201
+
+
+@bp.post("/carte/password-resets")
+@limit("carte-reset", per_minute=5, key=client_ip)
+def request_reset():
+    """« Mot de passe perdu » {identifier} → 202, whatever the identifier."""
+    return jsonify(rpc().identity.carte_request_password_reset(json_body().get("identifier"))), 202
+
+
+@bp.get("/carte/me")
+@auth.login_required
+def me():
+    """The signed-in account and « Vous êtes connecté en tant que … »."""
+    return jsonify(rpc().identity.get_carte_me())
+
+
+@bp.get("/carte/accounts")
+@auth.login_required
+def list_accounts():
+    return jsonify(
+        {
+            "items": rpc().identity.list_carte_accounts(
+                request.args.get("kind"), request.args.get("q")
+            )
+        }
+    )
+
+
+@bp.post("/carte/accounts")
+@auth.login_required
+def create_account():
+    """{kind, identifier, label, contact_email, member_uais, referent_uai, scope}
+    → 201 {account, password}: the issued password is shown once."""
+    return jsonify(rpc().identity.create_carte_account(json_body())), 201
+
+
+@bp.get("/carte/accounts/<user_id>")
+@auth.login_required
+def get_account(user_id):
+    return jsonify(rpc().identity.get_carte_account(user_id))
+
+
+@bp.patch("/carte/accounts/<user_id>")
+@auth.login_required
+def update_account(user_id):
+    return jsonify(rpc().identity.update_carte_account(user_id, json_body()))
+
+
+@bp.post("/carte/accounts/<user_id>/password")
+@auth.login_required
+def regenerate_password(user_id):
+    return jsonify(rpc().identity.regenerate_carte_password(user_id))
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+@bp.get("/carte/campaigns")
+@auth.login_required
+def list_campaigns():
+    return jsonify({"items": rpc().carte.list_campaigns()})
+
+
+@bp.post("/carte/campaigns")
+@auth.login_required
+def create_campaign():
+    """{school_year, opens_on, closes_on} → 201."""
+    return jsonify(rpc().carte.create_campaign(json_body())), 201
+
+
+@bp.get("/carte/campaigns/current")
+@auth.login_required
+def current_campaign():
+    return jsonify({"campaign": rpc().carte.get_current_campaign()})
+
+
+@bp.patch("/carte/campaigns/<int:campaign_id>")
+@auth.login_required
+def update_campaign(campaign_id):
+    return jsonify(rpc().carte.update_campaign(campaign_id, json_body()))
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+@bp.get("/carte/catalogue")
+@auth.login_required
+def catalogue():
+    """The tree level → diploma → duration; ``q`` searches titles and codes."""
+    return jsonify(rpc().carte.get_catalogue(request.args.get("q")))
+
+
+def _store_catalogue(name: str, mimetype: str, content: bytes) -> dict:
+    meta = {"kind": "catalogue", "name": name, "content_type": mimetype}
+    encoded = base64.b64encode(content).decode()
+    with _system() as files_rpc:
+        if name.lower().endswith(".xlsx"):
+            try:
+                return files_rpc.files.store_xlsx(meta, encoded)
+            except MethodNotFound:
+                pass  # a files service without XLSX checks: carte's reader bounds itself
+        try:
+            return files_rpc.files.store_file(meta, encoded)
+        except InvalidInput as exc:
+            if exc.code != "files.invalid_kind":
+                raise
+            return files_rpc.files.store_file(dict(meta, kind="attachment"), encoded)
+
+
+@bp.post("/carte/catalogue/imports")
+@auth.login_required
+def import_catalogue():
+    """Multipart ``file`` (.xlsx or .csv) → {diplomas, variants, created,
+    updated, withdrawn}; 422 carte.catalogue_invalid lists every problem."""
+    _admin_only()
+    name, mimetype, content = _upload()
+    if not name.lower().endswith((".xlsx", ".csv")):
+        raise InvalidInput.fields(
+            {"file": ["Déposez un fichier .xlsx ou .csv."]}, "carte.catalogue_unreadable"
+        )
+    stored = _store_catalogue(name, mimetype, content)
+    return jsonify(rpc(timeout=60).carte.import_catalogue(stored["id"], name))
+
+
+@bp.post("/carte/catalogue/reports")
+@auth.login_required
+@limit("carte-report", per_minute=10, key=client_ip)
+def report_missing_programme():
+    """{title, cfd, rncp, reference, message} → 201."""
+    return jsonify(rpc().carte.report_missing_programme(json_body())), 201
+
+
+@bp.get("/carte/catalogue/reports")
+@auth.login_required
+def list_programme_reports():
+    return jsonify({"items": rpc().carte.list_programme_reports()})
+
+
+# ---------------------------------------------------------------- requests
+
+
+@bp.get("/carte/requests")
+@auth.login_required
+def dashboard():
+    """« Demandes en cours de saisie » and « Demandes validées »."""
+    return jsonify(rpc().carte.dashboard())
+
+
+@bp.get("/carte/requests/new")
+@auth.login_required
+def new_request_form():
+    return jsonify(rpc().carte.new_request_form())
+
+
+@bp.post("/carte/requests")
+@auth.login_required
+def create_request():
+    """The first « Sauvegarder » → 201 with the request's id."""
+    return jsonify(rpc().carte.create_request(json_body())), 201
+
+
+@bp.get("/carte/requests/<int:request_id>")
+@auth.login_required
+def get_request(request_id):
+    return jsonify(rpc().carte.get_request(request_id))
+
+
+@bp.put("/carte/requests/<int:request_id>")
+@auth.login_required
+def save_request(request_id):
+    """« Sauvegarder »: the whole form (absent fields are emptied)."""
+    return jsonify(rpc().carte.save_request(request_id, json_body()))
+
+
+@bp.post("/carte/requests/<int:request_id>/check")
+@auth.login_required
+def check_request(request_id):
+    """« Valider la demande »: 200 with the recap, or 422 with every error."""
+    return jsonify(rpc().carte.check_request(request_id))
+
+
+@bp.post("/carte/requests/<int:request_id>/confirm")
+@auth.login_required
+def confirm_request(request_id):
+    """« Confirmer » {version}: read-only for good."""
+    return jsonify(
+        rpc().carte.confirm_request(request_id, json_body(required=False).get("version"))
+    )
+
+
+@bp.get("/carte/requests/<int:request_id>/pdf")
+@auth.login_required
+def request_pdf(request_id):
+    return _document(rpc().carte.request_pdf(request_id), inline=True)
+
+
+@bp.post("/carte/requests/<int:request_id>/annexes")
+@auth.login_required
+def add_annex(request_id):
+    """Multipart ``file`` → 201 with the request and its annexes."""
+    rpc().carte.prepare_annex(request_id)  # nothing is stored for a refused request
+    name, mimetype, content = _upload()
+    with _system() as files_rpc:
+        stored = files_rpc.files.store_file(
+            {"kind": "annex", "name": name, "content_type": mimetype},
+            base64.b64encode(content).decode(),
+        )
+    meta = {
+        "file_id": stored["id"],
+        "name": stored["name"],
+        "size": stored["size"],
+        "content_type": stored["content_type"],
+    }
+    return jsonify(rpc().carte.add_annex(request_id, meta)), 201
+
+
+@bp.get("/carte/requests/<int:request_id>/annexes/<int:annex_id>")
+@auth.login_required
+def download_annex(request_id, annex_id):
+    return _document(rpc().carte.get_annex(request_id, annex_id))
+
+
+@bp.delete("/carte/requests/<int:request_id>/annexes/<int:annex_id>")
+@auth.login_required
+def remove_annex(request_id, annex_id):
+    return jsonify(rpc().carte.remove_annex(request_id, annex_id))
+
+
+@bp.put("/carte/priorities")
+@auth.login_required
+def reorder_priorities():
+    """{uai, order: [request ids, most urgent first]}."""
+    body = json_body()
+    return jsonify(rpc().carte.reorder_priorities(body.get("uai"), body.get("order")))
+
+
+# ---------------------------------------------------------------- reviewers
+
+
+@bp.get("/carte/reviews")
+@auth.login_required
+def reviews():
+    """Validated requests of the reviewer's scope; filters academy, department,
+    measure, diploma, uai, campaign_id; ``page``, ``per_page``."""
+    return jsonify(
+        rpc().carte.list_validated(
+            _filters(), request.args.get("page", "1"), request.args.get("per_page", "50")
+        )
+    )
+
+
+@bp.get("/carte/reviews/export.xlsx")
+@auth.login_required
+def export_xlsx():
+    return _document(rpc(timeout=60).carte.export_validated(_filters(), "xlsx"))
+
+
+@bp.get("/carte/reviews/export.csv")
+@auth.login_required
+def export_csv():
+    return _document(rpc(timeout=60).carte.export_validated(_filters(), "csv"))
+
+
+# ---------------------------------------------------------------- pages
+
+STYLE = """<style>main{max-width:62rem}table{border-collapse:collapse;width:100%;margin:.6rem 0}
+th,td{border:1px solid #c9c9c9;padding:.35rem .5rem;text-align:left}th{background:#e6eaf0}
+.who{background:#fff8e1;border-left:4px solid #d9822b;padding:.5rem .8rem}</style>"""
+
+SIGN_IN = """<form method="post" action="/carte/connexion">
+<label for="identifier">Identifiant</label>
+<input id="identifier" name="identifier" autocomplete="username" required value="{{ identifier }}">
+<label for="password">Mot de passe</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Envoyer</button></form>
+<p><a href="/carte/mot-de-passe-perdu">Mot de passe perdu ou non reçu ?</a></p>"""
+
+FORGOT = """<form method="post"><label for="identifier">Identifiant</label>
+<input id="identifier" name="identifier" required>
+<button type="submit">Recevoir un lien par courriel</button></form>"""
+
+DASHBOARD = (
+    STYLE
+    + """<p class="who">{{ board.signed_in_as }}
+<form method="post" action="/carte/deconnexion"><button type="submit">Déconnexion</button></form></p>
+<p>{% if board.campaign %}Campagne : {{ board.campaign.label }} ({{ board.campaign.state_label }},
+du {{ board.campaign.opens_on }} au {{ board.campaign.closes_on }}){% else %}Aucune campagne.{% endif %}</p>
+{% for title, rows, note in sections %}<h2>{{ title }}</h2><p>{{ note }}</p>
+<table><thead><tr><th>Id</th><th>Mesure</th><th>Diplôme</th><th>Modalité</th><th>Projet lié</th><th>Opération</th></tr></thead><tbody>
+{% for r in rows %}<tr><td>{{ r.id }}</td><td>{{ r.measure }}</td><td>{{ r.diploma }}</td><td>{{ r.modality }}</td><td>{{ r.linked }}</td>
+<td><a href="{% if r.editable %}/api/v1/carte/requests/{{ r.id }}{% else %}/carte/demandes/{{ r.id }}/impression{% endif %}">{{ r.operation }}</a></td></tr>
+{% else %}<tr><td colspan="6">Aucune demande.</td></tr>{% endfor %}</tbody></table>
+{% if loop.first and board.can_file %}<p><a href="/api/v1/carte/requests/new">Déposer une nouvelle demande</a></p>{% endif %}
+{% endfor %}"""  # noqa: E501
+)
+
+PRINT = """<!doctype html><html lang="fr"><head><meta charset="utf-8">
+<title>{{ view.title }}</title><style>
+body{font-family:system-ui,sans-serif;margin:2rem;color:#111}h1{font-size:1.4rem}
+h2{font-size:1.1rem;background:#e6eaf0;padding:.3rem .5rem;margin-top:1.2rem}
+dt{font-weight:600;margin-top:.4rem}dd{margin:0 0 .2rem 0;white-space:pre-wrap}
+.who{font-size:.9rem;color:#444}.actions{margin:1rem 0}
+@media print{.actions,.who{display:none}body{margin:0}h2{break-after:avoid}}
+</style></head><body>
+<p class="who">{{ view.signed_in_as }}</p>
+<h1>{{ view.title }}</h1><p>{{ view.subtitle }}</p>
+<p class="actions"><a href="javascript:window.print()">Imprimer</a> ·
+<a href="/api/v1/carte/requests/{{ view.request.id }}/pdf">PDF</a> · <a href="/carte/">Liste de vos demandes</a></p>
+{% for s in view.sections %}<h2>{{ s.title }}</h2><dl>
+{% for i in s["items"] %}<dt>{{ i.label }}</dt><dd>{{ i.value if i.value not in (None, "") else "—" }}</dd>{% endfor %}
+</dl>{% endfor %}<footer><small>{{ view.footer }}</small></footer></body></html>"""  # noqa: E501
+
+
+def _page(title, body="", status=200, **context):
+    from gateway.web import page
+
+    return page(title, body, status=status, **context)
+
+
+@pages.route("/connexion", methods=["GET", "POST"])
+@limit("carte-web-signin", per_minute=20, key=client_ip)
+def sign_in_page():
+    """The guide's « Identification »: identifier and password."""
+    if request.method == "GET":
+        return _page("Identification", SIGN_IN, identifier="")
+    identifier = request.form.get("identifier", "")
+    try:
+        ratelimit.check("carte-signin-identifier", _identifier_key(), per_minute=10)
+        result = rpc().identity.carte_authenticate(
+            identifier, request.form.get("password", ""), client_ip()
+        )
+    except ServiceError as exc:
+        return _page(
+            "Identification", SIGN_IN, status=exc.status, error=exc.message, identifier=identifier
+        )
+    response = redirect("/carte/")
+    auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
+    return response
+
+
+@pages.route("/mot-de-passe-perdu", methods=["GET", "POST"])
+@limit("carte-web-forgot", per_minute=5, key=client_ip)
+def forgot_page():
+    if request.method == "GET":
+        return _page("Mot de passe perdu", FORGOT)
+    result = rpc().identity.carte_request_password_reset(request.form.get("identifier", ""))
+    return _page("Mot de passe perdu", success=result["message"])
+
+
+@pages.post("/deconnexion")
+def sign_out_page():
+    if g.caller.authenticated and g.get("session_id"):
+        rpc().identity.end_session(g.session_id)
+        auth.revoke_current()
+    response = redirect("/carte/connexion")
+    auth.clear_session_cookie(response)
+    return response
+
+
+@pages.get("/")
+def dashboard_page():
+    """« Liste de vos demandes » with the guide's two tables."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    board = rpc().carte.dashboard()
+    sections = [
+        (
+            "Demandes en cours de saisie",
+            board["drafts"],
+            "Ces demandes ne sont consultables que par vous. Vous pouvez les modifier, "
+            "puis, quand elles sont finalisées, demander leur validation.",
+        ),
+        (
+            "Demandes validées",
+            board["validated"],
+            "Vous pouvez consulter ces demandes, mais vous ne pourrez pas les modifier.",
+        ),
+    ]
+    return _page("Saisie en ligne des demandes", DASHBOARD, board=board, sections=sections)
+
+
+@pages.get("/demandes/<int:request_id>/impression")
+def print_page(request_id):
+    """« Consulter »: the whole request, laid out to print."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    from flask import render_template_string
+
+    view = rpc().carte.print_request(request_id)
+    html = render_template_string(PRINT, view=view)
+    return html, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
