@@ -72,7 +72,9 @@ def test_a_signed_token_authenticates_without_any_rpc(app):
 def test_a_tampered_or_missing_token_is_refused(app):
     client = app.test_client()
     token = token_for(app)
-    tampered = token[:-2] + ("A" if token[-1] != "A" else "B") + token[-1]
+    payload, _, signature = token.rpartition(".")
+    flipped = "A" if signature[0] != "A" else "B"  # a different first signature char
+    tampered = f"{payload}.{flipped}{signature[1:]}"
     for headers in (
         {},
         {"Authorization": f"Bearer {tampered}"},
