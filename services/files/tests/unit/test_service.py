@@ -13,6 +13,7 @@ from files.models import Base
 from files.service import FilesService
 from files.settings import FilesSettings, load
 from files.storage import LocalDiskStorage
+from files.xlsx_safety import CONFIG_NAMES, XlsxLimits
 from kit.context import Caller
 from kit.db import make_engine
 from kit.errors import InvalidInput, NotFound
@@ -85,3 +86,42 @@ def test_settings_read_files_max_bytes(monkeypatch):
     assert load({"FILES_MAX_BYTES": 512}).max_bytes == 512
     with pytest.raises(ValueError):
         load({"FILES_MAX_BYTES": "0"})
+
+
+def test_store_xlsx_checks_in_a_native_thread_then_stores_and_announces(service_for, xlsx):
+    service = service_for(MANAGER_A, max_bytes=10)  # FILES_MAX_BYTES is not the XLSX cap
+    stored = service.store_xlsx(
+        {"kind": "certification_list", "name": "Liste-certifications.xlsx"},
+        base64.b64encode(xlsx.valid()).decode(),
+    )
+    assert stored["sheets"] == ["Certifications"]
+    service.dispatch.assert_called_once()
+    assert service_for(MANAGER_A).check_xlsx(stored["id"]) == {
+        "file_id": stored["id"],
+        "ok": True,
+        "sheets": ["Certifications"],
+        "size": stored["size"],
+    }
+
+
+def test_a_refused_workbook_announces_nothing(service_for, xlsx):
+    service = service_for(MANAGER_A)
+    with pytest.raises(InvalidInput) as caught:
+        service.store_xlsx(
+            {"kind": "survey_form", "name": "f.xlsx"},
+            base64.b64encode(xlsx.rezip(xlsx.valid(), add=[("xl/vbaProject.bin", b"x")])).decode(),
+        )
+    assert caught.value.code == "files.xlsx.macro"
+    service.dispatch.assert_not_called()
+
+
+def test_settings_read_the_xlsx_limits(monkeypatch):
+    for key in CONFIG_NAMES.values():
+        monkeypatch.delenv(key, raising=False)
+    assert load({}).xlsx == XlsxLimits()
+    monkeypatch.setenv("FILES_XLSX_MAX_ROWS", "5000")
+    settings = load({"FILES_XLSX_MAX_COLUMNS": 30, "FILES_XLSX_MAX_BYTES": "2048"})
+    assert (settings.xlsx.max_rows, settings.xlsx.max_columns) == (5000, 30)
+    assert settings.xlsx.max_bytes == 2048 and settings.xlsx.max_ratio == 100
+    with pytest.raises(ValueError):
+        load({"FILES_XLSX_MAX_SHEETS": "-1"})

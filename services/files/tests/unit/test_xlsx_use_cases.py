@@ -1,0 +1,226 @@
+"""``store_xlsx`` and ``check_xlsx`` on an in-memory database and a temporary
+folder: a refused workbook leaves nothing behind; who may store or read is
+decided before any byte is parsed."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from files import use_cases, xlsx_safety
+from files.models import Base, Blob, Outbox, StoredFile
+from files.storage import LocalDiskStorage
+from files.xlsx_safety import XLSX_CONTENT_TYPE, XlsxLimits
+from kit.context import Caller
+from kit.db import make_engine
+from kit.errors import InvalidInput, NotFound, Unauthenticated
+
+ANONYMOUS = Caller()
+MANAGER_A = Caller(user_id="u-manager-a", org_id="org-a", roles=("manager",))
+USER_B = Caller(user_id="u-user-b", org_id="org-b", roles=("user",))
+SYSTEM = Caller(roles=("system",))
+LIMITS = XlsxLimits()
+MS_REL = "http://schemas.microsoft.com/office/2006/relationships"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@pytest.fixture
+def session():
+    engine = make_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    session = sessionmaker(engine, expire_on_commit=False)()
+    yield session
+    session.close()
+    engine.dispose()
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return LocalDiskStorage(tmp_path / "files")
+
+
+class Recorder:
+    """An ``offload`` that runs the work here and remembers it ran."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fn, *args):
+        self.calls.append(fn)
+        return fn(*args)
+
+
+def never(fn, *args):
+    raise AssertionError("the upload should have been refused before any parsing")
+
+
+def count(session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def nothing_kept(session, storage) -> bool:
+    return (
+        count(session, StoredFile) == 0
+        and count(session, Blob) == 0
+        and count(session, Outbox) == 0
+        and not (storage.root.exists() and any(p.is_file() for p in storage.root.rglob("*")))
+    )
+
+
+def store(session, storage, data, caller=MANAGER_A, limits=LIMITS, offload=None, **meta):
+    meta = {"kind": "survey_form", "name": "Compte cfa.xlsx", **meta}
+    return use_cases.store_xlsx(
+        session, storage, caller, meta, b64(data), limits=limits, offload=offload or Recorder()
+    )
+
+
+def macro_workbook(xlsx) -> bytes:
+    data = xlsx.with_workbook_relationship(xlsx.valid(), f"{MS_REL}/vbaProject", "vbaProject.bin")
+    return xlsx.rezip(data, add=[("xl/vbaProject.bin", b"\xd0\xcf\x11\xe0 macro")])
+
+
+def test_a_valid_workbook_is_checked_in_the_offload_then_stored(session, storage, xlsx):
+    offload = Recorder()
+    stored = store(session, storage, xlsx.valid(), offload=offload, content_type="text/plain")
+    assert offload.calls == [xlsx_safety.check]
+    assert stored["sheets"] == ["Certifications"]
+    assert stored["content_type"] == XLSX_CONTENT_TYPE
+    assert stored["kind"] == "survey_form" and stored["owner_org_id"] == "org-a"
+    got = use_cases.get_file(session, storage, MANAGER_A, stored["id"])
+    assert base64.b64decode(got["content_b64"]) == xlsx.valid()
+    (event,) = session.scalars(select(Outbox)).all()
+    assert event.payload["file_id"] == stored["id"]
+
+
+@pytest.mark.parametrize("kind", ["certification_list", "attachment", "annex", "catalogue"])
+def test_every_spreadsheet_kind_can_be_stored(session, storage, xlsx, kind):
+    assert store(session, storage, xlsx.valid(), kind=kind)["kind"] == kind
+
+
+@pytest.mark.parametrize(
+    "make, code",
+    [
+        (lambda x: b"", "files.xlsx.empty"),
+        (lambda x: b"%PDF-1.7 pas un classeur", "files.xlsx.not_xlsx"),
+        (lambda x: x.valid()[:500], "files.xlsx.corrupt"),
+        (macro_workbook, "files.xlsx.macro"),
+        (
+            lambda x: x.rezip(x.valid(), replace={"xl/worksheets/sheet1.xml": x.billion_laughs()}),
+            "files.xlsx.xml_entities",
+        ),
+        (
+            lambda x: x.declare_size(
+                x.rezip(x.valid(), add=[("xl/media/a.png", b"0" * 100)]),
+                "xl/media/a.png",
+                300 * 1024 * 1024,
+            ),
+            "files.xlsx.zip_bomb",
+        ),
+    ],
+)
+def test_a_refused_workbook_leaves_no_record_no_blob_and_no_event(
+    session, storage, xlsx, make, code
+):
+    with pytest.raises(InvalidInput) as caught:
+        store(session, storage, make(xlsx))
+    assert caught.value.code == code
+    session.rollback()  # what the worker teardown does
+    assert nothing_kept(session, storage)
+
+
+def test_a_name_without_the_xlsx_extension_is_refused(session, storage, xlsx):
+    with pytest.raises(InvalidInput) as caught:
+        store(session, storage, xlsx.valid(), name="Compte cfa.xlsm")
+    assert caught.value.code == "files.xlsx.not_xlsx"
+    assert nothing_kept(session, storage)
+
+
+@pytest.mark.parametrize("size", [2000, 200_000])
+def test_too_large_uploads_carry_the_xlsx_code(session, storage, xlsx, size):
+    # 200 kB is refused on its base64 length, before decoding
+    with pytest.raises(InvalidInput) as caught:
+        store(session, storage, b"PK\x03\x04" + bytes(size), limits=XlsxLimits(max_bytes=1000))
+    assert caught.value.code == "files.xlsx.too_large"
+    assert "1000 octets" in caught.value.message
+
+
+def test_who_may_store_is_decided_before_any_parsing(session, storage, xlsx):
+    with pytest.raises(Unauthenticated):
+        store(session, storage, macro_workbook(xlsx), caller=ANONYMOUS, offload=never)
+    with pytest.raises(InvalidInput) as caught:
+        store(session, storage, macro_workbook(xlsx), kind="passport", offload=never)
+    assert caught.value.code == "files.invalid_kind"
+
+
+def test_the_same_workbook_stored_twice_is_kept_once(session, storage, xlsx):
+    first = store(session, storage, xlsx.valid())
+    second = store(session, storage, xlsx.valid(), caller=USER_B)
+    assert first["id"] != second["id"] and first["sha256"] == second["sha256"]
+    assert count(session, Blob) == 1
+
+
+def plain_store(session, storage, data, caller=MANAGER_A, name="liste.xlsx"):
+    meta = {"kind": "certification_list", "name": name}
+    return use_cases.store_file(session, storage, caller, meta, b64(data), max_bytes=10**7)
+
+
+def check(session, storage, file_id, caller=MANAGER_A, limits=LIMITS, offload=None):
+    return use_cases.check_xlsx(
+        session, storage, caller, file_id, limits=limits, offload=offload or Recorder()
+    )
+
+
+def test_a_stored_workbook_can_be_checked_by_its_readers(session, storage, xlsx):
+    data = xlsx.valid()
+    stored = plain_store(session, storage, data)
+    offload = Recorder()
+    assert check(session, storage, stored["id"], offload=offload) == {
+        "file_id": stored["id"],
+        "ok": True,
+        "sheets": ["Certifications"],
+        "size": len(data),
+    }
+    assert offload.calls == [xlsx_safety.check]
+    assert check(session, storage, stored["id"], caller=SYSTEM)["ok"] is True
+
+
+def test_checking_a_file_the_caller_may_not_read_is_not_found(session, storage, xlsx):
+    stored = plain_store(session, storage, xlsx.valid())
+    for file_id in (stored["id"], "0" * 32):
+        with pytest.raises(NotFound) as caught:
+            check(session, storage, file_id, caller=USER_B, offload=never)
+        assert caught.value.code == "files.not_found"
+
+
+def test_a_stored_file_that_fails_the_checks_is_reported(session, storage, xlsx):
+    stored = plain_store(session, storage, macro_workbook(xlsx))
+    with pytest.raises(InvalidInput) as caught:
+        check(session, storage, stored["id"])
+    assert caught.value.code == "files.xlsx.macro"
+    named_pdf = plain_store(session, storage, xlsx.valid(), name="liste.pdf")
+    with pytest.raises(InvalidInput) as caught:
+        check(session, storage, named_pdf["id"])
+    assert caught.value.code == "files.xlsx.not_xlsx"
+
+
+def test_a_stored_file_over_the_xlsx_cap_is_refused_without_reading_it(
+    session, storage, xlsx, monkeypatch
+):
+    stored = plain_store(session, storage, xlsx.valid())
+    monkeypatch.setattr(LocalDiskStorage, "get", lambda self, sha256: pytest.fail("read"))
+    with pytest.raises(InvalidInput) as caught:
+        check(session, storage, stored["id"], limits=XlsxLimits(max_bytes=100), offload=never)
+    assert caught.value.code == "files.xlsx.too_large"
+
+
+def test_checking_a_file_whose_bytes_are_gone_is_not_found(session, storage, xlsx):
+    stored = plain_store(session, storage, xlsx.valid())
+    storage.delete(stored["sha256"])
+    with pytest.raises(NotFound):
+        check(session, storage, stored["id"], offload=never)
