@@ -476,3 +476,55 @@ def test_a_lost_password_is_reset_through_the_contact_email(
     )
     assert changed.status_code == 200, changed.text
     assert sign_in(gateway, uai, "nouveau mot 2020")["account"]["identifier"] == uai
+
+
+def _xlsx(rows) -> bytes:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    for row in rows:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def test_the_administrator_imports_the_catalogue_from_xlsx_and_sees_every_problem(
+    gateway, admin_headers, carte
+):
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    lines = [line.split(";") for line in CATALOGUE.decode().splitlines()]
+    same = gateway.post(
+        "/api/v1/carte/catalogue/imports",
+        headers=admin_headers,
+        files={"file": ("catalogue.xlsx", _xlsx(lines), xlsx)},
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["created"] == 0 and same.json()["withdrawn"] == 0
+
+    wrong = _xlsx(
+        lines[:1] + [["9", "", "ABC", "RNCPX1", "7"], ["3", "CAP Y", "50023499", "", "2"]]
+    )
+    refused = gateway.post(
+        "/api/v1/carte/catalogue/imports",
+        headers=admin_headers,
+        files={"file": ("catalogue.xlsx", wrong, xlsx)},
+    )
+    assert refused.status_code == 422 and refused.json()["code"] == "carte.catalogue_invalid"
+    problems = refused.json()["details"]["problems"]
+    assert {(p["row"], p["column"]) for p in problems} == {
+        (2, "niveau"),
+        (2, "diplome"),
+        (2, "code_diplome"),
+        (2, "rncp"),
+        (2, "duree"),
+    }
+    search = gateway.get("/api/v1/carte/catalogue", headers=admin_headers, params={"q": "CAP Y"})
+    assert search.json()["variant_count"] == 0  # nothing imported
+
+    macro = gateway.post(
+        "/api/v1/carte/catalogue/imports",
+        headers=admin_headers,
+        files={"file": ("catalogue.xlsx", b"not a zip at all", xlsx)},
+    )
+    assert macro.status_code == 422 and macro.json()["code"].startswith(("files.", "xlsx."))
