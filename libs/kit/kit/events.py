@@ -47,5 +47,5 @@ CARTE = "carte"
 #   variant_id, filed_by, validated_at}
 REQUEST_VALIDATED = "request_validated"
 # carte.programme_reported: {report_id, title, cfd, rncp, message, reporter_identifier,
-#   reporter_label, contact_email}
+#   reporter_label, reference} (stored by carte; the e-mail to the administrators is to come)
 PROGRAMME_REPORTED = "programme_reported"
