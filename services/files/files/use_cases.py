@@ -109,6 +109,8 @@ def store_xlsx(
     content checks run before anything is written, so a refused file leaves
     no record, no blob and no event. The content type is set here, whatever
     the caller said."""
+    if isinstance(meta, dict):
+        meta = {key: value for key, value in meta.items() if key != "content_type"}
     try:
         checked = check_meta(meta)
         owner = access.owner_for_store(caller, checked.kind, checked.owner_org_id)

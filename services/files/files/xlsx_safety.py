@@ -277,11 +277,11 @@ def _missing_part(part: str) -> InvalidInput:
     )
 
 
-def _too_many_sheets(count: int, limit: int) -> InvalidInput:
+def _too_many_sheets(limit: int) -> InvalidInput:
     return _reject(
         "too_many_sheets",
-        f"Le classeur contient {_n(count)} feuilles, au-delà de la limite de {_n(limit)} : "
-        "supprimez les feuilles inutiles puis déposez-le à nouveau.",
+        f"Le classeur contient plus de {_n(limit)} feuilles : supprimez les feuilles inutiles "
+        "puis déposez-le à nouveau.",
         limit=limit,
     )
 
@@ -566,8 +566,11 @@ class _Inspector:
 
     # XML
 
-    def _parse(self, info: zipfile.ZipInfo, start=None, end=None, text=None) -> None:
-        """Streams one part through a defused expat parser with these handlers."""
+    def _parse(self, info: zipfile.ZipInfo, start=None, end=None, text=None, lenient=False) -> None:
+        """Streams one part through a defused expat parser with these handlers.
+
+        ``lenient``: a part that is not well-formed passes (DTDs are still
+        refused: they can only come first)."""
         self.parsed.add(info.filename.casefold())
         parser = expat.ParserCreate(namespace_separator=" ")
         parser.StartDoctypeDeclHandler = _no_dtd
@@ -589,7 +592,8 @@ class _Inspector:
         except DefusedXmlException:
             raise _xml_entities(info.filename) from None
         except expat.ExpatError as exc:
-            raise _corrupt(entry=_shown(info.filename), error=str(exc)) from None
+            if not lenient:
+                raise _corrupt(entry=_shown(info.filename), error=str(exc)) from None
 
     def _check_content_types(self) -> None:
         local = _LocalNames()
@@ -659,7 +663,7 @@ class _Inspector:
                 rel_id = next((v for k, v in attrs.items() if k.endswith(" id")), "")
                 named.append((attrs.get("name", ""), rel_id))
                 if len(named) > limits.max_sheets:
-                    raise _too_many_sheets(len(named), limits.max_sheets)
+                    raise _too_many_sheets(limits.max_sheets)
             elif tag == "externalReference":
                 raise _external_link(entry="xl/workbook.xml")
 
@@ -737,7 +741,7 @@ class _Inspector:
             if key not in listed and re.fullmatch(r"xl/worksheets/[^/]+\.xml", key)
         ]
         if len(parts) > limits.max_sheets:
-            raise _too_many_sheets(len(parts), limits.max_sheets)
+            raise _too_many_sheets(limits.max_sheets)
         for label, part in parts:
             self._scan_worksheet(self.entries[part], label, long_strings)
         if long_strings:  # too long, though no cell shows it: refused all the same
@@ -847,7 +851,9 @@ class _Inspector:
                 continue
             content_type = self._content_type(key)
             if key.endswith((".xml", ".rels", ".vml")) or content_type.endswith(("+xml", "/xml")):
-                self._parse(info)
+                # Excel writes VML that is not well-formed (an unclosed <br> in a
+                # button's label); no parser of ours reads VML
+                self._parse(info, lenient=key.endswith(".vml"))
 
 
 def check(data: bytes, name: str | None = None, limits: XlsxLimits = DEFAULT_LIMITS) -> Verdict:

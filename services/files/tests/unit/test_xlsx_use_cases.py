@@ -87,7 +87,7 @@ def macro_workbook(xlsx) -> bytes:
 
 def test_a_valid_workbook_is_checked_in_the_offload_then_stored(session, storage, xlsx):
     offload = Recorder()
-    stored = store(session, storage, xlsx.valid(), offload=offload, content_type="text/plain")
+    stored = store(session, storage, xlsx.valid(), offload=offload, content_type="text/html; x")
     assert offload.calls == [xlsx_safety.check]
     assert stored["sheets"] == ["Certifications"]
     assert stored["content_type"] == XLSX_CONTENT_TYPE
