@@ -49,3 +49,15 @@ REQUEST_VALIDATED = "request_validated"
 # carte.programme_reported: {report_id, title, cfd, rncp, message, reporter_identifier,
 #   reporter_label, reference} (stored by carte; the e-mail to the administrators is to come)
 PROGRAMME_REPORTED = "programme_reported"
+
+SURVEY = "survey"
+# survey.form_downloaded: {survey_id, campaign_id, org_id, user_id, form_version}
+#   (each download of the official, locked form)
+FORM_DOWNLOADED = "form_downloaded"
+# survey.response_submitted: {survey_id, campaign_id, org_id, transmission_id, seq,
+#   file_id, file_name, sha256, form_version, submitted_by, submitted_at}
+#   (values stay in the survey service: ask it with the ids)
+RESPONSE_SUBMITTED = "response_submitted"
+# survey.survey_blocked / survey.survey_unblocked: {survey_id, campaign_id, org_id, by}
+SURVEY_BLOCKED = "survey_blocked"
+SURVEY_UNBLOCKED = "survey_unblocked"

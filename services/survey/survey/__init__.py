@@ -1,0 +1,3 @@
+"""The survey service: Karoussel campaigns ("enquêtes"), each organisation's
+survey and its "données à renseigner", the locked XLSX form, transmissions,
+attachments and the agency's exports (DESIGN.md §1)."""

@@ -1,0 +1,73 @@
+"""« Pièces à fournir »: which documents are accepted and how big.
+
+The type is decided by the extension and confirmed by the first bytes, so a
+renamed executable or a macro-enabled document is refused before it is
+stored. Legacy Office formats (.doc, .xls) are refused: they may carry
+macros and cannot be checked cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_PER_SURVEY = 20
+ZIP = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class Kind:
+    content_type: str
+    magic: tuple[bytes, ...]
+
+
+TYPES = {
+    "pdf": Kind("application/pdf", (b"%PDF-",)),
+    "png": Kind("image/png", (b"\x89PNG\r\n\x1a\n",)),
+    "jpg": Kind("image/jpeg", (b"\xff\xd8\xff",)),
+    "jpeg": Kind("image/jpeg", (b"\xff\xd8\xff",)),
+    "gif": Kind("image/gif", (b"GIF87a", b"GIF89a")),
+    "docx": Kind("application/vnd.openxmlformats-officedocument.wordprocessingml.document", (ZIP,)),
+    "xlsx": Kind("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", (ZIP,)),
+    "pptx": Kind(
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation", (ZIP,)
+    ),
+    "odt": Kind("application/vnd.oasis.opendocument.text", (ZIP,)),
+    "ods": Kind("application/vnd.oasis.opendocument.spreadsheet", (ZIP,)),
+    "odp": Kind("application/vnd.oasis.opendocument.presentation", (ZIP,)),
+}
+ACCEPTED = "PDF, PNG, JPEG, GIF, DOCX, XLSX, PPTX, ODT, ODS, ODP"
+
+
+class Refused(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+def extension(name: str) -> str:
+    base = (name or "").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    return base.rsplit(".", 1)[-1].lower() if "." in base else ""
+
+
+def check(name: str, size, head: bytes) -> tuple[str, str]:
+    """(extension, content type) of an acceptable document, else ``Refused``."""
+    ext = extension(name)
+    kind = TYPES.get(ext)
+    if kind is None:
+        raise Refused(
+            "survey.attachment_type", f"Type de document refusé : formats acceptés {ACCEPTED}."
+        )
+    if not isinstance(size, int) or size <= 0:
+        raise Refused("survey.attachment_empty", "Le document est vide.")
+    if size > MAX_BYTES:
+        raise Refused(
+            "survey.attachment_too_large", "Le document dépasse la taille maximale de 10 Mo."
+        )
+    if not any(head.startswith(magic) for magic in kind.magic):
+        raise Refused(
+            "survey.attachment_type",
+            f"Le contenu du document ne correspond pas à son extension .{ext}.",
+        )
+    return ext, kind.content_type

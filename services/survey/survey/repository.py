@@ -1,0 +1,282 @@
+"""Every survey query."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from survey.models import (
+    Attachment,
+    Campaign,
+    Certification,
+    Form,
+    Organisation,
+    Survey,
+    Transmission,
+)
+
+
+def _insert(session, model):
+    dialect = session.bind.dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(model)
+
+
+def upsert_organisations(session, rows: list[dict]) -> None:
+    """Local copies from identity, inserted or refreshed in one statement."""
+    if not rows:
+        return
+    statement = _insert(session, Organisation).values(rows)
+    columns = {
+        name: statement.excluded[name]
+        for name in (
+            "name",
+            "siret",
+            "uai",
+            "nda",
+            "account_type",
+            "parent_id",
+            "status",
+            "refreshed_at",
+        )
+    }
+    session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=columns))
+
+
+def insert_missing_surveys(session, rows: list[dict]) -> None:
+    """Creates survey instances, ignoring those another worker just created."""
+    if rows:
+        session.execute(
+            _insert(session, Survey)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["campaign_id", "org_id"])
+        )
+
+
+def organisation(session, org_id: str | None) -> Organisation | None:
+    return session.get(Organisation, org_id) if org_id else None
+
+
+def org_names(session, ids) -> dict[str, str]:
+    ids = [i for i in set(ids) if i]
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Organisation.id, Organisation.name).where(Organisation.id.in_(ids))
+    )
+    return {row.id: row.name for row in rows}
+
+
+def validated_organisations(session) -> list[Organisation]:
+    return list(session.scalars(select(Organisation).where(Organisation.status == "validated")))
+
+
+def campaigns(session) -> list[Campaign]:
+    return list(
+        session.scalars(select(Campaign).order_by(Campaign.online_on.desc(), Campaign.name))
+    )
+
+
+def online_campaigns(session, today: dt.date) -> list[Campaign]:
+    return list(session.scalars(select(Campaign).where(Campaign.online_on <= today)))
+
+
+def survey_pairs(session, org_ids, campaign_ids) -> set[tuple[str, str]]:
+    if not org_ids or not campaign_ids:
+        return set()
+    rows = session.execute(
+        select(Survey.campaign_id, Survey.org_id).where(
+            Survey.org_id.in_(list(org_ids)), Survey.campaign_id.in_(list(campaign_ids))
+        )
+    )
+    return {(r.campaign_id, r.org_id) for r in rows}
+
+
+def all_survey_pairs(session) -> set[tuple[str, str]]:
+    return {
+        (r.campaign_id, r.org_id)
+        for r in session.execute(select(Survey.campaign_id, Survey.org_id))
+    }
+
+
+def surveys_query(
+    *,
+    org_ids=None,
+    online_before: dt.date | None = None,
+    campaign_id: str | None = None,
+    blocked: bool | None = None,
+    status: str | None = None,
+    sent_from: dt.datetime | None = None,
+    sent_to: dt.datetime | None = None,
+    org_query: str | None = None,
+):
+    """(Survey, Campaign, Organisation | None) rows, newest campaigns first."""
+    query = (
+        select(Survey, Campaign, Organisation)
+        .join(Campaign, Campaign.id == Survey.campaign_id)
+        .outerjoin(Organisation, Organisation.id == Survey.org_id)
+    )
+    if org_ids is not None:
+        query = query.where(Survey.org_id.in_(list(org_ids)))
+    if online_before is not None:
+        query = query.where(Campaign.online_on <= online_before)
+    if campaign_id:
+        query = query.where(Survey.campaign_id == campaign_id)
+    if blocked is not None:
+        query = query.where(Survey.blocked.is_(blocked))
+    if status:
+        query = query.where(Survey.status == status)
+    if sent_from is not None:
+        query = query.where(Survey.last_sent_at >= sent_from)
+    if sent_to is not None:
+        query = query.where(Survey.last_sent_at < sent_to)
+    if org_query:
+        pattern = f"%{org_query.lower()}%"
+        query = query.where(
+            or_(func.lower(Organisation.name).like(pattern), Organisation.siret.like(pattern))
+        )
+    return query.order_by(Campaign.online_on.desc(), Organisation.name, Survey.id)
+
+
+def survey_rows(session, query, limit: int | None = None, offset: int = 0) -> list:
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    return list(session.execute(query))
+
+
+def count(session, query) -> int:
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+
+
+def survey(session, survey_id, *, for_update: bool = False) -> Survey | None:
+    if not isinstance(survey_id, str) or len(survey_id) > 64:
+        return None
+    query = select(Survey).where(Survey.id == survey_id)
+    if for_update and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def certifications(session, survey_id: str) -> list[Certification]:
+    return list(
+        session.scalars(
+            select(Certification)
+            .where(Certification.survey_id == survey_id)
+            .order_by(Certification.position, Certification.id)
+        )
+    )
+
+
+def certification(session, survey_id: str, cert_id) -> Certification | None:
+    if not isinstance(cert_id, str):
+        return None
+    cert = session.get(Certification, cert_id)
+    return cert if cert is not None and cert.survey_id == survey_id else None
+
+
+def delete_certifications(session, survey_id: str) -> None:
+    session.execute(delete(Certification).where(Certification.survey_id == survey_id))
+
+
+def latest_form(session, survey_id: str) -> Form | None:
+    return session.scalar(
+        select(Form).where(Form.survey_id == survey_id).order_by(Form.version.desc()).limit(1)
+    )
+
+
+def form(session, survey_id: str, version: int) -> Form | None:
+    return session.scalar(select(Form).where(Form.survey_id == survey_id, Form.version == version))
+
+
+def transmissions(session, survey_id: str) -> list[Transmission]:
+    return list(
+        session.scalars(
+            select(Transmission)
+            .where(Transmission.survey_id == survey_id)
+            .order_by(Transmission.seq)
+        )
+    )
+
+
+def transmission(session, survey_id: str, transmission_id) -> Transmission | None:
+    if not isinstance(transmission_id, str):
+        return None
+    row = session.get(Transmission, transmission_id)
+    return row if row is not None and row.survey_id == survey_id else None
+
+
+def transmission_by(session, survey_id: str, **where) -> Transmission | None:
+    query = select(Transmission).where(Transmission.survey_id == survey_id)
+    for name, value in where.items():
+        query = query.where(getattr(Transmission, name) == value)
+    return session.scalar(query.limit(1))
+
+
+def next_seq(session, survey_id: str) -> int:
+    current = session.scalar(
+        select(func.max(Transmission.seq)).where(Transmission.survey_id == survey_id)
+    )
+    return (current or 0) + 1
+
+
+def latest_transmissions(session, survey_ids) -> dict[str, Transmission]:
+    ids = list(survey_ids)
+    if not ids:
+        return {}
+    latest = (
+        select(Transmission.survey_id, func.max(Transmission.seq).label("seq"))
+        .where(Transmission.survey_id.in_(ids))
+        .group_by(Transmission.survey_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(Transmission).join(
+            latest,
+            (Transmission.survey_id == latest.c.survey_id) & (Transmission.seq == latest.c.seq),
+        )
+    )
+    return {row.survey_id: row for row in rows}
+
+
+def attachments(session, survey_id: str) -> list[Attachment]:
+    return list(
+        session.scalars(
+            select(Attachment)
+            .where(Attachment.survey_id == survey_id)
+            .order_by(Attachment.created_at, Attachment.id)
+        )
+    )
+
+
+def attachment(session, survey_id: str, attachment_id) -> Attachment | None:
+    if not isinstance(attachment_id, str):
+        return None
+    row = session.get(Attachment, attachment_id)
+    return row if row is not None and row.survey_id == survey_id else None
+
+
+def attachment_by_file(session, survey_id: str, file_id: str) -> Attachment | None:
+    return session.scalar(
+        select(Attachment).where(Attachment.survey_id == survey_id, Attachment.file_id == file_id)
+    )
+
+
+def status_counts(session) -> dict[str, dict[str, int]]:
+    """Per campaign: surveys per status, and blocked ones."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = session.execute(
+        select(Survey.campaign_id, Survey.status, Survey.blocked, func.count()).group_by(
+            Survey.campaign_id, Survey.status, Survey.blocked
+        )
+    )
+    for campaign_id, status, blocked, n in rows:
+        bucket = counts.setdefault(
+            campaign_id,
+            {"total": 0, "not_downloaded": 0, "downloaded": 0, "submitted": 0, "blocked": 0},
+        )
+        bucket["total"] += n
+        bucket[status] = bucket.get(status, 0) + n
+        if blocked:
+            bucket["blocked"] += n
+    return counts

@@ -1,0 +1,286 @@
+"""Survey's nameko entrypoints: parse, call one use case, relay its events.
+
+Run: ``nameko run --config deploy/nameko.yaml survey.service`` with
+``libs/kit`` and ``services/survey`` on ``PYTHONPATH``. Configuration (nameko
+config key or environment variable): ``SURVEY_DB_URL``, ``SURVEY_FORM_SECRET``
+(required outside ``APP_ENV=development``), ``SURVEY_RPC_TIMEOUT`` (seconds a
+call to identity or files may take, default 20).
+
+Every method reads the caller from the context data (``kit.context``) and
+passes it on to identity and files. Codes common to all: ``unauthenticated``;
+a survey the caller may not see is ``NotFound survey.not_found``, exactly as
+if it did not exist; ``survey.dependency_busy`` (429, ``retry_after``) when
+identity or files do not answer in time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import eventlet
+from eventlet import tpool
+from nameko.exceptions import UnknownService
+from nameko.rpc import RpcProxy, rpc
+
+from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.db import Database
+from kit.errors import TooManyRequests
+from survey import use_cases as uc
+from survey.models import Outbox
+from survey.settings import Settings
+
+
+class _Bounded:
+    """A service proxy whose calls give up after ``timeout`` seconds (nameko
+    2's RpcProxy waits forever), as a typed, retryable error."""
+
+    def __init__(self, proxy, timeout: float):
+        self._proxy = proxy
+        self._timeout = timeout
+
+    def __getattr__(self, method: str):
+        def call(*args, **kwargs):
+            try:
+                reply = getattr(self._proxy, method).call_async(*args, **kwargs)
+                with eventlet.Timeout(self._timeout):
+                    return reply.result()
+            except (eventlet.Timeout, UnknownService):
+                raise TooManyRequests(
+                    "survey.dependency_busy",
+                    "Un service interne ne répond pas pour le moment : réessayez dans quelques "
+                    "instants.",
+                    {"retry_after": 5},
+                ) from None
+
+        return call
+
+
+class BoundedRpc(RpcProxy):
+    def setup(self):
+        super().setup()
+        raw = self.container.config.get("SURVEY_RPC_TIMEOUT") or os.environ.get(
+            "SURVEY_RPC_TIMEOUT", "20"
+        )
+        self.timeout = float(raw)
+
+    def get_dependency(self, worker_ctx):
+        return _Bounded(super().get_dependency(worker_ctx), self.timeout)
+
+
+def cpu(fn, *args, **kwargs):
+    """Spreadsheet work off the hub (STACK.md #10)."""
+    return tpool.execute(fn, *args, **kwargs)
+
+
+class SurveyService(kit_service.ServiceBase):
+    name = "survey"
+    db = Database("survey")
+    outbox_model = Outbox
+    settings = Settings()
+    identity = BoundedRpc("identity")
+    files = BoundedRpc("files")
+
+    # -- campaigns (agency) --------------------------------------------------
+
+    @rpc
+    def create_campaign(self, data: dict) -> dict:
+        """Agency: {name, details, form_type: CFA, direction, online_on,
+        transmission_opens_on, return_due_on, closes_on (ISO or JJ/MM/AAAA),
+        target: all | OFA | OG} → the campaign.
+        Errors: forbidden.agency_only, survey.campaign_invalid (per field)."""
+        return uc.create_campaign(self.db, self.caller, data)
+
+    @rpc
+    def list_campaigns(self) -> list:
+        """Agency: every campaign with its counts per status."""
+        return uc.list_campaigns(self.db, self.caller)
+
+    @rpc
+    def get_campaign(self, campaign_id: str) -> dict:
+        """Agency. Errors: survey.campaign_not_found."""
+        return uc.get_campaign(self.db, self.caller, campaign_id)
+
+    @rpc
+    def set_blocked(self, survey_id: str, blocked: bool) -> dict:
+        """Agency blocks or unblocks an organisation's survey (idempotent);
+        emits survey.survey_blocked / survey.survey_unblocked."""
+        result = uc.set_blocked(self.db, self.caller, survey_id, blocked)
+        self.publish_pending()
+        return result
+
+    @rpc
+    def export_responses(self, campaign_id: str, fmt: str = "xlsx") -> dict:
+        """Agency: {name, content_type, content_b64, rows}, fmt xlsx | csv.
+        Errors: survey.campaign_not_found, survey.invalid_input."""
+        return uc.export_responses(self.db, self.caller, campaign_id, fmt, cpu)
+
+    # -- listings --------------------------------------------------------------
+
+    @rpc
+    def list_surveys(self, filters: dict | None = None) -> dict:
+        """« Enquêtes en ligne » of the caller's organisation(s): {items,
+        total}; filters {sent_from, sent_to}. Creates the organisation's
+        surveys of online campaigns aimed at it on first use.
+        Errors: survey.organisations_only, survey.filter_invalid."""
+        return uc.list_surveys(self.db, self.caller, self.identity, filters)
+
+    @rpc
+    def list_statuses(self, filters: dict | None = None) -> dict:
+        """« Statut des enquêtes »: {items, page, pages, per_page, total, label};
+        filters {blocked, campaign_id, status, q, page, per_page}. The agency
+        sees every validated organisation. Errors: survey.filter_invalid."""
+        return uc.list_statuses(self.db, self.caller, self.identity, filters)
+
+    @rpc
+    def get_survey(self, survey_id: str) -> dict:
+        """A survey's line, its transmitted files and attachment count."""
+        return uc.get_survey(self.db, self.caller, survey_id)
+
+    # -- « Données à renseigner » ---------------------------------------------
+
+    @rpc
+    def get_required_data(self, survey_id: str) -> dict:
+        return uc.get_required_data(self.db, self.caller, survey_id)
+
+    @rpc
+    def save_required_data(self, survey_id: str, data: dict) -> dict:
+        """« Enregistrer » {establishments_count, trainings_count,
+        certifications?: [rows]}. Errors: survey.required_data_invalid (per
+        field), survey.blocked, survey.closed, survey.organisations_only."""
+        return uc.save_required_data(self.db, self.caller, survey_id, data)
+
+    @rpc
+    def add_certification(self, survey_id: str, data: dict) -> dict:
+        """Errors: survey.certification_invalid (per field)."""
+        return uc.add_certification(self.db, self.caller, survey_id, data)
+
+    @rpc
+    def update_certification(self, survey_id: str, cert_id: str, data: dict) -> dict:
+        """Errors: survey.certification_invalid, survey.certification_not_found."""
+        return uc.update_certification(self.db, self.caller, survey_id, cert_id, data)
+
+    @rpc
+    def delete_certification(self, survey_id: str, cert_id: str) -> dict:
+        return uc.delete_certification(self.db, self.caller, survey_id, cert_id)
+
+    @rpc
+    def import_certifications(self, survey_id: str, file_id: str) -> dict:
+        """A list stored by files.store_xlsx (kind certification_list) replaces
+        the table. Errors: survey.certifications_invalid (details.problems,
+        fields by cell), survey.certifications_unreadable,
+        survey.certifications_too_large, survey.file_invalid."""
+        return uc.import_certifications(self.db, self.caller, survey_id, file_id, self.files, cpu)
+
+    @rpc
+    def certification_template(self) -> dict:
+        """« Liste-certifications.xlsx »: {name, content_type, content_b64}."""
+        self.caller.require_authenticated()
+        return uc.certification_template(cpu)
+
+    @rpc
+    def certifications_file(self, survey_id: str) -> dict:
+        """« Fichier actuel »: {file_id, name}. Errors: survey.certifications_file_not_found."""
+        return uc.certifications_file(self.db, self.caller, survey_id)
+
+    # -- the form -------------------------------------------------------------
+
+    @rpc
+    def generate_form(self, survey_id: str, purpose: str = "official") -> dict:
+        """{name, content_type, content_b64, form_version}; purpose official |
+        working. Emits survey.form_downloaded (official). Errors:
+        survey.required_data_incomplete (409, details.missing)."""
+        result = uc.generate_form(
+            self.db,
+            self.caller,
+            survey_id,
+            purpose,
+            self.identity,
+            self.settings.form_secret,
+            cpu,
+        )
+        self.publish_pending()
+        return result
+
+    @rpc
+    def form_notice(self, survey_id: str) -> dict:
+        """The explanatory notice (PDF): {name, content_type, content_b64}."""
+        return uc.form_notice(self.db, self.caller, survey_id, cpu)
+
+    @rpc
+    def prepare_upload(self, survey_id: str, purpose: str, info: dict) -> dict:
+        """Before storing an upload: {store, meta} to pass to files. purpose
+        certifications | response | attachment; info {name, size, head_b64,
+        replacing?}. Errors: survey.manager_only (403), survey.blocked,
+        survey.closed, survey.transmission_not_open (409), survey.xlsx_only,
+        survey.attachment_type, survey.attachment_too_large,
+        survey.attachment_empty (422), survey.attachments_full (409)."""
+        return uc.prepare_upload(self.db, self.caller, survey_id, purpose, info)
+
+    @rpc
+    def submit_response(
+        self, survey_id: str, file_id: str, idempotency_key: str | None = None
+    ) -> dict:
+        """« Envoyer »: the filled form stored by files.store_xlsx (kind
+        survey_form). Emits survey.response_submitted. Errors (all 422 unless
+        said): survey.form_unreadable, survey.form_not_preformatted,
+        survey.form_signature_invalid, survey.form_working_copy,
+        survey.form_other_organisation, survey.form_other_survey,
+        survey.form_structure_changed, survey.form_invalid (details.problems
+        « Charges!E12 : … », fields by cell), survey.form_outdated (409),
+        survey.manager_only (403), survey.blocked, survey.closed,
+        survey.transmission_not_open (409)."""
+        result = uc.submit_response(
+            self.db,
+            self.caller,
+            survey_id,
+            file_id,
+            self.files,
+            self.identity,
+            self.settings.form_secret,
+            cpu,
+            idempotency_key=idempotency_key,
+        )
+        self.publish_pending()
+        return result
+
+    @rpc
+    def list_transmissions(self, survey_id: str) -> list:
+        """« Liste des fichiers transmis »: #, file name, date, name, e-mail."""
+        return uc.list_transmissions(self.db, self.caller, survey_id)
+
+    @rpc
+    def get_transmission(self, survey_id: str, transmission_id: str) -> dict:
+        """One transmission with its file_id. Errors: survey.transmission_not_found."""
+        return uc.get_transmission(self.db, self.caller, survey_id, transmission_id)
+
+    @rpc
+    def get_response_values(self, survey_id: str, transmission_id: str) -> dict:
+        """One transmission with the values extracted from it."""
+        return uc.get_response_values(self.db, self.caller, survey_id, transmission_id)
+
+    # -- « Pièces à fournir » -------------------------------------------------
+
+    @rpc
+    def list_attachments(self, survey_id: str) -> list:
+        return uc.list_attachments(self.db, self.caller, survey_id)
+
+    @rpc
+    def add_attachment(self, survey_id: str, file_id: str) -> dict:
+        """Errors: survey.file_invalid, survey.attachments_full."""
+        return uc.add_attachment(self.db, self.caller, survey_id, file_id, self.files)
+
+    @rpc
+    def replace_attachment(self, survey_id: str, attachment_id: str, file_id: str) -> dict:
+        """« Modifier ». Errors: survey.attachment_not_found, survey.file_invalid."""
+        return uc.replace_attachment(
+            self.db, self.caller, survey_id, attachment_id, file_id, self.files
+        )
+
+    @rpc
+    def delete_attachment(self, survey_id: str, attachment_id: str) -> dict:
+        return uc.delete_attachment(self.db, self.caller, survey_id, attachment_id, self.files)
+
+    @rpc
+    def get_attachment(self, survey_id: str, attachment_id: str) -> dict:
+        """« Exporter »: the attachment with its file_id."""
+        return uc.get_attachment(self.db, self.caller, survey_id, attachment_id)
