@@ -81,6 +81,10 @@ RATIO_FLOOR = 1 * MiB
 # a central directory record is 46 bytes plus its name; real ones stay far under
 CD_BYTES_PER_ENTRY = 1024
 CHUNK = 64 * 1024
+# the longest stretch of XML without a ">": longer than any cell text (12 bytes
+# per character at most, as &#x10FFFF;), short enough that expat never builds
+# one element with a million attributes
+MIN_XML_RUN = 1 * MiB
 # past this many over-long shared strings, stop noting which ones they are
 MAX_LONG_STRINGS = 10_000
 
@@ -584,9 +588,15 @@ class _Inspector:
         if text is not None:
             parser.buffer_text = True
             parser.CharacterDataHandler = text
+        max_run = max(MIN_XML_RUN, 12 * self.limits.max_cell_chars)
+        run = 0
         try:
             with self.archive.open(info) as stream:
                 while chunk := stream.read(CHUNK):
+                    last = chunk.rfind(b">")
+                    run = run + len(chunk) if last < 0 else len(chunk) - 1 - last
+                    if run > max_run:
+                        raise _corrupt(entry=_shown(info.filename), error="element too long")
                     parser.Parse(chunk, False)
                 parser.Parse(b"", True)
         except DefusedXmlException:

@@ -416,6 +416,15 @@ def test_an_xml_entity_bomb_is_refused_fast_with_little_memory(xlsx, part, root)
     assert seconds < 5 and peak < 200 * 1024 * 1024
 
 
+def test_an_element_with_a_million_attributes_is_refused_with_little_memory(xlsx):
+    attributes = " ".join(f'a{i:x}=""' for i in range(1_000_000))
+    sheet = xlsx.sheet_xml(f'<row r="1"><c r="A1" {attributes}><v>1</v></c></row>')
+    data = xlsx.rezip(xlsx.valid(), replace={"xl/worksheets/sheet1.xml": sheet})
+    outcome, seconds, peak = measured(lambda: check(data, "f.xlsx"))
+    assert isinstance(outcome, InvalidInput) and outcome.code == "files.xlsx.corrupt"
+    assert seconds < 5 and peak < 100 * 1024 * 1024
+
+
 def test_an_external_entity_is_refused(xlsx):
     xxe = (
         b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
