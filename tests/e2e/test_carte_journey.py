@@ -528,3 +528,67 @@ def test_the_administrator_imports_the_catalogue_from_xlsx_and_sees_every_proble
         files={"file": ("catalogue.xlsx", b"not a zip at all", xlsx)},
     )
     assert macro.status_code == 422 and macro.json()["code"].startswith(("files.", "xlsx."))
+
+
+def test_the_guides_screens_in_html_from_identification_to_confirmation(
+    gateway, admin_headers, carte, unique
+):
+    """The same journey as people click it: pages, a session cookie, forms."""
+    cap = carte["CAP Ébéniste en 2 ans"]
+    uai = new_uai()
+    created = create_account(
+        gateway,
+        admin_headers,
+        kind="establishment",
+        identifier=uai,
+        label=f"Lycée {unique}",
+        contact_email=f"web.{unique}@example.org",
+    )
+    login = gateway.post(
+        "/carte/connexion", data={"identifier": uai, "password": created["password"]}
+    )
+    assert login.status_code == 200 and login.url.endswith("/carte/")
+    assert (
+        f"avec l&#39;identifiant {uai}" in login.text
+        and "Déposer une nouvelle demande" in login.text
+    )
+
+    blank = gateway.get("/carte/demandes/nouvelle")
+    assert blank.status_code == 200 and f'value="{uai}" disabled' in blank.text
+    saved = gateway.post(
+        "/carte/demandes/nouvelle",
+        data={"measure": "ouverture", "manager_name": "Responsable", "action": "save"},
+    )
+    assert saved.status_code == 200 and "Votre saisie a été enregistrée" in saved.text
+    request_id = int(re.search(r"/carte/demandes/(\d+)", saved.url).group(1))
+
+    form = {k: v for k, v in full_form(cap, uai).items() if k != "recruitment_zones"}
+    form = {k: ("true" if v is True else "false" if v is False else v) for k, v in form.items()}
+    version = re.search(r'name="version" value="(\d+)"', saved.text).group(1)
+    incomplete = gateway.post(
+        f"/carte/demandes/{request_id}",
+        data=dict(form, version=version, action="validate"),
+    )
+    assert incomplete.status_code == 422
+    assert "Cochez au moins une zone de recrutement." in html.unescape(incomplete.text)
+
+    current = gateway.get(f"/carte/demandes/{request_id}")
+    version = re.search(r'name="version" value="(\d+)"', current.text).group(1)
+    recap = gateway.post(
+        f"/carte/demandes/{request_id}",
+        data=dict(
+            form, recruitment_zones=["local", "academique"], version=version, action="validate"
+        ),
+    )
+    assert recap.status_code == 200 and "Récapitulatif de la demande" in recap.text
+    version = re.search(r'name="version" value="(\d+)"', recap.text).group(1)
+    done = gateway.post(f"/carte/demandes/{request_id}/confirmer", data={"version": version})
+    assert done.status_code == 200 and done.url.endswith("/carte/")
+    assert "Consulter" in done.text
+    consult = gateway.get(f"/carte/demandes/{request_id}")
+    assert consult.url.endswith(f"/carte/demandes/{request_id}/impression")
+
+    reported = gateway.post(
+        "/carte/formation-manquante", data={"title": "CAP Tapissier", "rncp": "RNCP37098"}
+    )
+    assert reported.status_code == 200 and "transmis au Carif-Oref" in html.unescape(reported.text)

@@ -399,9 +399,9 @@ du {{ board.campaign.opens_on }} au {{ board.campaign.closes_on }}){% else %}Auc
 {% for title, rows, note in sections %}<h2>{{ title }}</h2><p>{{ note }}</p>
 <table><thead><tr><th>Id</th><th>Mesure</th><th>Diplôme</th><th>Modalité</th><th>Projet lié</th><th>Opération</th></tr></thead><tbody>
 {% for r in rows %}<tr><td>{{ r.id }}</td><td>{{ r.measure }}</td><td>{{ r.diploma }}</td><td>{{ r.modality }}</td><td>{{ r.linked }}</td>
-<td><a href="{% if r.editable %}/api/v1/carte/requests/{{ r.id }}{% else %}/carte/demandes/{{ r.id }}/impression{% endif %}">{{ r.operation }}</a></td></tr>
+<td><a href="{% if r.editable %}/carte/demandes/{{ r.id }}{% else %}/carte/demandes/{{ r.id }}/impression{% endif %}">{{ r.operation }}</a></td></tr>
 {% else %}<tr><td colspan="6">Aucune demande.</td></tr>{% endfor %}</tbody></table>
-{% if loop.first and board.can_file %}<p><a href="/api/v1/carte/requests/new">Déposer une nouvelle demande</a></p>{% endif %}
+{% if loop.first and board.can_file %}<p><a href="/carte/demandes/nouvelle">Déposer une nouvelle demande</a></p>{% endif %}
 {% endfor %}"""  # noqa: E501
 )
 
@@ -500,3 +500,217 @@ def print_page(request_id):
     view = rpc().carte.print_request(request_id)
     html = render_template_string(PRINT, view=view)
     return html, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+
+
+# ---------------------------------------------------------------- the form (section 4)
+
+FORM_FIELDS = (
+    "concerned_uai", "training_site", "manager_name", "manager_phone", "manager_email",
+    "modality", "variant_id", "measure", "linked", "linked_request_id", "priority",
+    "current_capacity", "new_capacity", "first_filing", "previous_filing_year", "cp_ca_date",
+    "works_needed", "works_description", "equipment_needed", "equipment_description",
+    "other_impacts", "opportunity_report",
+)  # fmt: skip
+
+FORM = (
+    STYLE
+    + """<style>.req{color:#b3261e}fieldset{border:1px solid #c9c9c9;margin:1rem 0;padding:.6rem 1rem}
+legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;padding:.4rem}
+.inline label{display:inline;font-weight:400;margin-right:1rem}.inline input{width:auto}
+.errors{color:#b3261e;margin:.2rem 0}.actions button,.actions a{margin-right:.8rem}</style>
+<p class="who">{{ who }}</p>
+{% macro errs(name) %}{% if errors[name] %}<ul class="errors">{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}
+{% macro label(name, required=False) %}<label for="{{ name }}"{% if required %} class="req"{% endif %}>{% if required %}* {% endif %}{{ labels[name] }}</label>{% endmacro %}
+{% macro text(name, required=False, type="text") %}{{ label(name, required) }}<input id="{{ name }}" name="{{ name }}" type="{{ type }}" value="{{ v[name] if v[name] is not none else '' }}">{{ errs(name) }}{% endmacro %}
+{% macro yesno(name, required=True) %}<p class="inline"><span{% if required %} class="req"{% endif %}>{% if required %}* {% endif %}{{ labels[name] }}</span>
+<label><input type="radio" name="{{ name }}" value="true" {% if v[name] is sameas true %}checked{% endif %}> Oui</label>
+<label><input type="radio" name="{{ name }}" value="false" {% if v[name] is sameas false %}checked{% endif %}> Non</label></p>{{ errs(name) }}{% endmacro %}
+<form method="post" action="{{ action }}">
+<input type="hidden" name="version" value="{{ v.version or '' }}">
+<p>{% if v.id %}Demande n° <strong>{{ v.id }}</strong>{% else %}Nouvelle demande (l'identifiant est attribué au premier enregistrement){% endif %}
+— {{ school_year }}</p>
+<fieldset><legend>A/ Établissement de formation</legend>
+<label>{{ labels.referent_uai }}</label><input value="{{ referent or '' }}" disabled>
+{{ text("concerned_uai", True) }}{{ text("training_site") }}{{ text("manager_name", True) }}
+{{ text("manager_phone", True, "tel") }}{{ text("manager_email", True, "email") }}</fieldset>
+<fieldset><legend>B/ Informations sur la formation</legend>
+<p class="inline"><span class="req">* {{ labels.modality }}</span>{% for code, name in choices.modality.items() %}
+<label><input type="radio" name="modality" value="{{ code }}" {% if v.modality == code %}checked{% endif %}> {{ name }}</label>{% endfor %}</p>{{ errs("modality") }}
+{{ label("variant_id", True) }}<select id="variant_id" name="variant_id"><option value="">— choisir dans l'arborescence —</option>
+{% for level in catalogue.levels %}<optgroup label="{{ level.label }}">{% for d in level.diplomas %}{% for x in d.variants %}
+<option value="{{ x.id }}" {% if v.variant_id == x.id %}selected{% endif %}>{{ x.label }} ({{ d.cfd }})</option>{% endfor %}{% endfor %}</optgroup>{% endfor %}
+</select>{{ errs("variant_id") }}<p><small>Formation absente de la liste ? <a href="/carte/formation-manquante">Signalez-la au Carif-Oref</a>.</small></p>
+<p class="inline"><span class="req">* {{ labels.measure }}</span>{% for code, name in choices.measure.items() %}
+<label><input type="radio" name="measure" value="{{ code }}" {% if v.measure == code %}checked{% endif %}> {{ name }}</label>{% endfor %}</p>{{ errs("measure") }}
+{{ yesno("linked") }}{{ text("linked_request_id") }}{{ text("priority", True, "number") }}
+{{ text("current_capacity", True, "number") }}{{ text("new_capacity", True, "number") }}
+{{ yesno("first_filing") }}{{ text("previous_filing_year", False, "number") }}{{ text("cp_ca_date", True, "date") }}
+<p class="inline"><span class="req">* {{ labels.recruitment_zones }}</span>{% for code, name in choices.recruitment_zones.items() %}
+<label><input type="checkbox" name="recruitment_zones" value="{{ code }}" {% if code in (v.recruitment_zones or []) %}checked{% endif %}> {{ name }}</label>{% endfor %}</p>{{ errs("recruitment_zones") }}
+<label>{{ labels.school_year }}</label><input value="{{ school_year }}" disabled></fieldset>
+<fieldset><legend>Demande de travaux, d'équipements et autres incidences</legend>
+{{ yesno("works_needed") }}{{ label("works_description") }}<textarea id="works_description" name="works_description">{{ v.works_description or '' }}</textarea>{{ errs("works_description") }}
+{{ yesno("equipment_needed") }}{{ label("equipment_description") }}<textarea id="equipment_description" name="equipment_description">{{ v.equipment_description or '' }}</textarea>{{ errs("equipment_description") }}
+{{ label("other_impacts") }}<textarea id="other_impacts" name="other_impacts">{{ v.other_impacts or '' }}</textarea>{{ errs("other_impacts") }}</fieldset>
+<fieldset><legend class="req">* {{ labels.opportunity_report }} (5 000 caractères au maximum)</legend>
+<textarea id="opportunity_report" name="opportunity_report" maxlength="5000">{{ v.opportunity_report or '' }}</textarea>{{ errs("opportunity_report") }}</fieldset>
+<p class="actions"><button name="action" value="save">Sauvegarder</button>
+{% if v.id %}<button name="action" value="validate">Valider la demande</button>{% endif %}
+<a href="/carte/">Quitter (annule toutes les modifications)</a></p></form>
+{% if v.id %}<fieldset><legend>Annexes</legend><ul>{% for a in v.annexes %}<li><a href="/api/v1/carte/requests/{{ v.id }}/annexes/{{ a.id }}">{{ a.name }}</a> ({{ a.size }} octets)</li>{% else %}<li>Aucune annexe.</li>{% endfor %}</ul>
+<form method="post" action="/carte/demandes/{{ v.id }}/annexes" enctype="multipart/form-data">
+<input type="file" name="file" required><button type="submit">Joindre</button></form></fieldset>{% endif %}"""  # noqa: E501
+)
+
+RECAP = (
+    STYLE
+    + """<p class="who">{{ who }}</p><p>Vérifiez votre saisie avant de confirmer : une demande validée n'est plus modifiable.</p>
+{% for s in recap.sections %}<h2>{{ s.title }}</h2><table>{% for i in s["items"] %}<tr><th>{{ i.label }}</th><td>{{ i.value if i.value not in (None, "") else "—" }}</td></tr>{% endfor %}</table>{% endfor %}
+<form method="post" action="/carte/demandes/{{ id }}/confirmer" class="actions"><input type="hidden" name="version" value="{{ version }}">
+<button type="submit">Confirmer</button> <a href="/carte/demandes/{{ id }}">Revenir à la saisie</a></form>"""  # noqa: E501
+)
+
+
+def _form_data() -> dict:
+    data = {key: request.form.get(key, "") for key in FORM_FIELDS}
+    data["recruitment_zones"] = request.form.getlist("recruitment_zones")
+    if request.form.get("version"):
+        data["version"] = request.form["version"]
+    return data
+
+
+def _form_page(values: dict, status: int = 200, error=None, success=None, errors=None):
+    blank = rpc().carte.new_request_form()
+    campaign = blank["campaign"] or {}
+    action = f"/carte/demandes/{values['id']}" if values.get("id") else "/carte/demandes/nouvelle"
+    return _page(
+        "Saisie d'une demande",
+        FORM,
+        status=status,
+        error=error,
+        success=success,
+        who=blank["signed_in_as"],
+        v=values,
+        errors=errors or {},
+        labels=blank["labels"],
+        choices=blank["choices"],
+        catalogue=rpc().carte.get_catalogue(None),
+        referent=values.get("referent_uai") or blank["prefilled"]["referent_uai"],
+        school_year=campaign.get("label", ""),
+        action=action,
+    )
+
+
+def _typed_again(values: dict, data: dict) -> dict:
+    """What was typed, shown back with the errors (nothing was saved)."""
+    typed = dict(values, **{k: v for k, v in data.items() if k != "version"})
+    for key in ("linked", "first_filing", "works_needed", "equipment_needed"):
+        typed[key] = {"true": True, "false": False}.get(str(data.get(key)), None)
+    typed["variant_id"] = int(data["variant_id"]) if str(data.get("variant_id")).isdigit() else None
+    return typed
+
+
+@pages.route("/demandes/nouvelle", methods=["GET", "POST"])
+def new_request_page():
+    """« Déposer une nouvelle demande »: the first « Sauvegarder » gives the id."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    if request.method == "GET":
+        prefilled = rpc().carte.new_request_form()["prefilled"]
+        return _form_page({"concerned_uai": prefilled["concerned_uai"], "recruitment_zones": []})
+    data = _form_data()
+    try:
+        created = rpc().carte.create_request(data)
+    except ServiceError as exc:
+        fields = exc.details.get("fields") if isinstance(exc.details, dict) else None
+        return _form_page(_typed_again({}, data), exc.status, exc.message, errors=fields)
+    return redirect(f"/carte/demandes/{created['id']}?enregistree=1", code=303)
+
+
+@pages.route("/demandes/<int:request_id>", methods=["GET", "POST"])
+def request_page(request_id):
+    """« Continuer la saisie »: Sauvegarder, Valider la demande (then the recap)."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    current = rpc().carte.get_request(request_id)
+    if not current["editable"]:
+        return redirect(f"/carte/demandes/{request_id}/impression")
+    if request.method == "GET":
+        saved = "Votre saisie a été enregistrée." if request.args.get("enregistree") else None
+        return _form_page(current, success=saved)
+    data = _form_data()
+    saved = current
+    try:
+        saved = rpc().carte.save_request(request_id, data)
+        if request.form.get("action") != "validate":
+            return redirect(f"/carte/demandes/{request_id}?enregistree=1", code=303)
+        checked = rpc().carte.check_request(request_id)
+    except ServiceError as exc:
+        fields = exc.details.get("fields") if isinstance(exc.details, dict) else None
+        shown = current if exc.code != "carte.field_required" else saved
+        return _form_page(_typed_again(shown, data), exc.status, exc.message, errors=fields)
+    return _page(
+        "Récapitulatif de la demande",
+        RECAP,
+        who=current.get("signed_in_as") or rpc().carte.new_request_form()["signed_in_as"],
+        recap=checked["recap"],
+        id=request_id,
+        version=checked["version"],
+    )
+
+
+@pages.post("/demandes/<int:request_id>/confirmer")
+def confirm_page(request_id):
+    """« Confirmer »: read-only for good, back to the dashboard."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    rpc().carte.confirm_request(request_id, request.form.get("version"))
+    return redirect("/carte/", code=303)
+
+
+@pages.post("/demandes/<int:request_id>/annexes")
+def annex_page(request_id):
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    add_annex(request_id)
+    return redirect(f"/carte/demandes/{request_id}", code=303)
+
+
+MISSING = """<p>Avant de la signaler, assurez-vous de l'existence de la formation (arrêté de
+création au Journal officiel) et relevez ses codes : le Carif-Oref l'intégrera à la liste.</p>
+<form method="post"><label for="title">Intitulé de la formation</label>
+<input id="title" name="title" required value="{{ form.title }}">
+<label for="cfd">Code diplôme</label><input id="cfd" name="cfd" value="{{ form.cfd }}">
+<label for="rncp">Code RNCP</label><input id="rncp" name="rncp" value="{{ form.rncp }}">
+<label for="reference">Arrêté de création (Journal officiel)</label>
+<input id="reference" name="reference" value="{{ form.reference }}">
+<label for="message">Message</label>
+<textarea id="message" name="message">{{ form.message }}</textarea>
+{% for field, messages in errors.items() %}<ul class="errors">{% for m in messages %}
+<li>{{ field }} : {{ m }}</li>{% endfor %}</ul>{% endfor %}
+<button type="submit">Envoyer au Carif-Oref</button> <a href="/carte/">Retour</a></form>"""
+
+
+@pages.route("/formation-manquante", methods=["GET", "POST"])
+@limit("carte-web-report", per_minute=10, key=client_ip)
+def missing_programme_page():
+    """The contact form for a programme missing from the catalogue."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    keys = ("title", "cfd", "rncp", "reference", "message")
+    form = {key: request.form.get(key, "") for key in keys}
+    if request.method == "GET":
+        return _page("Formation absente de la liste", MISSING, form=form, errors={})
+    try:
+        result = rpc().carte.report_missing_programme(form)
+    except ServiceError as exc:
+        fields = exc.details.get("fields") if isinstance(exc.details, dict) else None
+        return _page(
+            "Formation absente de la liste",
+            MISSING,
+            status=exc.status,
+            error=exc.message,
+            form=form,
+            errors=fields or {},
+        )
+    return _page("Formation absente de la liste", success=result["message"])
