@@ -122,6 +122,26 @@ def test_every_spreadsheet_kind_can_be_stored(session, storage, xlsx, kind):
             ),
             "files.xlsx.zip_bomb",
         ),
+        (
+            lambda x: x.rezip(x.valid(), add=[("xl/externalLinks/externalLink1.xml", b"<e/>")]),
+            "files.xlsx.external_link",
+        ),
+        (
+            lambda x: x.rezip(x.valid(), add=[("xl/embeddings/oleObject1.bin", b"ole")]),
+            "files.xlsx.embedded_object",
+        ),
+        (
+            lambda x: x.with_sheet('<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'),
+            "files.xlsx.too_many_rows",
+        ),
+        (
+            lambda x: x.rezip(x.valid(), add=[("xl/workbook.xml", b"<workbook/>")]),
+            "files.xlsx.duplicate_entry",
+        ),
+        (
+            lambda x: x.rezip(x.valid(), add=[("../../etc/cron.d/x", b"* * * * * root id")]),
+            "files.xlsx.unsafe_entry_name",
+        ),
     ],
 )
 def test_a_refused_workbook_leaves_no_record_no_blob_and_no_event(
