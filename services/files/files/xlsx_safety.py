@@ -27,7 +27,7 @@ alone takes 0.33 s where this whole check takes about 0.15 s (python-calamine
 reads the file in 0.05 s, openpyxl read-only in 1.1 s).
 python-calamine itself is no check: it allocates the sheet's whole rectangle,
 so a cell at A1 and one at XFD1048576 make it ask for 512 GiB and abort the
-whole process (measured with calamine 0.9), before any Python code can react.
+whole process (measured with python-calamine 0.9), before any Python code can react.
 
 Each rejection is ``kit.errors.InvalidInput`` with a stable code
 ``files.xlsx.*``, a French message saying what is wrong and how to fix it, and
