@@ -21,7 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from flask import Flask
 
     from gateway import auth, config, errors, health, openapi, rpc, web
-    from gateway.api import carte, identity
+    from gateway.api import carte, identity, survey
 
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
@@ -37,4 +37,5 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app.register_blueprint(web.bp)
     app.register_blueprint(carte.bp, url_prefix="/api/v1")
     app.register_blueprint(carte.pages, url_prefix="/carte")
+    app.register_blueprint(survey.bp, url_prefix="/api/v1")
     return app

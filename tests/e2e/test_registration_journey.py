@@ -6,63 +6,16 @@ E-mails really go through SMTP to the mail catcher."""
 
 from __future__ import annotations
 
-import html
-import re
 import time
 
-PASSWORD = "correct horse 42"
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-
-
-def registration(email: str, siret: str, account_type: str = "OFA") -> dict:
-    return {
-        "account_type": account_type,
-        "siret": siret,
-        "nda": "11930882293",
-        "uai": "0750654D",
-        "apprentice_count": "42",
-        "last_name": "Martin",
-        "first_name": "Claire",
-        "phone": "01 23 45 67 89",
-        "email": email,
-        "email_confirm": email,
-        "password": PASSWORD,
-        "password_confirm": PASSWORD,
-    }
-
-
-def follow_form_link(gateway, link: str, data: dict | None = None):
-    """Opens an e-mailed link (a page with a form), then submits that form."""
-    page = gateway.get(link)
-    assert page.status_code == 200, page.text
-    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
-    response = gateway.post(link.split("?")[0], data={"token": token, **(data or {})})
-    response.page = html.unescape(response.text)
-    return response
-
-
-def sign_in(gateway, email: str, password: str = PASSWORD) -> dict:
-    response = gateway.post("/api/v1/sessions", json={"email": email, "password": password})
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
-
-
-def register_confirm_validate(gateway, mailbox, admin_headers, email, siret, **kw) -> dict:
-    response = gateway.post(
-        "/api/v1/registrations",
-        data=registration(email, siret, **kw),
-        files={"habilitation": ("habilitation.pdf", PDF, "application/pdf")},
-    )
-    assert response.status_code == 202, response.text
-    link = mailbox.link(
-        email, r"https?://\S+/inscription/confirmer\?token=\S+", subject="Confirmez"
-    )
-    assert "Vous serez informé" in follow_form_link(gateway, link).page
-    pending = gateway.get("/api/v1/registrations", headers=admin_headers).json()["items"]
-    [row] = [r for r in pending if r["email"] == email]
-    validated = gateway.post(f"/api/v1/users/{row['id']}/validate", headers=admin_headers)
-    assert validated.status_code == 200, validated.text
-    return row
+from tests.e2e.journeys import (
+    PASSWORD,
+    PDF,
+    follow_form_link,
+    register_confirm_validate,
+    registration,
+    sign_in,
+)
 
 
 def test_the_whole_registration_journey(gateway, mailbox, admin, unique):
