@@ -166,5 +166,15 @@ class Attachment(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
 
 
+class SyncMark(Base):
+    """When a bulk refresh from another service last ran (e.g. the agency's
+    full copy of the validated organisations), to throttle it."""
+
+    __tablename__ = "sync_marks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
 class Outbox(OutboxMixin, Base):
     __tablename__ = "outbox"

@@ -14,6 +14,7 @@ from survey.models import (
     Form,
     Organisation,
     Survey,
+    SyncMark,
     Transmission,
 )
 
@@ -280,3 +281,15 @@ def status_counts(session) -> dict[str, dict[str, int]]:
         if blocked:
             bucket["blocked"] += n
     return counts
+
+
+def sync_mark(session, name: str) -> dt.datetime | None:
+    mark = session.get(SyncMark, name)
+    return mark.at if mark is not None else None
+
+
+def set_sync_mark(session, name: str, at: dt.datetime) -> None:
+    statement = _insert(session, SyncMark).values(name=name, at=at)
+    session.execute(
+        statement.on_conflict_do_update(index_elements=["name"], set_={"at": statement.excluded.at})
+    )

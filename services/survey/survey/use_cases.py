@@ -55,6 +55,7 @@ MANAGER_ONLY = (
 XLSX_ONLY = "Format accepté : .xlsx"
 IMPORTED = "Les données ont bien été importées"
 SYNC_PAGE = 200
+SYNC_EVERY = dt.timedelta(seconds=30)  # the agency's full copy of the organisations
 
 
 # ---------------------------------------------------------------- helpers
@@ -379,7 +380,13 @@ def _prepare_listing(
     caller.require_authenticated()
     today = rules.today_in_france(now)
     if caller.is_agency:
-        orgs = _sync_all_organisations(session, identity, now)
+        last = repo.sync_mark(session, "organisations")
+        if last is None or now - last >= SYNC_EVERY:
+            session.commit()  # no transaction open across the calls to identity
+            orgs = _sync_all_organisations(session, identity, now)
+            repo.set_sync_mark(session, "organisations", now)
+        else:
+            orgs = repo.validated_organisations(session)
         _ensure_surveys(session, orgs, repo.campaigns(session), now)
         session.commit()
         return None, today

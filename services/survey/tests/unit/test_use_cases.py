@@ -665,3 +665,14 @@ def test_the_agency_exports_every_organisation_safely(session, files, ready):
     assert xlsx_export["name"].endswith(".xlsx") and xlsx_export["rows"] == 6
     with pytest.raises(Forbidden):
         uc.export_responses(session, MANAGER_A, campaign_id, "csv")
+
+
+def test_the_agencys_copy_of_the_organisations_is_refreshed_at_most_every_30_seconds(
+    session, campaign
+):
+    identity = FakeIdentity(AGENT)
+    uc.list_statuses(session, AGENT, identity, now=clock())
+    uc.list_statuses(session, AGENT, identity, now=clock(NOW + dt.timedelta(seconds=10)))
+    assert identity.calls == ["list_organisations"]
+    uc.list_statuses(session, AGENT, identity, now=clock(NOW + dt.timedelta(seconds=31)))
+    assert identity.calls == ["list_organisations", "list_organisations"]
