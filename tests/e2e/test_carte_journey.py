@@ -531,7 +531,7 @@ def test_the_administrator_imports_the_catalogue_from_xlsx_and_sees_every_proble
 
 
 def test_the_guides_screens_in_html_from_identification_to_confirmation(
-    gateway, admin_headers, carte, unique
+    gateway, admin_headers, carte, unique, mailbox
 ):
     """The same journey as people click it: pages, a session cookie, forms."""
     cap = carte["CAP Ébéniste en 2 ans"]
@@ -592,3 +592,5 @@ def test_the_guides_screens_in_html_from_identification_to_confirmation(
         "/carte/formation-manquante", data={"title": "CAP Tapissier", "rncp": "RNCP37098"}
     )
     assert reported.status_code == 200 and "transmis au Carif-Oref" in html.unescape(reported.text)
+    mail = mailbox.wait_for("carte-admin@localhost", subject="Formation manquante")
+    assert "CAP Tapissier" in mail["text"] and uai in mail["text"]

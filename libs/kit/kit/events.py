@@ -47,7 +47,7 @@ CARTE = "carte"
 #   variant_id, filed_by, validated_at}
 REQUEST_VALIDATED = "request_validated"
 # carte.programme_reported: {report_id, title, cfd, rncp, message, reporter_identifier,
-#   reporter_label, reference} (stored by carte; the e-mail to the administrators is to come)
+#   reporter_label, reference} (stored by carte; notify e-mails CARTE_ADMIN_EMAIL)
 PROGRAMME_REPORTED = "programme_reported"
 
 SURVEY = "survey"

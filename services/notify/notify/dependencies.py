@@ -8,7 +8,12 @@ import os
 from nameko.extensions import DependencyProvider
 
 from notify.mailer import DEFAULT_MAIL_FROM, DEFAULT_SMTP_URL, Mailer
-from notify.templates import DEFAULT_AGENCY_EMAIL, DEFAULT_PUBLIC_URL, Settings
+from notify.templates import (
+    DEFAULT_AGENCY_EMAIL,
+    DEFAULT_CARTE_ADMIN_EMAIL,
+    DEFAULT_PUBLIC_URL,
+    Settings,
+)
 
 
 def setting(config: dict, key: str, default: str) -> str:
@@ -30,13 +35,14 @@ class MailerProvider(DependencyProvider):
 
 
 class SettingsProvider(DependencyProvider):
-    """Injects ``templates.Settings``: ``PUBLIC_URL``, ``AGENCY_EMAIL``."""
+    """Injects ``templates.Settings``: ``PUBLIC_URL``, ``AGENCY_EMAIL``, ``CARTE_ADMIN_EMAIL``."""
 
     def setup(self):
         config = self.container.config
         self.settings = Settings(
             public_url=setting(config, "PUBLIC_URL", DEFAULT_PUBLIC_URL),
             agency_email=setting(config, "AGENCY_EMAIL", DEFAULT_AGENCY_EMAIL),
+            carte_admin_email=setting(config, "CARTE_ADMIN_EMAIL", DEFAULT_CARTE_ADMIN_EMAIL),
         )
 
     def get_dependency(self, worker_ctx):

@@ -64,6 +64,11 @@ class NotifyService(kit.service.ServiceBase):
         """To the user: a reset link valid one hour."""
         self._notify(events.PASSWORD_RESET_REQUESTED, payload)
 
+    @event_handler(events.CARTE, events.PROGRAMME_REPORTED)
+    def on_programme_reported(self, payload: dict) -> None:
+        """To the carte administrators: a programme is missing from the catalogue."""
+        self._notify(events.PROGRAMME_REPORTED, payload)
+
     @timer(interval=30)
     def retry_deliveries(self) -> None:
         """Sends again failed deliveries whose wait is over (at most 5 attempts)."""

@@ -24,6 +24,7 @@ SIGNATURE = (
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8600"
 DEFAULT_AGENCY_EMAIL = "agence@localhost"
+DEFAULT_CARTE_ADMIN_EMAIL = "carte-admin@localhost"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Settings:
 
     public_url: str = DEFAULT_PUBLIC_URL
     agency_email: str = DEFAULT_AGENCY_EMAIL
+    carte_admin_email: str = DEFAULT_CARTE_ADMIN_EMAIL
 
     def link(self, path: str, token: str | None = None) -> str:
         url = self.public_url.rstrip("/") + path
@@ -216,6 +218,44 @@ def password_reset_requested(payload: dict, settings: Settings) -> list[Email]:
     ]
 
 
+def programme_reported(payload: dict, settings: Settings) -> list[Email]:
+    """Carte: an establishment reports a programme missing from the catalogue."""
+    lines = [
+        f"Intitulé : {_field(payload, 'title')}",
+        f"Code diplôme : {payload.get('cfd') or 'non précisé'}",
+        f"Code RNCP : {payload.get('rncp') or 'non précisé'}",
+        f"Signalé par : {payload.get('reporter_label') or ''} "
+        f"(identifiant {_field(payload, 'reporter_identifier')})",
+    ]
+    if payload.get("message"):
+        lines.append(f"Message : {payload['message']}")
+    text = (
+        "Bonjour,\n\n"
+        "Une formation a été signalée comme absente du catalogue de la carte des "
+        "formations :\n\n" + "\n".join(lines) + "\n\n"
+        "Après vérification, ajoutez-la au catalogue (import du catalogue)." + SIGNATURE
+    )
+    return [
+        Email(
+            events.PROGRAMME_REPORTED,
+            settings.carte_admin_email,
+            "Formation manquante signalée dans la carte des formations",
+            text,
+        )
+    ]
+
+
+# event type -> the service that emits it (the handler subscribes to that one)
+SOURCES: dict[str, str] = {
+    events.USER_REGISTERED: events.IDENTITY,
+    events.EMAIL_CONFIRMED: events.IDENTITY,
+    events.USER_VALIDATED: events.IDENTITY,
+    events.USER_REJECTED: events.IDENTITY,
+    events.USER_INVITED: events.IDENTITY,
+    events.PASSWORD_RESET_REQUESTED: events.IDENTITY,
+    events.PROGRAMME_REPORTED: events.CARTE,
+}
+
 TEMPLATES: dict[str, Callable[[dict, Settings], list[Email]]] = {
     events.USER_REGISTERED: user_registered,
     events.EMAIL_CONFIRMED: email_confirmed,
@@ -223,9 +263,10 @@ TEMPLATES: dict[str, Callable[[dict, Settings], list[Email]]] = {
     events.USER_REJECTED: user_rejected,
     events.USER_INVITED: user_invited,
     events.PASSWORD_RESET_REQUESTED: password_reset_requested,
+    events.PROGRAMME_REPORTED: programme_reported,
 }
 
 
 def render(event_type: str, payload: dict, settings: Settings) -> list[Email]:
-    """The e-mails an identity event causes (``KeyError`` for an unknown type)."""
+    """The e-mails an event causes (``KeyError`` for an unknown type)."""
     return TEMPLATES[event_type](payload, settings)

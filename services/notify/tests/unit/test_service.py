@@ -18,12 +18,15 @@ def entrypoints(method):
     return getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, set())
 
 
-def test_every_templated_identity_event_has_its_on_event_handler():
+def test_every_templated_event_has_its_on_event_handler():
     for event_type in templates.TEMPLATES:
         method = getattr(NotifyService, f"on_{event_type}")
         [handler] = entrypoints(method)
         assert isinstance(handler, EventHandler)
-        assert (handler.source_service, handler.event_type) == (events.IDENTITY, event_type)
+        assert (handler.source_service, handler.event_type) == (
+            templates.SOURCES[event_type],
+            event_type,
+        )
 
 
 def test_failed_deliveries_are_retried_by_a_30_second_timer():

@@ -162,15 +162,39 @@ def test_a_payload_missing_what_the_mail_needs_is_refused(event_type, payload):
         render(event_type, payload, SETTINGS)
 
 
-def test_every_identity_event_that_calls_for_an_email_has_a_template():
-    assert set(templates.TEMPLATES) == {
-        events.USER_REGISTERED,
-        events.EMAIL_CONFIRMED,
-        events.USER_VALIDATED,
-        events.USER_REJECTED,
-        events.USER_INVITED,
-        events.PASSWORD_RESET_REQUESTED,
-    }
+def test_every_event_that_calls_for_an_email_has_a_template():
+    assert (
+        set(templates.TEMPLATES)
+        == set(templates.SOURCES)
+        == {
+            events.USER_REGISTERED,
+            events.EMAIL_CONFIRMED,
+            events.USER_VALIDATED,
+            events.USER_REJECTED,
+            events.USER_INVITED,
+            events.PASSWORD_RESET_REQUESTED,
+            events.PROGRAMME_REPORTED,
+        }
+    )
+
+
+def test_a_missing_programme_is_reported_to_the_carte_administrators():
+    [mail] = render(
+        events.PROGRAMME_REPORTED,
+        {
+            "report_id": "r1",
+            "title": "CAP Ébéniste en 2 ans",
+            "cfd": "50023405",
+            "rncp": None,
+            "message": "Ouverture prévue",
+            "reporter_identifier": "0750654D",
+            "reporter_label": "Lycée de l'exemple",
+        },
+        SETTINGS,
+    )
+    assert mail.to == SETTINGS.carte_admin_email
+    assert "CAP Ébéniste en 2 ans" in mail.text and "0750654D" in mail.text
+    assert "Ouverture prévue" in mail.text and "CAP" not in mail.subject
 
 
 def test_no_text_carries_a_password_even_if_the_payload_had_one():
@@ -184,6 +208,8 @@ def test_no_text_carries_a_password_even_if_the_payload_had_one():
         role="manager",
         org_name="O",
         manager_emails=["m@example.test"],
+        title="T",
+        reporter_identifier="0750654D",
     )
     for event_type in templates.TEMPLATES:
         for mail in render(event_type, payload, SETTINGS):
