@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
-from nameko.exceptions import MethodNotFound
 
 from gateway import auth, ratelimit
 from gateway.errors import current_request_id, json_body
@@ -202,20 +201,14 @@ def catalogue():
 
 
 def _store_catalogue(name: str, mimetype: str, content: bytes) -> dict:
+    """XLSX goes through the files service's safety checks; CSV is stored as is
+    (carte's reader bounds its size and rows)."""
     meta = {"kind": "catalogue", "name": name, "content_type": mimetype}
     encoded = base64.b64encode(content).decode()
     with _system() as files_rpc:
         if name.lower().endswith(".xlsx"):
-            try:
-                return files_rpc.files.store_xlsx(meta, encoded)
-            except MethodNotFound:
-                pass  # a files service without XLSX checks: carte's reader bounds itself
-        try:
-            return files_rpc.files.store_file(meta, encoded)
-        except InvalidInput as exc:
-            if exc.code != "files.invalid_kind":
-                raise
-            return files_rpc.files.store_file(dict(meta, kind="attachment"), encoded)
+            return files_rpc.files.store_xlsx(meta, encoded)
+        return files_rpc.files.store_file(meta, encoded)
 
 
 @bp.post("/carte/catalogue/imports")
