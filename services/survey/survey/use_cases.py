@@ -1295,7 +1295,7 @@ def get_response_values(
     row = repo.transmission(session, survey.id, transmission_id)
     if row is None:
         raise NotFound("survey.transmission_not_found", "Fichier transmis introuvable.")
-    return dict(transmission_dict(row), values=row.values)
+    return dict(transmission_dict(row), values=form_rules.in_euros(row.values))
 
 
 # ---------------------------------------------------------------- « Pièces à fournir »

@@ -89,8 +89,9 @@ _TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(c|f|row)(?=[\s>/])([^>]*)>")
 _REF_ATTR = re.compile(rb'\br\s*=\s*["\']([A-Z]{1,4})([0-9]{1,8})["\']')
 _ROW_ATTR = re.compile(rb'\br\s*=\s*["\']([0-9]{1,8})["\']')
 _ANY_REF = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?c\s[^>]*?\br="([A-Z]{1,4})([0-9]{1,8})"')
-_REF_COLUMNS = re.compile(rb'<c r="([A-Z]{1,4})[0-9]')
-_REF_ROWS = re.compile(rb'<c r="[A-Z]{1,4}([0-9]{1,8})"')
+# a cell start tag other than ``<c r="A1"…``: prefixed, position not first, or none
+_IRREGULAR_CELL = re.compile(rb'<[A-Za-z_][\w.-]*:c[\s/>]|<c(?=[\s/>])(?! r="[A-Z])')
+_F_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
 # a cell whose first child is a formula (the schema puts <f> before <v>)
 _FORMULA_CELL = re.compile(
     rb"<(?:[A-Za-z_][\w.-]*:)?c(?=[\s>/])([^>]*)>\s*<(?:[A-Za-z_][\w.-]*:)?f(?=[\s>/])"
@@ -175,26 +176,36 @@ def _sheet_parts(archive: zipfile.ZipFile) -> list[tuple[str, str]]:
     return sheets
 
 
+def _far_ref_pattern(limits: Limits) -> re.Pattern:
+    """Cell positions that may lie beyond ``limits``: at least as many column
+    letters or row digits as the limit has (the others cannot)."""
+    letters = len(column_letter(limits.cols))
+    digits = len(str(limits.rows))
+    return re.compile(
+        rb'<c r="([A-Z]{%d,}[0-9]+|[A-Z]+[0-9]{%d,})"' % (letters, digits)  # noqa: UP031
+    )
+
+
+_FAR_REFS: dict[Limits, re.Pattern] = {}
+
+
 def _scan_sheet(name: str, xml: bytes, limits: Limits, want_formulas: bool) -> set[tuple[int, int]]:
     """Checks every cell position against ``limits`` (implicit positions
     counted as a reader would place them); returns the formula positions.
 
-    The usual file (every cell with its ``r`` position, formulas first in
-    their cell as the schema orders them) is handled by a few C-speed regex
-    passes; anything else by walking every tag."""
-    # counting with bytes.count is far cheaper than matching every tag
-    plain = b":c " not in xml and b":c>" not in xml and b":f" not in xml
-    cell_tags = xml.count(b"<c ") + xml.count(b"<c>") + xml.count(b"<c/")
-    if plain and xml.count(b'<c r="') == cell_tags:
-        columns = set(_REF_COLUMNS.findall(xml))
-        rows = set(_REF_ROWS.findall(xml))
-        if len(columns) and (
-            max(map(_column_index, columns)) > limits.cols or max(map(int, rows)) > limits.rows
-        ):
-            _raise_far(name, _ANY_REF.findall(xml), limits)
+    The usual file (every cell written ``<c r="A1"…``, no namespace prefix,
+    formulas first in their cell as the schema orders them) takes three
+    C-speed regex passes; anything else is walked tag by tag."""
+    if _IRREGULAR_CELL.search(xml) is None:
+        far = _FAR_REFS.get(limits) or _FAR_REFS.setdefault(limits, _far_ref_pattern(limits))
+        for match in far.finditer(xml):
+            ref = _REF_ATTR.search(b' r="' + match.group(1) + b'"')
+            row, col = int(ref.group(2)), _column_index(ref.group(1))
+            if row > limits.rows or col > limits.cols:
+                raise OutOfBounds(name, row, col)
         if not want_formulas:
             return set()
-        total = xml.count(b"<f>") + xml.count(b"<f ") + xml.count(b"<f/")
+        total = len(_F_TAG.findall(xml))
         if total == 0:
             return set()
         cells = _FORMULA_CELL.findall(xml)

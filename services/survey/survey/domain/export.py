@@ -63,8 +63,11 @@ def neutralise(value):
 
 
 def _amount(value) -> Decimal | None:
-    if value in (None, ""):
+    """Amounts are stored in whole cents."""
+    if value in (None, "") or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return Decimal(value) / 100
     return Decimal(str(value))
 
 

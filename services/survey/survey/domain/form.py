@@ -117,14 +117,20 @@ class Input:
 
 @dataclass
 class Layout:
+    """The cells of one form. Input cells are kept by row (sheet → row →
+    column → spec); rows of the same shape share one dict, so checks can
+    classify a row once per shape instead of once per cell."""
+
     sheets: tuple[str, ...]
     cells: dict[tuple[str, int, int], str | int] = field(default_factory=dict)
-    inputs: dict[tuple[str, int, int], Input] = field(default_factory=dict)
+    rows: dict[str, dict[int, dict[int, Input]]] = field(default_factory=dict)
     styles: dict[tuple[str, int, int], str] = field(default_factory=dict)
     widths: dict[str, dict[int, int]] = field(default_factory=dict)
     lines: list[dict] = field(default_factory=list)
     establishments: int = 0
     with_cells: bool = True  # False: inputs only (checking a form whose digest matches)
+    _inputs: dict | None = field(default=None, repr=False)
+    _columns: dict | None = field(default=None, repr=False)
 
     def put(self, sheet: str, row: int, col: int, value, style: str | None = None) -> None:
         if not self.with_cells:
@@ -135,8 +141,40 @@ class Layout:
             self.styles[(sheet, row, col)] = style
 
     def ask(self, sheet: str, row: int, col: int, spec: Input) -> None:
-        self.inputs[(sheet, row, col)] = spec
+        self.rows.setdefault(sheet, {}).setdefault(row, {})[col] = spec
 
+    def ask_row(self, sheet: str, row: int, columns: dict[int, Input]) -> None:
+        """A whole row of inputs (``columns`` may be shared by many rows)."""
+        self.rows.setdefault(sheet, {})[row] = columns
+
+    @property
+    def inputs(self) -> dict[tuple[str, int, int], Input]:
+        """Every input cell: (sheet, row, column) → spec."""
+        if self._inputs is None:
+            self._inputs = {
+                (sheet, row, col): spec
+                for sheet, by_row in self.rows.items()
+                for row, columns in by_row.items()
+                for col, spec in columns.items()
+            }
+        return self._inputs
+
+    def input_columns(self) -> dict[str, dict[int, frozenset]]:
+        """sheet → row → its input columns (one frozenset per shared dict)."""
+        if self._columns is None:
+            shared: dict[int, frozenset] = {}
+            self._columns = {
+                sheet: {
+                    row: shared.get(id(columns))
+                    or shared.setdefault(id(columns), frozenset(columns))
+                    for row, columns in by_row.items()
+                }
+                for sheet, by_row in self.rows.items()
+            }
+        return self._columns
+
+
+_NO_COLUMNS: frozenset = frozenset()
 
 # Where things are (1-based rows and columns)
 ID_CONTACT_ROW = 19
@@ -266,11 +304,10 @@ def build_layout(snapshot: dict, *, cells: bool = True) -> Layout:
         layout.put(s, 4, col, title, "header")
     where = Input("establishment", True, "n° d'établissement", maximum=n_est)
     apprentices = Input("count", True, "nombre d'apprentis")
-    inputs = layout.inputs
+    cert_columns = {CERT_ESTABLISHMENT_COL: where, CERT_APPRENTICES_COL: apprentices}
     for line in layout.lines:
         row = FIRST_LINE_ROW + line["line"] - 1
-        inputs[(s, row, CERT_ESTABLISHMENT_COL)] = where
-        inputs[(s, row, CERT_APPRENTICES_COL)] = apprentices
+        layout.ask_row(s, row, cert_columns)
         if not cells:
             continue
         for col, value in enumerate(
@@ -308,11 +345,13 @@ def build_layout(snapshot: dict, *, cells: bool = True) -> Layout:
         for offset, category in enumerate(categories):
             label = category.label + (" — charge indirecte" if category.indirect else "")
             layout.put(s, 4, AMOUNT_FIRST_COL + offset, label, "header")
-        specs = [Input("amount", False, category.label) for category in categories]
+        amount_columns = {
+            AMOUNT_FIRST_COL + offset: Input("amount", False, category.label)
+            for offset, category in enumerate(categories)
+        }
         for line in layout.lines:
             row = FIRST_LINE_ROW + line["line"] - 1
-            for offset, spec in enumerate(specs):
-                inputs[(s, row, AMOUNT_FIRST_COL + offset)] = spec
+            layout.ask_row(s, row, amount_columns)
             if not cells:
                 continue
             values = (
@@ -382,11 +421,13 @@ def _digest_value(value):
     return float(value) if type(value) is int else value
 
 
-def structure_digest(sheets, ordered_items) -> str:
-    """sha256 over the sheet names and every non-empty locked cell
-    ``((sheet, row, col), value)``, given in order (sheet order, row, column)."""
-    items = [(key, _digest_value(value)) for key, value in ordered_items]
-    text = "\x1d".join(sheets) + "\x1e" + repr(items)
+def structure_digest(sheets, locked_rows: list) -> str:
+    """sha256 over the sheet names and every non-empty locked cell, row by
+    row in order: ``(sheet, row, [columns], [values])``, numbers as floats
+    (as a spreadsheet reader gives them back). Should a reader give an int,
+    the digests differ and the cell-by-cell comparison, which knows that
+    5 == 5.0, decides."""
+    text = "\x1d".join(sheets) + "\x1e" + repr(locked_rows)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -396,7 +437,13 @@ def _position(item):
 
 
 def layout_digest(layout: Layout) -> str:
-    return structure_digest(layout.sheets, sorted(layout.cells.items(), key=_position))
+    rows: list = []
+    for (sheet, row, col), value in sorted(layout.cells.items(), key=_position):
+        if not rows or rows[-1][:2] != (sheet, row):
+            rows.append((sheet, row, [], []))
+        rows[-1][2].append(col)
+        rows[-1][3].append(_digest_value(value))
+    return structure_digest(layout.sheets, rows)
 
 
 META_FIELDS = ("format", "purpose", "survey_id", "org_id", "campaign_id", "form_version", "digest")
@@ -470,18 +517,26 @@ def structure_problems(
                 problems.append(Problem(name, 0, 0, "feuille ajoutée : supprimez-la."))
         if not problems:
             problems.append(Problem(expected[0], 0, 0, "l'ordre des feuilles a été modifié."))
-    inputs = layout.inputs
-    locked: list = []
+    input_columns = layout.input_columns()
+    locked: list = []  # per row: (sheet, row, [columns], [values]) of non-empty locked cells
+    positions: dict[tuple[frozenset, int], list[int]] = {}
     for sheet in expected:
         rows = book.values.get(sheet)
         if rows is None:
             continue
+        sheet_columns = input_columns.get(sheet, {})
         for r, row in enumerate(rows, start=1):
-            filled = [(c, v) for c, v in enumerate(row, start=1) if v != "" and v is not None]
-            if filled:
-                locked += [((sheet, r, c), v) for c, v in filled if (sheet, r, c) not in inputs]
+            # the positions of a row that are not input cells, worked out
+            # once per shape of row (most rows share one)
+            shape = (sheet_columns.get(r, _NO_COLUMNS), len(row))
+            where = positions.get(shape)
+            if where is None:
+                where = positions[shape] = [c for c in range(len(row)) if c + 1 not in shape[0]]
+            columns = [c + 1 for c in where if row[c] != "" and row[c] is not None]
+            if columns:
+                locked.append((sheet, r, columns, [row[c - 1] for c in columns]))
         for r, c in sorted(book.formulas.get(sheet, ())):
-            if (sheet, r, c) in inputs:
+            if c in sheet_columns.get(r, _NO_COLUMNS):
                 problems.append(Problem(sheet, r, c, "formule interdite : saisissez une valeur."))
             else:
                 problems.append(
@@ -491,7 +546,11 @@ def structure_problems(
         return []
     if not layout.with_cells:
         layout = full_layout()
-    found = dict(locked)
+    found = {
+        (sheet, r, c): value
+        for sheet, r, columns, values in locked
+        for c, value in zip(columns, values, strict=True)
+    }
     for key, value in layout.cells.items():
         got = found.get(key)
         if normalise(got) != normalise(value) and key[0] in book.values:
@@ -504,7 +563,7 @@ def structure_problems(
                     f"trouvé « {_shown(got)} »)."
                 )
             problems.append(Problem(sheet, r, c, message))
-    for (sheet, r, c), value in locked:
+    for (sheet, r, c), value in found.items():
         if (sheet, r, c) not in layout.cells:
             problems.append(
                 Problem(
@@ -607,44 +666,111 @@ def money(cents: int) -> str:
     return f"{whole}.{rest:02d}"
 
 
+AMOUNT_KEYS = ("charges", "produits", "totals", "sums", "amount")
+
+
+def in_euros(values):
+    """Extracted values with every amount in cents as a decimal string
+    (``123456`` → ``"1234.56"``), as payloads carry decimals."""
+    if isinstance(values, dict):
+        return {
+            key: _euro_strings(value) if key in AMOUNT_KEYS else in_euros(value)
+            for key, value in values.items()
+        }
+    if isinstance(values, list):
+        return [in_euros(item) for item in values]
+    return values
+
+
+def _euro_strings(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return money(value)
+    if isinstance(value, dict):
+        return {key: _euro_strings(item) for key, item in value.items()}
+    return value
+
+
 def euros(cents: int) -> str:
     """``1 234,56 €`` for people."""
     whole = f"{cents // 100:,}".replace(",", " ")
     return f"{whole},{cents % 100:02d} €"
 
 
+def _amount_block(columns: dict[int, Input]) -> tuple[int, int] | None:
+    """(first, last) column when a row's inputs are contiguous optional amounts."""
+    cols = sorted(columns)
+    if all(columns[c].kind == "amount" and not columns[c].required for c in cols) and (
+        cols == list(range(cols[0], cols[-1] + 1))
+    ):
+        return cols[0], cols[-1]
+    return None
+
+
+def _block_cents(sheet, row, cells, block, in_formula, problems) -> list[int]:
+    """A row of optional amounts in cents: one list comprehension for the
+    usual cells (empty, or a number with cents at most), the rules for the
+    others."""
+    first, last = block
+    segment = list(cells[first - 1 : last])
+    segment += [""] * (last - first + 1 - len(segment))
+    cents = [
+        0
+        if v == ""
+        else (
+            int(v * 100)
+            if type(v) is float and 0 <= v < MAX_AMOUNT and (v * 100).is_integer()
+            else None
+        )
+        for v in segment
+    ]
+    if None in cents or in_formula:
+        for i, value in enumerate(segment):
+            col = first + i
+            if in_formula and (row, col) in in_formula:
+                cents[i] = 0  # already reported as a formula
+            elif cents[i] is None:
+                try:
+                    cents[i] = parse_amount(value) if value is not None else 0
+                except BadCode as exc:
+                    problems.append(Problem(sheet, row, col, exc.message))
+                    cents[i] = 0
+    return cents
+
+
 def check_values(layout: Layout, book: ReadBook) -> tuple[dict, list[Problem]]:
     """Every input cell checked, then the cross-checks (totals that must
-    match, distinct establishments). Returns (extracted values, problems)."""
+    match, distinct establishments). Returns (extracted values, problems);
+    amounts in the extracted values are whole cents (``in_euros`` turns
+    them into decimal strings for payloads)."""
     problems: list[Problem] = []
     values: dict[tuple[str, int, int], object] = {}
+    blocks: dict[tuple[str, int], list[int]] = {}  # rows of optional amounts, in cents
     sheets = book.values
     formulas = book.formulas
-    current, rows, in_formula = None, [], set()
-    for key, spec in layout.inputs.items():
-        sheet, row, col = key
-        if sheet is not current:
-            current, rows, in_formula = sheet, sheets.get(sheet) or [], formulas.get(sheet, set())
-        if in_formula and (row, col) in in_formula:
-            continue  # already reported as a formula
-        try:
-            value = rows[row - 1][col - 1]
-        except IndexError:
-            value = None
-        if spec.kind == "amount":
-            # the usual cases first: an empty cell, a number with cents at most
-            if value == "" and not spec.required:
-                values[key] = 0
+    plans: dict[int, tuple[int, int] | None] = {}
+    for sheet, by_row in layout.rows.items():
+        rows = sheets.get(sheet) or []
+        in_formula = formulas.get(sheet) or ()
+        height = len(rows)
+        for row, columns in by_row.items():
+            cells = rows[row - 1] if row <= height else ()
+            plan = plans.get(id(columns), False)
+            if plan is False:
+                plan = plans[id(columns)] = _amount_block(columns)
+            if plan is not None:
+                blocks[(sheet, row)] = _block_cents(sheet, row, cells, plan, in_formula, problems)
                 continue
-            if type(value) is float and 0 <= value < MAX_AMOUNT:
-                cents = value * 100
-                if cents.is_integer():
-                    values[key] = int(cents)
-                    continue
-        try:
-            values[key] = parse_input(spec, value)
-        except BadCode as exc:
-            problems.append(Problem(sheet, row, col, exc.message))
+            width = len(cells)
+            for col, spec in columns.items():
+                if in_formula and (row, col) in in_formula:
+                    continue  # already reported as a formula
+                value = cells[col - 1] if col <= width else None
+                try:
+                    values[(sheet, row, col)] = parse_input(spec, value)
+                except BadCode as exc:
+                    problems.append(Problem(sheet, row, col, exc.message))
 
     get = values.get
     establishments = []
@@ -679,7 +805,6 @@ def check_values(layout: Layout, book: ReadBook) -> tuple[dict, list[Problem]]:
     column_sums = {c.key: 0 for c in CHARGE_CATEGORIES}
     charge_keys = [c.key for c in CHARGE_CATEGORIES]
     produit_keys = [c.key for c in PRODUIT_CATEGORIES]
-    first = AMOUNT_FIRST_COL
     for line in layout.lines:
         row = FIRST_LINE_ROW + line["line"] - 1
         est = get((CERTIFICATIONS, row, CERT_ESTABLISHMENT_COL))
@@ -699,8 +824,8 @@ def check_values(layout: Layout, book: ReadBook) -> tuple[dict, list[Problem]]:
                 used[(line["cert_index"], est)] = line["line"]
         amounts = {}
         for sheet, keys_ in ((CHARGES, charge_keys), (PRODUITS, produit_keys)):
-            cents = [get((sheet, row, col)) or 0 for col in range(first, first + len(keys_))]
-            amounts[sheet] = dict(zip(keys_, map(money, cents), strict=True))
+            cents = blocks[(sheet, row)]
+            amounts[sheet] = dict(zip(keys_, cents, strict=True))
             sums[sheet] += sum(cents)
             if sheet == CHARGES:
                 for key_, amount in zip(keys_, cents, strict=True):
@@ -728,7 +853,7 @@ def check_values(layout: Layout, book: ReadBook) -> tuple[dict, list[Problem]]:
         ("produits", ID_TOTALS_ROW + 1, PRODUITS),
     ):
         declared = get((IDENTITY, row, 2))
-        totals[label] = money(declared) if isinstance(declared, int) else None
+        totals[label] = declared if isinstance(declared, int) else None
         if isinstance(declared, int) and declared != sums[sheet]:
             problems.append(
                 Problem(
@@ -770,20 +895,21 @@ def check_values(layout: Layout, book: ReadBook) -> tuple[dict, list[Problem]]:
             {
                 "category": category.key,
                 "label": category.label,
-                "amount": money(declared) if isinstance(declared, int) else None,
+                "amount": declared if isinstance(declared, int) else None,
                 "key": key_text,
                 "method": get((KEYS, row, 4)),
             }
         )
 
     extracted = {
+        "unit": "cents",
         "contact": {
             "name": get((IDENTITY, ID_CONTACT_ROW, 2)),
             "email": get((IDENTITY, ID_CONTACT_ROW + 1, 2)),
             "phone": get((IDENTITY, ID_CONTACT_ROW + 2, 2)),
         },
         "totals": totals,
-        "sums": {"charges": money(sums[CHARGES]), "produits": money(sums[PRODUITS])},
+        "sums": {"charges": sums[CHARGES], "produits": sums[PRODUITS]},
         "establishments": establishments,
         "lines": lines,
         "keys": keys,
