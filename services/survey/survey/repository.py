@@ -94,13 +94,6 @@ def survey_pairs(session, org_ids, campaign_ids) -> set[tuple[str, str]]:
     return {(r.campaign_id, r.org_id) for r in rows}
 
 
-def all_survey_pairs(session) -> set[tuple[str, str]]:
-    return {
-        (r.campaign_id, r.org_id)
-        for r in session.execute(select(Survey.campaign_id, Survey.org_id))
-    }
-
-
 def surveys_query(
     *,
     org_ids=None,

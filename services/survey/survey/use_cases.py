@@ -1033,12 +1033,6 @@ def prepare_upload(
 # ---------------------------------------------------------------- transmission
 
 
-class _Refusal(Exception):
-    def __init__(self, error):
-        super().__init__(error)
-        self.error = error
-
-
 def _check_form(book, snapshot: dict, digest: str):
     """Off the hub: the structure and every value of a filled form."""
     layout = form_rules.build_layout(snapshot, cells=False)
@@ -1047,10 +1041,6 @@ def _check_form(book, snapshot: dict, digest: str):
     )
     values, problems = form_rules.check_values(layout, book)
     return values, structure, problems
-
-
-def _form_refusal(code: str, message: str) -> InvalidInput:
-    return InvalidInput(code, message)
 
 
 NOT_PREFORMATTED = (

@@ -88,7 +88,6 @@ _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(c|f|row)(?=[\s>/])([^>]*)>")
 _REF_ATTR = re.compile(rb'\br\s*=\s*["\']([A-Z]{1,4})([0-9]{1,8})["\']')
 _ROW_ATTR = re.compile(rb'\br\s*=\s*["\']([0-9]{1,8})["\']')
-_ANY_REF = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?c\s[^>]*?\br="([A-Z]{1,4})([0-9]{1,8})"')
 # a cell start tag other than ``<c r="A1"…``: prefixed, position not first, or none
 _IRREGULAR_CELL = re.compile(rb'<[A-Za-z_][\w.-]*:c[\s/>]|<c(?=[\s/>])(?! r="[A-Z])')
 _F_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
@@ -244,13 +243,6 @@ def _walk_sheet(name: str, xml: bytes, limits: Limits, want_formulas: bool) -> s
         elif want_formulas:
             formulas.add((row, col))
     return formulas
-
-
-def _raise_far(name: str, refs, limits: Limits) -> None:
-    for letters, digits in refs:
-        row, col = int(digits), _column_index(letters)
-        if row > limits.rows or col > limits.cols:
-            raise OutOfBounds(name, row, col)
 
 
 def _calamine_rows(book, name: str) -> list[list]:

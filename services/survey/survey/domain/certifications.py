@@ -17,7 +17,7 @@ from survey.domain.codes import (
     parse_positive_int,
     parse_rncp,
 )
-from survey.domain.problems import Problem, column_letter
+from survey.domain.problems import Problem
 
 TEMPLATE_NAME = "Liste-certifications.xlsx"
 SHEET = "Certifications"
@@ -195,7 +195,3 @@ def _with_value(message: str, raw) -> str:
     if len(shown) > 40:
         shown = shown[:40] + "…"
     return f"« {shown} » : {message}"
-
-
-def column_of(field: str) -> str:
-    return column_letter(FIELDS.index(field) + 1)

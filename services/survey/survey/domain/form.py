@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from survey.domain.codes import BadCode, as_text, parse_siret, parse_uai
-from survey.domain.problems import Problem, cell_ref
+from survey.domain.problems import Problem
 
 FORMAT = "karoussel-form-1"
 OFFICIAL = "official"
@@ -915,8 +915,3 @@ def check_values(layout: Layout, book: ReadBook) -> tuple[dict, list[Problem]]:
         "keys": keys,
     }
     return extracted, sorted(problems, key=lambda p: (_sheet_order(p.sheet), p.row, p.col))
-
-
-def input_refs(layout: Layout) -> list[str]:
-    """« Charges!E5 »… (documentation and tests)."""
-    return [cell_ref(*key) for key in layout.inputs]
