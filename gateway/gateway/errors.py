@@ -23,7 +23,7 @@ from typing import Any
 import amqp.exceptions
 import kombu.exceptions
 from flask import Flask, Response, current_app, g, request
-from nameko.exceptions import RpcTimeout, UnknownService
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from werkzeug.exceptions import HTTPException
 
 from kit.errors import ServiceError
@@ -178,11 +178,22 @@ def _internal(exc: BaseException) -> Problem:
     return _catalogued("internal")
 
 
+def _from_remote_error(exc: RemoteError) -> Problem:
+    """A service failed while calling another one: a service behind it that is
+    down or too slow is still a 503/504 for the client, anything else a 500."""
+    if exc.exc_type == "UnknownService":
+        return _catalogued("service.unavailable", RETRY_AFTER_SERVICE)
+    if exc.exc_type == "RpcTimeout":
+        return _catalogued("service.timeout", RETRY_AFTER_SERVICE)
+    return _internal(exc)
+
+
 # The table: first matching row wins; order matters (specific before general).
 TABLE: list[tuple[tuple[type[BaseException], ...], Any]] = [
     ((ServiceError,), _from_service_error),
     ((UnknownService,), lambda exc: _catalogued("service.unavailable", RETRY_AFTER_SERVICE)),
     ((RpcTimeout,), lambda exc: _catalogued("service.timeout", RETRY_AFTER_SERVICE)),
+    ((RemoteError,), lambda exc: _from_remote_error(exc)),
     (BROKER_ERRORS, lambda exc: _catalogued("broker.unavailable", RETRY_AFTER_BROKER)),
     ((HTTPException,), _from_http_exception),
 ]

@@ -125,6 +125,9 @@ def test_service_errors_without_retry_after_have_no_retry_after_header(raising_c
     [
         (UnknownService("survey"), 503, "service.unavailable"),
         (RpcTimeout(5.0), 504, "service.timeout"),
+        # a service behind the one called is down or too slow
+        (RemoteError("UnknownService", "survey"), 503, "service.unavailable"),
+        (RemoteError("RpcTimeout", "survey"), 504, "service.timeout"),
         (BrokerUnavailable("refused"), 503, "broker.unavailable"),
         (kombu.exceptions.OperationalError("[Errno 111] refused"), 503, "broker.unavailable"),
     ],
