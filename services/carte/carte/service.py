@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 from nameko.events import event_handler
-from nameko.rpc import RpcProxy, ServiceProxy, rpc
+from nameko.rpc import ServiceProxy, rpc
 
 from carte import use_cases as uc
 from carte.models import Outbox
@@ -24,6 +24,7 @@ from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
 from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.db import Database
+from kit.rpc import BoundedRpcProxy
 
 
 class _SystemContext:
@@ -44,10 +45,10 @@ class _SystemContext:
         return data
 
 
-class SystemRpcProxy(RpcProxy):
-    """``RpcProxy`` whose calls run as the ``system`` caller."""
+class SystemRpcProxy(BoundedRpcProxy):
+    """A bounded proxy whose calls run as the ``system`` caller."""
 
-    def get_dependency(self, worker_ctx):
+    def proxy_for(self, worker_ctx):
         return ServiceProxy(
             _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
         )
@@ -57,8 +58,13 @@ class CarteService(kit_service.ServiceBase):
     name = "carte"
     db = Database("carte")
     outbox_model = Outbox
-    identity = RpcProxy("identity")
-    files = SystemRpcProxy("files")
+    # calls that give up after CARTE_RPC_TIMEOUT (20 s) instead of waiting forever
+    identity = BoundedRpcProxy(
+        "identity", timeout_setting="CARTE_RPC_TIMEOUT", busy_code="carte.dependency_busy"
+    )
+    files = SystemRpcProxy(
+        "files", timeout_setting="CARTE_RPC_TIMEOUT", busy_code="carte.dependency_busy"
+    )
 
     @property
     def actor(self):

@@ -15,56 +15,27 @@ identity or files do not answer in time.
 
 from __future__ import annotations
 
-import os
-
-import eventlet
 from eventlet import tpool
-from nameko.exceptions import UnknownService
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from kit import service as kit_service  # not imported by name: nameko run would see it
 from kit.db import Database
-from kit.errors import TooManyRequests
+from kit.rpc import BoundedRpcProxy
 from survey import use_cases as uc
 from survey.models import Outbox
 from survey.settings import Settings
 
 
-class _Bounded:
-    """A service proxy whose calls give up after ``timeout`` seconds (nameko
-    2's RpcProxy waits forever), as a typed, retryable error."""
+class BoundedRpc(BoundedRpcProxy):
+    """Calls to identity and files give up after ``SURVEY_RPC_TIMEOUT`` (20 s)."""
 
-    def __init__(self, proxy, timeout: float):
-        self._proxy = proxy
-        self._timeout = timeout
-
-    def __getattr__(self, method: str):
-        def call(*args, **kwargs):
-            try:
-                reply = getattr(self._proxy, method).call_async(*args, **kwargs)
-                with eventlet.Timeout(self._timeout):
-                    return reply.result()
-            except (eventlet.Timeout, UnknownService):
-                raise TooManyRequests(
-                    "survey.dependency_busy",
-                    "Un service interne ne répond pas pour le moment : réessayez dans quelques "
-                    "instants.",
-                    {"retry_after": 5},
-                ) from None
-
-        return call
-
-
-class BoundedRpc(RpcProxy):
-    def setup(self):
-        super().setup()
-        raw = self.container.config.get("SURVEY_RPC_TIMEOUT") or os.environ.get(
-            "SURVEY_RPC_TIMEOUT", "20"
+    def __init__(self, target_service, **options):
+        super().__init__(
+            target_service,
+            timeout_setting="SURVEY_RPC_TIMEOUT",
+            busy_code="survey.dependency_busy",
+            **options,
         )
-        self.timeout = float(raw)
-
-    def get_dependency(self, worker_ctx):
-        return _Bounded(super().get_dependency(worker_ctx), self.timeout)
 
 
 def cpu(fn, *args, **kwargs):

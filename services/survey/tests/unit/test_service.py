@@ -9,8 +9,9 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from kit.errors import TooManyRequests
+from kit.rpc import Bounded
 from survey import service as survey_service
-from survey.service import SurveyService, _Bounded
+from survey.service import SurveyService
 from survey.settings import ConfigError, SurveySettings, load
 from survey.testing import (
     AGENT,
@@ -88,7 +89,7 @@ def test_a_dependency_that_does_not_answer_gives_a_retryable_error():
                 return Reply()
 
     with pytest.raises(TooManyRequests) as caught:
-        _Bounded(Slow(), 0.05).get_me()
+        Bounded(Slow(), 0.05, "survey.dependency_busy").get_me()
     assert caught.value.code == "survey.dependency_busy"
     assert caught.value.details["retry_after"] == 5
 
