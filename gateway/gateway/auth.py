@@ -19,6 +19,7 @@ import threading
 import time
 
 from flask import current_app, g, request
+from flask.sessions import NullSession, SessionInterface
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from kit.context import Caller
@@ -118,8 +119,16 @@ def _rpc_fetch(app):
     return fetch
 
 
+# One serializer per secret: building one costs more than checking a token.
+_serializers: dict[str, URLSafeTimedSerializer] = {}
+
+
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SESSION_SECRET"], salt="session-v1")
+    secret = current_app.config["SESSION_SECRET"]
+    serializer = _serializers.get(secret)
+    if serializer is None:
+        serializer = _serializers[secret] = URLSafeTimedSerializer(secret, salt="session-v1")
+    return serializer
 
 
 def issue_token(session_id: str, claims: dict) -> str:
@@ -203,7 +212,33 @@ def clear_session_cookie(response) -> None:
     response.delete_cookie(COOKIE)
 
 
+class _NoFlaskSession(NullSession):
+    def _fail(self, *args, **kwargs):
+        raise RuntimeError(
+            "the gateway keeps no Flask session: its cookie "
+            f"{COOKIE!r} is the signed token of gateway.auth"
+        )
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
+
+
+class _NoFlaskSessions(SessionInterface):
+    """Flask would open a signed-cookie session on every request (building a
+    serializer and parsing cookies) for nothing, and under the same cookie
+    name as our token: the gateway has no use for it."""
+
+    def open_session(self, app, request):
+        return None  # Flask then uses make_null_session()
+
+    def make_null_session(self, app):
+        return _NoFlaskSession()
+
+    def save_session(self, app, session, response) -> None:
+        pass
+
+
 def init_app(app) -> None:
+    app.session_interface = _NoFlaskSessions()
     fetch = app.config.get("REVOCATION_SOURCE") or _rpc_fetch(app)
     app.extensions["revocations"] = Revocations(
         fetch,

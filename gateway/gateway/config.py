@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SERVICES = ("identity", "survey", "files", "carte", "notify")
 RELAXED_ENVS = {"development", "dev", "testing", "test"}
+RPC_CLIENTS = ("lean", "nameko")
 
 # One random secret per process when none is given in development, so that
 # several apps created by one process (tests) agree with each other.
@@ -65,6 +66,8 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "HEALTH_RPC_TIMEOUT": _number(env, "HEALTH_RPC_TIMEOUT", 1.0),
         # idle clients kept per process and per timeout (gthread: 8 threads)
         "RPC_POOL_MAX_IDLE": _number(env, "RPC_POOL_MAX_IDLE", 16, int),
+        # RPC client: "lean" (py-amqp, gateway.amqp_rpc) or "nameko" (ClusterRpcProxy)
+        "RPC_CLIENT": (env.get("RPC_CLIENT") or "lean").strip().lower() or "lean",
         "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 12 * 1024 * 1024, int),
         "MAX_JSON_BYTES": _number(env, "MAX_JSON_BYTES", 64 * 1024, int),
         "SESSION_SECRET": env.get("SESSION_SECRET") or None,
@@ -102,6 +105,10 @@ def load(
     # Flask signs its own cookies with SECRET_KEY
     settings.setdefault("SECRET_KEY", settings["SESSION_SECRET"])
 
+    if settings["RPC_CLIENT"] not in RPC_CLIENTS:
+        raise ConfigError(
+            f"RPC_CLIENT must be one of {', '.join(RPC_CLIENTS)}, got {settings['RPC_CLIENT']!r}"
+        )
     for name in ("RPC_TIMEOUT", "HEALTH_RPC_TIMEOUT"):
         if not settings[name] > 0:
             raise ConfigError(f"{name} must be positive")

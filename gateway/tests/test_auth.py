@@ -108,3 +108,37 @@ def test_a_stale_revocation_list_fails_closed():
 
     with pytest.raises(AuthUnavailable):
         revocations.is_revoked("x")
+
+
+def test_the_session_cookie_is_our_token_and_flask_keeps_no_session(app):
+    from flask import session
+
+    client = app.test_client()
+    client.set_cookie("session", token_for(app))
+
+    response = client.get("/api/v1/_whoami")
+
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    with app.test_request_context(headers={"Cookie": f"session={token_for(app)}"}):
+        assert dict(session) == {}
+        with pytest.raises(RuntimeError, match="no Flask session"):
+            session["x"] = 1
+
+
+def test_a_token_signed_with_another_secret_is_refused(app, feed):
+    other = create_app(
+        {
+            "TESTING": True,
+            "SESSION_SECRET": "t" * 32,
+            "REVOCATION_SOURCE": feed,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
+    other.add_url_rule("/api/v1/_whoami", view_func=app.view_functions["whoami"])
+
+    response = other.test_client().get(
+        "/api/v1/_whoami", headers={"Authorization": f"Bearer {token_for(app)}"}
+    )
+
+    assert response.status_code == 401

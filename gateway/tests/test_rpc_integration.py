@@ -3,6 +3,7 @@
 Each test gets its own RabbitMQ vhost (``rabbit_config``) and runs the service
 in this process (``container_factory``; the root conftest monkey-patched
 eventlet). Views call it through ``rpc()`` exactly as the lead's views do.
+Every test runs with both clients (``RPC_CLIENT`` = ``lean`` and ``nameko``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from kit.errors import NotFound
 pytestmark = pytest.mark.integration
 
 SERVICE = "gwprobe"
+
+
+@pytest.fixture(autouse=True, params=["lean", "nameko"])
+def rpc_client(request, monkeypatch):
+    """The RPC client every app of the test uses (read from the environment)."""
+    monkeypatch.setenv("RPC_CLIENT", request.param)
+    return request.param
 
 
 class ProbeService:
@@ -173,19 +181,25 @@ def test_a_slow_method_gives_504_within_the_timeout(probe_app):
     assert 0.9 < elapsed < 2.0
 
 
-def test_a_client_survives_timeouts_and_their_late_replies(probe_app):
+def test_a_client_survives_timeouts_and_their_late_replies(probe_app, rpc_client):
     app = probe_app(RPC_TIMEOUT=0.5)
     client = app.test_client()
     for _ in range(3):
         assert client.get("/_probe/nap/0.8").status_code == 504
     eventlet.sleep(1.0)  # the late replies arrive
 
-    assert client.get("/_probe/whoami").status_code == 200
-    assert client.get("/_probe/whoami").status_code == 200
+    first = client.get("/_probe/whoami")
+    second = client.get("/_probe/whoami")
 
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.get_json()["request_id"] == first.headers["X-Request-Id"]  # not a late reply
     pool = pool_for(app)
     assert pool.stats()["created"] == 1
     (pooled,) = pool._idle
+    if rpc_client == "lean":
+        assert pooled.connects == 1  # the same connection throughout
+        assert sorted(pooled.connection.channels) == [0, pooled.channel.channel_id]
+        return
     consumer = pooled.standalone._reply_listener.queue_consumer
     assert consumer.replies == {}  # late replies acknowledged, not hoarded
     channels = consumer.connection.connection.channels
@@ -346,7 +360,7 @@ def cutter(rabbit_config):
     relay.stop()
 
 
-def test_a_link_cut_between_requests_heals_within_the_next_call(probe_app, cutter):
+def test_a_link_cut_between_requests_heals_within_the_next_call(probe_app, cutter, rpc_client):
     relay, uri = cutter
     app = probe_app(AMQP_URI=uri)
     client = app.test_client()
@@ -358,6 +372,9 @@ def test_a_link_cut_between_requests_heals_within_the_next_call(probe_app, cutte
 
     assert response.status_code == 200
     assert time.monotonic() - started < 2.0
+    if rpc_client == "lean":  # the same client, reconnected before publishing
+        assert pool_for(app).stats() == {"idle": 1, "in_use": 0, "created": 1, "dropped": 0}
+        assert pool_for(app)._idle[0].connects == 2
 
 
 def test_a_client_whose_broker_went_away_is_dropped_then_replaced(probe_app, cutter):

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from gateway import rpc as rpc_module
+from gateway.config import ConfigError
 from gateway.rpc import Lease, RpcPool
 
 
@@ -19,13 +20,8 @@ class FakeClient:
         self.dirty = False
         self.closed = False
         self.tidied = 0
-        self.replies = {}
 
     # what the pool looks at
-    @property
-    def _consumer(self):
-        return self
-
     def usable(self):
         return not self.closed
 
@@ -38,9 +34,8 @@ class FakeClient:
 
 
 @pytest.fixture
-def pool(monkeypatch):
-    monkeypatch.setattr(rpc_module, "_Client", FakeClient)
-    return RpcPool({"AMQP_URI": "amqp://unused"}, timeout=1.0, max_idle=2)
+def pool():
+    return RpcPool({"AMQP_URI": "amqp://unused"}, timeout=1.0, max_idle=2, client_cls=FakeClient)
 
 
 def test_clients_are_lent_last_in_first_out(pool):
@@ -147,3 +142,30 @@ def test_rpc_timeout_selects_a_separate_pool(make_app):
     assert rpc_module.pool_for(app, 1.0).timeout == 1.0
     assert rpc_module.pool_for(app).timeout == 5.0
     assert rpc_module.pool_for(app, 5.0) is rpc_module.pool_for(app)
+
+
+@pytest.mark.parametrize(
+    ("setting", "client_cls"),
+    [
+        (None, rpc_module._LeanClient),
+        ("lean", rpc_module._LeanClient),
+        ("nameko", rpc_module._NamekoClient),
+        (" Nameko ", rpc_module._NamekoClient),
+    ],
+)
+def test_rpc_client_selects_the_client_class(make_app, monkeypatch, setting, client_cls):
+    if setting is None:
+        monkeypatch.delenv("RPC_CLIENT", raising=False)
+    else:
+        monkeypatch.setenv("RPC_CLIENT", setting)
+
+    app = make_app()
+
+    assert rpc_module.pool_for(app).client_cls is client_cls
+
+
+def test_an_unknown_rpc_client_is_a_configuration_error(make_app, monkeypatch):
+    monkeypatch.setenv("RPC_CLIENT", "kombu")
+
+    with pytest.raises(ConfigError, match="RPC_CLIENT"):
+        make_app()
