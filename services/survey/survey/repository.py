@@ -18,6 +18,17 @@ from survey.models import (
     Transmission,
 )
 
+# The agency's copy of the organisations can hold many thousands of rows,
+# and PostgreSQL takes at most 65,535 parameters in one statement (a single
+# multi-row INSERT of 7,282 organisations × 9 columns fails): bulk writes are
+# one statement executed for many rows, and lists in ``IN (…)`` go by chunks.
+CHUNK = 1_000
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 def _insert(session, model):
     dialect = session.bind.dialect.name
@@ -25,10 +36,10 @@ def _insert(session, model):
 
 
 def upsert_organisations(session, rows: list[dict]) -> None:
-    """Local copies from identity, inserted or refreshed in one statement."""
+    """Local copies from identity, inserted or refreshed."""
     if not rows:
         return
-    statement = _insert(session, Organisation).values(rows)
+    statement = _insert(session, Organisation)
     columns = {
         name: statement.excluded[name]
         for name in (
@@ -42,17 +53,18 @@ def upsert_organisations(session, rows: list[dict]) -> None:
             "refreshed_at",
         )
     }
-    session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=columns))
+    statement = statement.on_conflict_do_update(index_elements=["id"], set_=columns)
+    for chunk in _chunks(rows):
+        session.connection().execute(statement, chunk)
 
 
 def insert_missing_surveys(session, rows: list[dict]) -> None:
     """Creates survey instances, ignoring those another worker just created."""
-    if rows:
-        session.execute(
-            _insert(session, Survey)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["campaign_id", "org_id"])
-        )
+    statement = _insert(session, Survey).on_conflict_do_nothing(
+        index_elements=["campaign_id", "org_id"]
+    )
+    for chunk in _chunks(rows):
+        session.connection().execute(statement, chunk)
 
 
 def organisation(session, org_id: str | None) -> Organisation | None:
@@ -86,12 +98,15 @@ def online_campaigns(session, today: dt.date) -> list[Campaign]:
 def survey_pairs(session, org_ids, campaign_ids) -> set[tuple[str, str]]:
     if not org_ids or not campaign_ids:
         return set()
-    rows = session.execute(
-        select(Survey.campaign_id, Survey.org_id).where(
-            Survey.org_id.in_(list(org_ids)), Survey.campaign_id.in_(list(campaign_ids))
+    found = set()
+    for chunk in _chunks(list(org_ids)):
+        rows = session.execute(
+            select(Survey.campaign_id, Survey.org_id).where(
+                Survey.org_id.in_(chunk), Survey.campaign_id.in_(list(campaign_ids))
+            )
         )
-    )
-    return {(r.campaign_id, r.org_id) for r in rows}
+        found |= {(r.campaign_id, r.org_id) for r in rows}
+    return found
 
 
 def surveys_query(
@@ -215,22 +230,22 @@ def next_seq(session, survey_id: str) -> int:
 
 
 def latest_transmissions(session, survey_ids) -> dict[str, Transmission]:
-    ids = list(survey_ids)
-    if not ids:
-        return {}
-    latest = (
-        select(Transmission.survey_id, func.max(Transmission.seq).label("seq"))
-        .where(Transmission.survey_id.in_(ids))
-        .group_by(Transmission.survey_id)
-        .subquery()
-    )
-    rows = session.scalars(
-        select(Transmission).join(
-            latest,
-            (Transmission.survey_id == latest.c.survey_id) & (Transmission.seq == latest.c.seq),
+    found: dict[str, Transmission] = {}
+    for ids in _chunks(list(survey_ids)):
+        latest = (
+            select(Transmission.survey_id, func.max(Transmission.seq).label("seq"))
+            .where(Transmission.survey_id.in_(ids))
+            .group_by(Transmission.survey_id)
+            .subquery()
         )
-    )
-    return {row.survey_id: row for row in rows}
+        rows = session.scalars(
+            select(Transmission).join(
+                latest,
+                (Transmission.survey_id == latest.c.survey_id) & (Transmission.seq == latest.c.seq),
+            )
+        )
+        found.update({row.survey_id: row for row in rows})
+    return found
 
 
 def attachments(session, survey_id: str) -> list[Attachment]:
