@@ -55,6 +55,7 @@ MANAGER_ONLY = (
 XLSX_ONLY = "Format accepté : .xlsx"
 IMPORTED = "Les données ont bien été importées"
 SYNC_PAGE = 200
+MAX_PAGE = 100_000  # keeps the offset within what databases take
 SYNC_EVERY = dt.timedelta(seconds=30)  # the agency's full copy of the organisations
 
 
@@ -460,10 +461,10 @@ def list_statuses(
     try:
         page = int(filters.get("page") or 1)
         per_page = int(filters.get("per_page") or 50)
-        if page < 1 or not 1 <= per_page <= 200:
+        if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 200:
             raise ValueError
     except (TypeError, ValueError):
-        errors.add("page", "Page : entier positif ; par page : 1 à 200.")
+        errors.add("page", f"Page : entier de 1 à {MAX_PAGE} ; par page : 1 à 200.")
         page, per_page = 1, 50
     query_text = filters.get("q")
     if query_text is not None and (not isinstance(query_text, str) or len(query_text) > 100):

@@ -18,6 +18,7 @@ from survey.testing import (
     MANAGER_A,
     MANAGER_B,
     NOW,
+    ORGS,
     SECRET,
     USER_A,
     FakeIdentity,
@@ -186,6 +187,38 @@ def test_the_agency_sees_every_validated_organisation_with_pagination(session, c
         session, AGENT, FakeIdentity(AGENT), {"per_page": 2, "page": 2}, now=clock()
     )
     assert [r["number"] for r in second["items"]] == [3]
+
+
+def test_the_status_list_pages_as_in_the_guide(session, campaign):
+    orgs = {
+        f"org-{n}": dict(ORGS["org-b"], id=f"org-{n}", name=f"CFA {n:02d}") for n in range(95)
+    }
+    identity = FakeIdentity(AGENT, orgs)
+    first = uc.list_statuses(session, AGENT, identity, now=clock())
+    assert first["label"] == "Page 1 sur 2 (95 lignes)" and len(first["items"]) == 50
+    last = uc.list_statuses(session, AGENT, identity, {"page": "2"}, now=clock())
+    assert [r["number"] for r in last["items"]] == list(range(51, 96))
+    assert last["label"] == "Page 2 sur 2 (95 lignes)"
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"page": "99999999999999999999999"},
+        {"page": "0"},
+        {"page": "1.5"},
+        {"per_page": "1000"},
+        {"blocked": "peut-être"},
+        {"status": "perdue"},
+        {"q": "x" * 101},
+    ],
+)
+def test_malformed_status_filters_are_refused_with_the_field(session, campaign, filters):
+    with pytest.raises(InvalidInput) as caught:
+        uc.list_statuses(session, AGENT, FakeIdentity(AGENT), filters, now=clock())
+    assert caught.value.code == "survey.filter_invalid"
+    field = "page" if "per_page" in filters else next(iter(filters))
+    assert set(caught.value.details["fields"]) == {field}
 
 
 def test_blocking_filters_and_is_announced(session, campaign, survey):
