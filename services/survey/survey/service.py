@@ -63,8 +63,9 @@ class SurveyService(kit_service.ServiceBase):
 
     @rpc
     def list_campaigns(self) -> list:
-        """Agency: every campaign with its counts per status."""
-        return uc.list_campaigns(self.db, self.caller)
+        """Agency: every campaign with its counts per status (every validated
+        organisation it is aimed at counted, signed in or not)."""
+        return uc.list_campaigns(self.db, self.caller, self.identity)
 
     @rpc
     def get_campaign(self, campaign_id: str) -> dict:
@@ -81,9 +82,12 @@ class SurveyService(kit_service.ServiceBase):
 
     @rpc
     def export_responses(self, campaign_id: str, fmt: str = "xlsx") -> dict:
-        """Agency: {name, content_type, content_b64, rows}, fmt xlsx | csv.
-        Errors: survey.campaign_not_found, survey.invalid_input."""
-        return uc.export_responses(self.db, self.caller, campaign_id, fmt, cpu)
+        """Agency: {name, content_type, content_b64, rows}, fmt xlsx | csv;
+        one line per certification × establishment of each organisation's
+        latest transmission, a blank one for every other organisation the
+        campaign is aimed at. Errors: survey.campaign_not_found,
+        survey.invalid_input."""
+        return uc.export_responses(self.db, self.caller, campaign_id, fmt, self.identity, cpu)
 
     # -- listings --------------------------------------------------------------
 

@@ -301,8 +301,11 @@ def create_campaign(session, caller: Caller, data: dict, now: Clock = utcnow) ->
     return campaign_dict(campaign)
 
 
-def list_campaigns(session, caller: Caller) -> list[dict]:
+def list_campaigns(session, caller: Caller, identity, now: Clock = utcnow) -> list[dict]:
+    """Agency: every campaign with its surveys counted by status, every
+    validated organisation it is aimed at included."""
     caller.require_agency()
+    _ensure_every_survey(session, identity, now())
     counts = repo.status_counts(session)
     empty = {"total": 0, "not_downloaded": 0, "downloaded": 0, "submitted": 0, "blocked": 0}
     return [campaign_dict(c, counts.get(c.id, dict(empty))) for c in repo.campaigns(session)]
@@ -373,6 +376,22 @@ def _ensure_surveys(session, orgs, campaigns, now: dt.datetime) -> None:
     repo.insert_missing_surveys(session, rows)
 
 
+def _ensure_every_survey(session, identity, now: dt.datetime) -> None:
+    """The agency's views (statuses, counts, exports) cover every validated
+    organisation each campaign is aimed at, signed in or not: the local copy
+    of the organisations is refreshed from identity (at most every
+    ``SYNC_EVERY``) and their surveys created."""
+    last = repo.sync_mark(session, "organisations")
+    if last is None or now - last >= SYNC_EVERY:
+        session.commit()  # no transaction open across the calls to identity
+        orgs = _sync_all_organisations(session, identity, now)
+        repo.set_sync_mark(session, "organisations", now)
+    else:
+        orgs = repo.validated_organisations(session)
+    _ensure_surveys(session, orgs, repo.campaigns(session), now)
+    session.commit()
+
+
 def _prepare_listing(
     session, caller: Caller, identity, now: dt.datetime
 ) -> tuple[set | None, dt.date]:
@@ -381,15 +400,7 @@ def _prepare_listing(
     caller.require_authenticated()
     today = rules.today_in_france(now)
     if caller.is_agency:
-        last = repo.sync_mark(session, "organisations")
-        if last is None or now - last >= SYNC_EVERY:
-            session.commit()  # no transaction open across the calls to identity
-            orgs = _sync_all_organisations(session, identity, now)
-            repo.set_sync_mark(session, "organisations", now)
-        else:
-            orgs = repo.validated_organisations(session)
-        _ensure_surveys(session, orgs, repo.campaigns(session), now)
-        session.commit()
+        _ensure_every_survey(session, identity, now)
         return None, today
     if not caller.org_id:
         raise Forbidden(*ORGANISATIONS_ONLY)
@@ -1412,16 +1423,18 @@ def get_attachment(session, caller: Caller, survey_id, attachment_id, now: Clock
 
 
 def export_responses(
-    session, caller: Caller, campaign_id, fmt: str, cpu=direct, now: Clock = utcnow
+    session, caller: Caller, campaign_id, fmt: str, identity, cpu=direct, now: Clock = utcnow
 ) -> dict:
-    """The extracted data of every organisation of a campaign (latest
-    transmission each), as ``xlsx`` or ``csv``, safe from formula injection."""
+    """The extracted data of every organisation a campaign is aimed at
+    (latest transmission each; a blank line for those that sent nothing),
+    as ``xlsx`` or ``csv``, safe from formula injection."""
     caller.require_agency()
     if fmt not in ("xlsx", "csv"):
         raise InvalidInput.fields({"format": ["xlsx ou csv."]}, "survey.invalid_input")
-    campaign = session.get(Campaign, campaign_id) if isinstance(campaign_id, str) else None
-    if campaign is None:
+    if not isinstance(campaign_id, str) or session.get(Campaign, campaign_id) is None:
         raise NotFound(*CAMPAIGN_NOT_FOUND)
+    _ensure_every_survey(session, identity, now())
+    campaign = session.get(Campaign, campaign_id)
     rows = repo.survey_rows(session, repo.surveys_query(campaign_id=campaign.id))
     latest = repo.latest_transmissions(session, [s.id for s, _c, _o in rows])
     parents = repo.org_names(session, [o.parent_id for _s, _c, o in rows if o is not None])

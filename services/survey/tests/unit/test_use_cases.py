@@ -138,10 +138,10 @@ def test_only_the_agency_manages_campaigns(session, campaign):
     with pytest.raises(Forbidden):
         uc.create_campaign(session, MANAGER_A, CAMPAIGN)
     with pytest.raises(Forbidden):
-        uc.list_campaigns(session, MANAGER_A)
+        uc.list_campaigns(session, MANAGER_A, FakeIdentity(MANAGER_A))
     with pytest.raises(Unauthenticated):
-        uc.list_campaigns(session, Caller())
-    assert uc.list_campaigns(session, AGENT)[0]["name"] == "Enquête CFA"
+        uc.list_campaigns(session, Caller(), FakeIdentity(Caller()))
+    assert uc.list_campaigns(session, AGENT, FakeIdentity(AGENT))[0]["name"] == "Enquête CFA"
 
 
 def test_an_organisation_sees_campaigns_online_and_aimed_at_its_type(session, campaign):
@@ -190,9 +190,7 @@ def test_the_agency_sees_every_validated_organisation_with_pagination(session, c
 
 
 def test_the_status_list_pages_as_in_the_guide(session, campaign):
-    orgs = {
-        f"org-{n}": dict(ORGS["org-b"], id=f"org-{n}", name=f"CFA {n:02d}") for n in range(95)
-    }
+    orgs = {f"org-{n}": dict(ORGS["org-b"], id=f"org-{n}", name=f"CFA {n:02d}") for n in range(95)}
     identity = FakeIdentity(AGENT, orgs)
     first = uc.list_statuses(session, AGENT, identity, now=clock())
     assert first["label"] == "Page 1 sur 2 (95 lignes)" and len(first["items"]) == 50
@@ -686,18 +684,45 @@ def test_the_agency_exports_every_organisation_safely(session, files, ready):
         ready["id"],
         fill_form(content, overrides={"Identité!B19": Text("=cmd|' /C calc'!A0")}),
     )
-    uc.list_statuses(session, AGENT, FakeIdentity(AGENT), now=clock())
-    campaign_id = ready["campaign_id"]
-    csv_export = uc.export_responses(session, AGENT, campaign_id, "csv", now=clock())
+    campaign_id, identity = ready["campaign_id"], FakeIdentity(AGENT)
+    # no status list seen first: org-b and org-og never signed in, and are there
+    csv_export = uc.export_responses(session, AGENT, campaign_id, "csv", identity, now=clock())
     text = base64.b64decode(csv_export["content_b64"]).decode("utf-8-sig")
     lines = text.splitlines()
     assert lines[0].startswith("Enquête;Organisme;SIRET")
     assert len(lines) == 1 + 4 + 2  # 4 lines of org-a, one blank row for org-b and org-og
+    assert "OGEC FORMATION DE L'EXEMPLE" in text and "INSTITUT FICTIF" in text
     assert "'=cmd|' /C calc'!A0" in text and ";=cmd" not in text
-    xlsx_export = uc.export_responses(session, AGENT, campaign_id, "xlsx", now=clock())
+    xlsx_export = uc.export_responses(session, AGENT, campaign_id, "xlsx", identity, now=clock())
     assert xlsx_export["name"].endswith(".xlsx") and xlsx_export["rows"] == 6
     with pytest.raises(Forbidden):
-        uc.export_responses(session, MANAGER_A, campaign_id, "csv")
+        uc.export_responses(session, MANAGER_A, campaign_id, "csv", identity)
+
+
+def test_the_agency_counts_and_exports_the_organisations_a_campaign_is_aimed_at(session):
+    for name, target in (("Pour tous", "all"), ("Pour les OG", "OG"), ("Pour les OFA", "OFA")):
+        uc.create_campaign(session, AGENT, dict(CAMPAIGN, name=name, target=target), now=clock())
+    identity = FakeIdentity(AGENT)  # org-a and org-b are OFA, org-og an OG; none signed in
+    counts = {c["name"]: c["counts"] for c in uc.list_campaigns(session, AGENT, identity)}
+    assert {name: c["total"] for name, c in counts.items()} == {
+        "Pour tous": 3,
+        "Pour les OG": 1,
+        "Pour les OFA": 2,
+    }
+    assert counts["Pour tous"]["not_downloaded"] == 3
+    campaigns = {c["name"]: c["id"] for c in uc.list_campaigns(session, AGENT, identity)}
+    exported = uc.export_responses(
+        session, AGENT, campaigns["Pour les OG"], "csv", identity, now=clock()
+    )
+    rows = base64.b64decode(exported["content_b64"]).decode("utf-8-sig").splitlines()[1:]
+    assert [row.split(";")[1] for row in rows] == ["OGEC FORMATION DE L'EXEMPLE"]
+    statuses = uc.list_statuses(
+        session, AGENT, identity, {"campaign_id": campaigns["Pour les OFA"]}, now=clock()
+    )
+    assert {r["organisation"] for r in statuses["items"]} == {
+        "CFA DES METIERS DE L'EXEMPLE",
+        "INSTITUT FICTIF",
+    }
 
 
 def test_the_agencys_copy_of_the_organisations_is_refreshed_at_most_every_30_seconds(
