@@ -99,15 +99,26 @@ def actor(session, user_id: str) -> Actor | None:
 # ---------------------------------------------------------------- requests
 
 
-def request(session, request_id, for_update: bool = False) -> Request | None:
-    if not isinstance(request_id, int) or isinstance(request_id, bool):
-        try:
-            request_id = int(str(request_id))
-        except ValueError:
-            return None
-    if not 0 < request_id < 2**31:
+def db_id(value) -> int | None:
+    """An id as the tables hold them (1 to 2**31 - 1), else None: a number
+    out of that range is no row, not a database error."""
+    if isinstance(value, bool):
         return None
-    return session.get(Request, request_id, with_for_update=for_update or None)
+    if not isinstance(value, int):
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()):
+            return None
+        value = int(text[:12])
+    return value if 0 < value < 2**31 else None
+
+
+def by_id(session, model, value, for_update: bool = False):
+    key = db_id(value)
+    return None if key is None else session.get(model, key, with_for_update=for_update or None)
+
+
+def request(session, request_id, for_update: bool = False) -> Request | None:
+    return by_id(session, Request, request_id, for_update)
 
 
 def filer_requests(session, campaign_id: int, user_id: str, uais) -> list[Request]:

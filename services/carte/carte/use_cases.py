@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
@@ -247,7 +248,7 @@ def update_campaign(session, actor: Actor, campaign_id, data, now: dt.datetime |
     """New dates {opens_on, closes_on} (e.g. a later closing)."""
     now = now or utcnow()
     _require(actor.is_admin, ADMIN_ONLY)
-    campaign = session.get(Campaign, campaign_id) if isinstance(campaign_id, int) else None
+    campaign = repo.by_id(session, Campaign, campaign_id)
     if campaign is None:
         raise NotFound("carte.campaign_not_found", "Campagne introuvable.")
     opens_on, closes_on = _campaign_dates(data if isinstance(data, dict) else {}, campaign)
@@ -1085,7 +1086,7 @@ def add_annex(session, actor: Actor, request_id, meta, now: dt.datetime | None =
 def remove_annex(session, actor: Actor, request_id, annex_id, now: dt.datetime | None = None):
     now = now or utcnow()
     req = _editable(session, actor, request_id)
-    annex = session.get(Annex, annex_id) if isinstance(annex_id, int) else None
+    annex = repo.by_id(session, Annex, annex_id)
     if annex is None or annex.request_id != req.id:
         raise NotFound("carte.annex_not_found", "Annexe introuvable.")
     session.delete(annex)
@@ -1098,7 +1099,7 @@ def remove_annex(session, actor: Actor, request_id, annex_id, now: dt.datetime |
 def annex_file(session, actor: Actor, request_id, annex_id) -> dict:
     """{file_id, name} of an annex of a request the caller can see."""
     req = _visible(session, actor, request_id)
-    annex = session.get(Annex, annex_id) if isinstance(annex_id, int) else None
+    annex = repo.by_id(session, Annex, annex_id)
     if annex is None or annex.request_id != req.id:
         raise NotFound("carte.annex_not_found", "Annexe introuvable.")
     session.rollback()  # the bytes are fetched next, over RPC
@@ -1121,10 +1122,13 @@ def parse_filters(filters) -> dict:
         clean["academy"] = academy
     department = str(filters.get("department") or "").strip().upper()
     if department:
-        department = department.zfill(2) if department.isdigit() else department
-        if not (department.isdigit() or department in ("2A", "2B")) or len(department) > 3:
-            problems.add("department", "carte.filter_invalid", "Numéro de département attendu.")
-        clean["department"] = department
+        if re.fullmatch(r"[0-9]{1,3}", department):
+            department = department.zfill(2)
+        elif department not in ("2A", "2B"):
+            problems.add(
+                "department", "carte.filter_invalid", "Numéro de département attendu (ex. 31)."
+            )
+        clean["department"] = department[:3]
     measure = str(filters.get("measure") or "").strip().lower()
     if measure:
         if measure not in form.MEASURES:
@@ -1132,7 +1136,7 @@ def parse_filters(filters) -> dict:
         clean["measure"] = measure
     diploma = str(filters.get("diploma") or "").strip().upper()
     if diploma:
-        if diploma.isdigit() and len(diploma) < 7:
+        if re.fullmatch(r"[0-9]{1,6}", diploma):
             clean["variant_id"] = int(diploma)
         elif carte_codes.is_valid_cfd(diploma):
             clean["cfd"] = carte_codes.normalise_cfd(diploma)

@@ -1,16 +1,24 @@
 """Codes the carte checks (DESIGN.md §5): code diplôme (CFD) and RNCP.
 
-The UAI rule is shared with identity (``kit.codes``)."""
+The UAI rule is shared with identity (``kit.codes``); here it also insists on
+ASCII digits, since ``\\d`` and ``int()`` accept other scripts' digits
+(``٠٣١١١١١P`` would pass the shared check)."""
 
 from __future__ import annotations
 
 import re
 
-from kit.codes import is_valid_uai, normalise_uai  # noqa: F401 - re-exported
+from kit import codes as shared
+from kit.codes import normalise_uai  # noqa: F401 - re-exported
 
-_CFD = re.compile(r"^[A-Z0-9]{3}\d{3}[A-Z0-9]{2}$")
-_CFD7 = re.compile(r"^\d{7}$")  # the guide's examples: accepted and kept as they are
-_RNCP = re.compile(r"^(RNCP|RS)(\d{1,6})$")
+_CFD = re.compile(r"^[A-Z0-9]{3}[0-9]{3}[A-Z0-9]{2}$")
+_CFD7 = re.compile(r"^[0-9]{7}$")  # the guide's examples: accepted and kept as they are
+_RNCP = re.compile(r"^(RNCP|RS)([0-9]{1,6})$")
+
+
+def is_valid_uai(value: str) -> bool:
+    """DESIGN.md §5, in ASCII digits only."""
+    return normalise_uai(value).isascii() and shared.is_valid_uai(value)
 
 
 def normalise_cfd(value: str) -> str:
@@ -28,7 +36,7 @@ def normalise_rncp(value: str) -> str | None:
     """``RNCP`` + 3 to 5 digits, or an ``RS`` code; a bare number is an RNCP
     number. Returns the normalised code, or None when invalid."""
     compact = re.sub(r"\s+", "", value or "").upper()
-    if compact.isdigit():
+    if compact.isascii() and compact.isdigit():
         compact = "RNCP" + compact
     match = _RNCP.match(compact)
     if not match:

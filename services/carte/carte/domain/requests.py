@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from kit.codes import is_valid_uai, normalise_uai
+from carte.domain.codes import is_valid_uai, normalise_uai
 
 REPORT_MAX = 5000
 TEXT_MAX = 2000
@@ -67,6 +67,7 @@ LABELS = {
 # the inputs of the form, in its order (referent UAI and school year are prefilled)
 FIELDS = tuple(k for k in LABELS if k not in ("referent_uai", "school_year"))
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _PHONE = re.compile(r"^\+?[0-9 .()-]{6,20}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _TRUE = {"true", "oui", "1", "yes", "on"}
@@ -121,11 +122,19 @@ class Problems:
 
 
 def _text(value) -> str:
+    r"""Trimmed text with ``\n`` line breaks and no control character.
+
+    A browser sends a textarea's line breaks as ``\r\n``: counted twice, they
+    would push past a limit the page showed as met. NUL and other control
+    characters are dropped (PostgreSQL refuses NUL in text). Anything but
+    text or a number gives ``"\x00"``, which callers report as not text."""
     if value is None:
         return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
-    return value.strip() if isinstance(value, str) else "\x00"  # \x00: not text
+    if not isinstance(value, str):
+        return "\x00"
+    return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
 def _bool(value) -> bool | None | str:

@@ -154,7 +154,15 @@ def test_every_error_class_arrives_typed(carte):
                 {"school_year": 2098, "opens_on": "2000-01-01", "closes_on": "2098-01-01"}
             )
         assert conflict.value.code == "carte.campaign_exists"
+        # PostgreSQL refuses a key beyond its integer: that is no campaign, not a 500
+        with pytest.raises(NotFound) as beyond:
+            rpc.carte.update_campaign(2**31, {"closes_on": "2098-02-01"})
+        assert beyond.value.code == "carte.campaign_not_found"
     with proxy(config, lycee) as rpc:
+        # nor is a NUL in a text field (PostgreSQL refuses it in text)
+        assert rpc.carte.create_request({"manager_name": "Mme\x00 Projet"})["manager_name"] == (
+            "Mme Projet"
+        )
         with pytest.raises(InvalidInput) as invalid:
             rpc.carte.create_request({"concerned_uai": "0311234X"})
         assert invalid.value.code == "carte.uai_invalid"

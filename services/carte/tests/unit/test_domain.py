@@ -131,6 +131,26 @@ def test_a_report_of_exactly_5000_characters_is_accepted():
     assert not problems
 
 
+def test_a_textareas_line_breaks_count_once_and_control_characters_are_dropped():
+    """Browsers send line breaks as CRLF: 5,000 characters typed in the page
+    stay 5,000; a NUL (which PostgreSQL refuses) never reaches the database."""
+    typed = "x" + "abcd\r\n" * 999 + "abcd"  # 6,000 sent, 5,000 as the page counts them
+    values, problems = form.parse_form(
+        {"opportunity_report": typed, "manager_name": "Mme\x00 Dupont\x07"}
+    )
+    assert not problems
+    assert len(values["opportunity_report"]) == 5000 and "\r" not in values["opportunity_report"]
+    assert values["manager_name"] == "Mme Dupont"
+
+
+def test_digits_of_other_scripts_are_not_a_uai_or_a_code():
+    arabic = "\u0660\u0663\u0661\u0661\u0661\u0661\u0661P"  # 0311111P in Arabic-Indic digits
+    _values, problems = form.parse_form({"concerned_uai": arabic})
+    assert problems.codes() == {"concerned_uai": ["carte.uai_invalid"]}
+    assert not codes.is_valid_cfd("ABC\u0663\u0663\u066312")
+    assert codes.normalise_rncp("\u00b2\u00b3\u00b9") is None
+
+
 @pytest.mark.parametrize(
     "measure, current, new, ok",
     [

@@ -216,6 +216,44 @@ def test_a_request_of_another_establishment_does_not_exist(session, world, form,
         assert missing.value.code == "carte.request_not_found"
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s, w, rid: uc.update_campaign(s, w.admin, 2**31, {"closes_on": "2020-03-01"}),
+        lambda s, w, rid: uc.update_campaign(s, w.admin, "1; drop", {"closes_on": "2020-03-01"}),
+        lambda s, w, rid: uc.remove_annex(s, w.lycee, rid, 10**20),
+        lambda s, w, rid: uc.annex_file(s, w.lycee, rid, "\u00b2"),
+        lambda s, w, rid: uc.get_request(s, w.lycee, 2**63),
+        lambda s, w, rid: uc.get_request(s, w.lycee, "\u0661"),
+    ],
+)
+def test_ids_out_of_range_or_not_numbers_are_simply_not_found(session, world, form, now, call):
+    draft = uc.create_request(session, world.lycee, form(), now=now)
+    with pytest.raises(NotFound):
+        call(session, world, draft["id"])
+
+
+@pytest.mark.parametrize(
+    "filters, field",
+    [
+        ({"diploma": "\u00b2"}, "diploma"),
+        ({"diploma": "\u0663"}, "diploma"),
+        ({"department": "\u00b2"}, "department"),
+        ({"department": "9" * 40}, "department"),
+        ({"uai": "\u0660\u0663\u0661\u0661\u0661\u0661\u0661P"}, "uai"),
+        ({"academy": "lyon"}, "academy"),
+        ({"measure": "=1+1"}, "measure"),
+        ({"campaign_id": "x"}, "campaign_id"),
+    ],
+)
+def test_a_bad_filter_is_refused_with_its_field(session, world, filters, field):
+    for call in (uc.list_validated, uc.export_validated):
+        with pytest.raises(InvalidInput) as refused:
+            call(session, world.region, filters)
+        assert refused.value.code == "carte.filter_invalid"
+        assert list(refused.value.details["fields"]) == [field]
+
+
 def test_nothing_is_saved_or_validated_after_the_campaign_closed(session, world, form, now):
     draft = uc.create_request(session, world.lycee, form(), now=now)
     for call in (
