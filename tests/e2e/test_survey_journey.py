@@ -381,7 +381,7 @@ HOSTILE = [
     (
         "formula-in-input",
         lambda h: fill_form(h["form"], overrides={"Charges!E5": "=1+1"}),
-        "survey.form_structure_changed",
+        "survey.form_invalid",
     ),
     (
         "negative-amount",

@@ -1048,11 +1048,16 @@ def prepare_upload(
 def _check_form(book, snapshot: dict, digest: str):
     """Off the hub: the structure and every value of a filled form."""
     layout = form_rules.build_layout(snapshot, cells=False)
-    structure = form_rules.structure_problems(
+    found = form_rules.structure_problems(
         layout, book, digest, lambda: form_rules.build_layout(snapshot)
     )
+    # a formula typed in an input cell is a value to correct there, not a
+    # change of the locked structure
+    inputs = layout.input_columns()
+    in_inputs = [p for p in found if p.col in inputs.get(p.sheet, {}).get(p.row, ())]
+    structure = [p for p in found if p not in in_inputs]
     values, problems = form_rules.check_values(layout, book)
-    return values, structure, problems
+    return values, structure, in_inputs + problems
 
 
 NOT_PREFORMATTED = (
@@ -1152,7 +1157,7 @@ def validate_form(session, survey: Survey, data: bytes, secret: bytes, cpu=direc
             "survey.form_invalid",
             f"Le formulaire comporte {count_label(len(problems))} : corrigez-les puis déposez-le "
             "à nouveau.",
-            details(problems),
+            details(everything),
         )
     values["form_version"] = version
     return version, values

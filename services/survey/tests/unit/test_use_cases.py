@@ -3,7 +3,9 @@ database with fakes of identity and files."""
 
 import base64
 import datetime as dt
+import io
 
+import openpyxl
 import pytest
 from sqlalchemy import select
 
@@ -469,7 +471,9 @@ def test_bad_forms_are_refused_with_every_problem_and_leave_nothing(session, fil
     with pytest.raises(InvalidInput) as caught:
         transmit(session, files, ready["id"], bad)
     error = caught.value
-    assert error.code == "survey.form_structure_changed"
+    # a formula in an input cell is a value to correct, not a structure change
+    assert error.code == "survey.form_invalid"
+    assert error.message.startswith("Le formulaire comporte 4 erreurs")  # and both totals
     problems = error.details["problems"]
     assert "Charges!E5 : montant négatif : les montants sont positifs ou nuls." in problems
     assert "Produits!F6 : formule interdite : saisissez une valeur." in problems
@@ -477,11 +481,21 @@ def test_bad_forms_are_refused_with_every_problem_and_leave_nothing(session, fil
         set(files.records) == before
         and uc.list_transmissions(session, MANAGER_A, ready["id"], now=clock()) == []
     )
-    only_values = fill_form(content, overrides={"Charges!E5": -12})
+    wb = openpyxl.load_workbook(io.BytesIO(bad))
+    wb["Identité"].protection.sheet = False
+    wb["Identité"]["B5"] = "UN AUTRE ORGANISME"
+    out = io.BytesIO()
+    wb.save(out)
     with pytest.raises(InvalidInput) as caught:
-        transmit(session, files, ready["id"], only_values)
-    assert caught.value.code == "survey.form_invalid"
-    assert "Le formulaire comporte" in caught.value.message
+        transmit(session, files, ready["id"], out.getvalue())
+    assert caught.value.code == "survey.form_structure_changed"
+    assert [p.split(" : ")[0] for p in caught.value.details["problems"]] == [
+        "Identité!B5",
+        "Identité!B24",
+        "Identité!B25",
+        "Charges!E5",
+        "Produits!F6",
+    ]
 
 
 def test_the_working_copy_another_survey_and_other_files_are_refused(
