@@ -30,7 +30,8 @@ from identity import use_cases as uc
 from identity.domain import registration as rules
 from identity.models import CarteAccount, CarteNetworkMember, Outbox, Session, SignInAttempt, User
 from kit import context, events
-from kit.codes import is_valid_uai, normalise_uai
+from kit.codes import is_valid_uai as _is_valid_uai
+from kit.codes import normalise_uai
 from kit.context import AGENCY_ADMIN, Caller
 from kit.db import new_id, utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
@@ -63,6 +64,8 @@ SCOPES = {
 MAX_MEMBERS = 500
 LABEL_MAX = 200
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{2,31}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_USER_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 ACCOUNT_NOT_FOUND = ("carte.account_not_found", "Compte introuvable.")
@@ -78,7 +81,15 @@ RESET_SENT = {
 
 
 def normalise_identifier(value) -> str:
-    return re.sub(r"\s+", "", value).upper() if isinstance(value, str) else ""
+    """Upper case, without spaces or control characters (PostgreSQL refuses
+    a NUL: an identifier holding one is simply nobody's)."""
+    return _CONTROL.sub("", re.sub(r"\s+", "", value)).upper() if isinstance(value, str) else ""
+
+
+def is_valid_uai(value: str) -> bool:
+    """DESIGN.md §5 in ASCII digits (``kit.codes`` alone also takes other
+    scripts' digits, which ``\\d`` and ``int()`` accept)."""
+    return normalise_uai(value).isascii() and _is_valid_uai(value)
 
 
 def login_key(identifier: str) -> str:
@@ -101,7 +112,7 @@ def signed_in_as(kind: str, identifier: str) -> str:
 
 def _text(data: dict, key: str) -> str:
     value = data.get(key)
-    return value.strip() if isinstance(value, str) else ""
+    return _CONTROL.sub("", value).strip() if isinstance(value, str) else ""
 
 
 def parse_account(data, current: CarteAccount | None = None) -> tuple[dict, dict]:
@@ -150,7 +161,7 @@ def parse_account(data, current: CarteAccount | None = None) -> tuple[dict, dict
             add("label", f"Nom : {LABEL_MAX} caractères au plus.")
         clean["label"] = label
     if given("contact_email"):
-        email = rules.normalise_email(data.get("contact_email") or "")
+        email = rules.normalise_email(_text(data, "contact_email"))
         if not email:
             add("contact_email", rules.REQUIRED)
         elif len(email) > rules.EMAIL_MAX or not rules._EMAIL.match(email):
@@ -276,7 +287,8 @@ def acting_admin(session, caller: Caller) -> User:
 
 
 def _account(session, user_id) -> tuple[CarteAccount, User]:
-    account = session.get(CarteAccount, user_id) if isinstance(user_id, str) else None
+    known = isinstance(user_id, str) and _USER_ID.match(user_id)
+    account = session.get(CarteAccount, user_id) if known else None
     if account is None:
         raise NotFound(*ACCOUNT_NOT_FOUND)
     return account, session.get(User, account.user_id)
@@ -427,12 +439,19 @@ def regenerate_password(session, caller: Caller, user_id: str, now: dt.datetime 
 
 
 def list_accounts(session, caller: Caller, kind: str | None = None, query: str | None = None):
+    """Administrators: accounts of one ``kind`` (any if empty) whose
+    identifier or name holds ``query``. Errors: carte.filter_invalid."""
     acting_admin(session, caller)
     stmt = select(CarteAccount, User).join(User, User.id == CarteAccount.user_id)
     if kind:
+        if kind not in KINDS:
+            raise InvalidInput.fields(
+                {"kind": ["Type de compte : " + ", ".join(KINDS) + "."]}, "carte.filter_invalid"
+            )
         stmt = stmt.where(CarteAccount.kind == kind)
+    query = _CONTROL.sub("", query).strip() if isinstance(query, str) else ""
     if query:
-        like = f"%{str(query).strip().lower()[:100]}%"
+        like = f"%{query.lower()[:100]}%"
         stmt = stmt.where(
             or_(
                 func.lower(CarteAccount.identifier).like(like),

@@ -78,6 +78,8 @@ def test_a_carte_account_is_announced_signs_in_and_errors_arrive_typed(identity)
         assert invalid.value.code == "carte.account_invalid"
         with pytest.raises(NotFound):
             rpc.identity.get_carte_account("nobody")
+        with pytest.raises(NotFound):  # PostgreSQL refuses NUL: nobody, not a 500
+            rpc.identity.get_carte_account("no\x00body")
     [event] = CarteListener.received
     assert event["identifier"] == UAI and event["revision"] == 1 and event["active"] is True
 
@@ -85,6 +87,8 @@ def test_a_carte_account_is_announced_signs_in_and_errors_arrive_typed(identity)
         with pytest.raises(Unauthenticated) as wrong:
             rpc.identity.carte_authenticate(UAI, "wrong", "10.0.0.1")
         assert wrong.value.code == "auth.invalid_credentials"
+        with pytest.raises(Unauthenticated):
+            rpc.identity.carte_authenticate("\x00", "wrong", "10.0.0.1")
         signed = rpc.identity.carte_authenticate(UAI.lower(), created["password"], "10.0.0.1")
     assert signed["caller"]["roles"] == ["carte_establishment"]
 

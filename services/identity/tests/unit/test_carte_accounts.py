@@ -271,3 +271,57 @@ def test_a_regenerated_password_replaces_the_old_one(session, admin):
 def test_issued_passwords_are_long_and_mixed():
     password = carte.new_password()
     assert len(password) == 19 and any(c.isdigit() for c in password)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("contact_email", 5),
+        ("contact_email", ["a@b.fr"]),
+        ("contact_email", {"a": "b"}),
+        ("label", True),
+        ("identifier", None),
+        ("identifier", "\u0660\u0663\u0661\u0661\u0661\u0661\u0661P"),  # 0311111P, Arabic digits
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_per_field(session, admin, field, value):
+    data = dict(
+        kind="establishment", identifier=uai("0311111"), label="Lycée", contact_email="a@b.fr"
+    )
+    with pytest.raises(InvalidInput) as refused:
+        create(session, admin, **dict(data, **{field: value}))
+    assert refused.value.code == "carte.account_invalid"
+    assert list(refused.value.details["fields"]) == [field]
+
+
+def test_nul_and_control_characters_never_reach_the_database(session, admin):
+    """PostgreSQL refuses NUL in text: an identifier holding one is nobody's,
+    a name loses it, an odd account id or filter is not found or refused."""
+    created = create(
+        session,
+        admin,
+        kind="network",
+        identifier="RES-NUL",
+        label="Réseau\x00 sectoriel\x07",
+        contact_email="reseau@example.org\x00",
+        member_uais=[uai("0311111")],
+    )
+    assert created["account"]["label"] == "Réseau sectoriel"
+    assert created["account"]["contact_email"] == "reseau@example.org"
+    assert carte.authenticate(session, "RES-\x00NUL", created["password"], "ip")["session_id"]
+    with pytest.raises(Unauthenticated):
+        carte.authenticate(session, "\x00", "x", "ip")
+    assert carte.request_password_reset(session, "\x00") == carte.RESET_SENT
+    for call in (
+        lambda: carte.get_account(session, admin, "\x00"),
+        lambda: carte.update_account(session, admin, "x" * 500, {"label": "x"}),
+        lambda: carte.regenerate_password(session, admin, "a\x00b"),
+    ):
+        with pytest.raises(NotFound):
+            call()
+    assert [a["identifier"] for a in carte.list_accounts(session, admin, None, "RES\x00")] == [
+        "RES-NUL"
+    ]
+    with pytest.raises(InvalidInput) as kind:
+        carte.list_accounts(session, admin, "\x00")
+    assert kind.value.code == "carte.filter_invalid"
