@@ -190,6 +190,8 @@ def test_the_whole_survey_journey(gateway, mailbox, admin, unique):
         f"/api/v1/surveys/{sid}/transmissions/{transmission['id']}/file", headers=user
     )
     assert again.status_code == 200 and again.content == filled
+    back = transmit(gateway, manager, sid, filled)  # the first file again: the latest now
+    assert back.status_code == 201 and back.json()["number"] == 3
     values = gateway.get(
         f"/api/v1/surveys/{sid}/transmissions/{transmission['id']}/values", headers=manager
     ).json()["values"]

@@ -125,13 +125,14 @@ class Form(Base):
 
 
 class Transmission(Base):
-    """One transmitted form: every version is kept."""
+    """One transmitted form: every version is kept, even when the same file
+    is sent again after another one (it becomes the latest again)."""
 
     __tablename__ = "transmissions"
     __table_args__ = (
-        UniqueConstraint("survey_id", "sha256"),
         UniqueConstraint("survey_id", "seq"),
         Index("ix_transmissions_survey_key", "survey_id", "idempotency_key", unique=True),
+        Index("ix_transmissions_survey_sha256", "survey_id", "sha256"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

@@ -222,6 +222,15 @@ def transmission_by(session, survey_id: str, **where) -> Transmission | None:
     return session.scalar(query.limit(1))
 
 
+def latest_transmission(session, survey_id: str) -> Transmission | None:
+    return session.scalar(
+        select(Transmission)
+        .where(Transmission.survey_id == survey_id)
+        .order_by(Transmission.seq.desc())
+        .limit(1)
+    )
+
+
 def next_seq(session, survey_id: str) -> int:
     current = session.scalar(
         select(func.max(Transmission.seq)).where(Transmission.survey_id == survey_id)

@@ -1164,11 +1164,19 @@ def validate_form(session, survey: Survey, data: bytes, secret: bytes, cpu=direc
 
 
 def _existing(session, survey_id: str, *, key=None, file_id=None, sha256=None):
-    for name, value in (("idempotency_key", key), ("file_id", file_id), ("sha256", sha256)):
+    """The transmission a retry repeats: same idempotency key, same stored
+    file, or the same bytes as the latest transmission. The same bytes as an
+    earlier one, sent after another file, are a new version (people go back
+    to an earlier file)."""
+    for name, value in (("idempotency_key", key), ("file_id", file_id)):
         if value:
             found = repo.transmission_by(session, survey_id, **{name: value})
             if found is not None:
                 return found
+    if sha256:
+        latest = repo.latest_transmission(session, survey_id)
+        if latest is not None and latest.sha256 == sha256:
+            return latest
     return None
 
 
@@ -1198,8 +1206,10 @@ def submit_response(
     checked (the pre-formatted form of this organisation and survey, structure
     unchanged, values valid) and recorded with its extracted values; the
     status becomes « déposée » and ``survey.response_submitted`` goes out.
-    Earlier versions are kept. Idempotent: the same key, file or bytes give
-    back the transmission already recorded."""
+    Earlier versions are kept, and an earlier file sent again becomes the
+    latest version. Idempotent: the same key or stored file, or the same
+    bytes as the latest transmission, give back the transmission already
+    recorded."""
     key = _clean_key(idempotency_key)
     at = now()
     survey, campaign = _submittable(session, caller, survey_id, rules.today_in_france(at))
@@ -1226,6 +1236,12 @@ def submit_response(
     for _attempt in range(3):
         survey, campaign = _submittable(session, caller, survey_id, rules.today_in_france(now()))
         survey = repo.survey(session, survey.id, for_update=True)
+        done = _existing(session, survey.id, key=key, sha256=stored.get("sha256"))
+        if done is not None:  # the same upload, recorded meanwhile by another worker
+            session.commit()
+            if done.file_id != stored["id"]:
+                _discard(files, stored["id"])
+            return dict(transmission_dict(done), status="already_recorded")
         row = Transmission(
             id=new_id(),
             survey_id=survey.id,

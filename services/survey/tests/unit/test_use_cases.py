@@ -408,9 +408,8 @@ def test_retransmission_keeps_every_version_and_retries_are_idempotent(session, 
     again = transmit(session, files, ready["id"], fill_form(content), key="essai-000001")
     assert again["id"] == first["id"] and again["status"] == "already_recorded"
     later = NOW + dt.timedelta(days=1)
-    second = transmit(
-        session, files, ready["id"], fill_form(content, amount=lambda *a: 1), at=later
-    )
+    second_bytes = fill_form(content, amount=lambda *a: 1)
+    second = transmit(session, files, ready["id"], second_bytes, at=later)
     assert second["number"] == 2
     same_bytes = fill_form(content, amount=lambda *a: 2)
     third = transmit(session, files, ready["id"], same_bytes)
@@ -419,6 +418,12 @@ def test_retransmission_keeps_every_version_and_retries_are_idempotent(session, 
         t["number"] for t in uc.list_transmissions(session, MANAGER_A, ready["id"], now=clock())
     ] == [1, 2, 3]
     assert len(events(session, "response_submitted")) == 3
+    # going back to the second file: a fourth version, now the latest
+    back = transmit(session, files, ready["id"], second_bytes)
+    assert (back["number"], back["status"]) == (4, "recorded")
+    values = uc.get_response_values(session, AGENT, ready["id"], back["id"], now=clock())
+    assert values["values"]["lines"][0]["charges"]["locaux"] == "1.00"
+    assert len(events(session, "response_submitted")) == 4
 
 
 def test_only_a_manager_transmits(session, files, ready):
