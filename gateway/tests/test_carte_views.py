@@ -239,3 +239,152 @@ def test_the_dashboard_page_shows_who_is_signed_in_and_the_guides_columns(app, f
         assert f"<th>{column}</th>" in page
     assert "Continuer la saisie" in page and "Déposer une nouvelle demande" in page
     assert app.test_client().get("/carte/").status_code == 302  # not signed in
+
+
+REVIEWER = "Vous êtes connecté en tant que relecteur avec l'identifiant AC-TLS"
+
+
+def _board(**changes):
+    board = {
+        "signed_in_as": REVIEWER,
+        "campaign": {"label": "Rentrée 2020", "state_label": "Ouverte"},
+        "items": [
+            {
+                "id": 16845,
+                "concerned_uai": "0311234T",
+                "academy_label": "Académie de Toulouse",
+                "department": "31",
+                "measure_label": "Fermeture",
+                "diploma": {"label": "CAP Ébéniste en 2 ans"},
+                "modality": "S",
+                "current_capacity": 24,
+                "new_capacity": 0,
+                "validated_at": "2020-01-15T10:00:00+00:00",
+            }
+        ],
+        "total": 120,
+        "page": 1,
+        "per_page": 50,
+        "choices": {
+            "academy": {"toulouse": "Académie de Toulouse"},
+            "measure": {"fermeture": "Fermeture"},
+        },
+    }
+    board.update(changes)
+    return board
+
+
+def test_reviewers_land_on_the_validated_requests_of_their_scope_with_filters_and_exports(
+    app, fake
+):
+    fake.answers["carte.list_validated"] = _board()
+    client = app.test_client()
+    landing = client.get("/carte/", headers=headers(app, ("carte_reviewer",)))
+    assert landing.status_code == 302 and landing.location.endswith("/carte/relecture")
+    assert fake.calls == []  # not the filers' dashboard, which would refuse them
+
+    page = client.get(
+        "/carte/relecture?academy=toulouse&measure=fermeture&x=1",
+        headers=headers(app, ("carte_reviewer",)),
+    )
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert fake.calls[0][2] == ({"academy": "toulouse", "measure": "fermeture"}, "1", "50")
+    assert "relecteur avec l&#39;identifiant AC-TLS" in text and "Déconnexion" in text
+    assert '<option value="toulouse" selected>' in text
+    assert "/api/v1/carte/reviews/export.csv?academy=toulouse&amp;measure=fermeture" in text
+    assert "/carte/demandes/16845/impression" in text and "15/01/2020" in text
+    assert "/carte/relecture?academy=toulouse&amp;measure=fermeture&amp;page=2" in text
+    assert "Page précédente" not in text
+
+
+def test_a_bad_filter_shows_the_list_page_again_with_the_error_next_to_it(app, fake):
+    refused = InvalidInput(
+        "carte.filter_invalid",
+        "Numéro de département attendu (ex. 31).",
+        {"fields": {"department": ["Numéro de département attendu (ex. 31)."]}},
+    )
+    answers = iter([refused, _board(items=[], total=0)])
+
+    def list_validated(*args):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    fake.answers["carte.list_validated"] = list_validated
+    page = app.test_client().get(
+        "/carte/relecture?department=%C2%B2", headers=headers(app, ("carte_reviewer",))
+    )
+    text = page.get_data(as_text=True)
+    assert page.status_code == 422
+    assert 'value="²"' in text and "Numéro de département attendu (ex. 31)." in text
+    assert "Aucune demande validée ne correspond." in text
+
+
+def test_the_catalogue_page_browses_and_searches_the_tree(app, fake):
+    fake.answers["identity.get_carte_me"] = ACCOUNT
+    fake.answers["carte.get_catalogue"] = {
+        "levels": [
+            {
+                "code": "niveau3",
+                "label": "Niveau 3 (CAP…)",
+                "diplomas": [
+                    {
+                        "cfd": "50023418",
+                        "rncp": "RNCP35282",
+                        "title": "CAP Ébéniste",
+                        "variants": [{"id": 4, "duration": 2, "label": "CAP Ébéniste en 2 ans"}],
+                    }
+                ],
+            }
+        ],
+        "variant_count": 1,
+    }
+    page = app.test_client().get("/carte/catalogue?q=ébéniste", headers=headers(app))
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert ("carte", "get_catalogue", ("ébéniste",)) in fake.calls
+    assert "CAP Ébéniste en 2 ans" in text and "RNCP35282" in text
+    assert "1 formation pour « ébéniste »" in text and "identifiant 0311234T" in text
+
+
+def test_the_missing_programme_page_says_who_is_signed_in_and_shows_errors_by_field(app, fake):
+    fake.answers["identity.get_carte_me"] = ACCOUNT
+    fake.answers["carte.report_missing_programme"] = InvalidInput(
+        "carte.report_invalid",
+        "Code RNCP invalide (ex. RNCP37098).",
+        {"fields": {"rncp": ["Code RNCP invalide (ex. RNCP37098)."]}},
+    )
+    page = app.test_client().post(
+        "/carte/formation-manquante",
+        data={"title": "CAP Tapissier", "rncp": "RNCPX"},
+        headers=headers(app),
+    )
+    text = page.get_data(as_text=True)
+    assert page.status_code == 422 and "identifiant 0311234T" in text
+    assert 'value="RNCPX"><ul class="errors"><li>Code RNCP invalide' in text
+
+
+def test_a_form_typed_with_odd_characters_comes_back_with_its_errors_not_a_500(app, fake):
+    fake.answers["carte.new_request_form"] = {
+        "signed_in_as": ACCOUNT["signed_in_as"],
+        "campaign": {"label": "Rentrée 2020"},
+        "prefilled": {"referent_uai": "0311234T", "concerned_uai": "0311234T"},
+        "establishments": ["0311234T"],
+        "labels": {},
+        "choices": {"modality": {}, "measure": {}, "recruitment_zones": {}},
+    }
+    fake.answers["carte.get_catalogue"] = {"levels": [], "variant_count": 0}
+    fake.answers["carte.create_request"] = InvalidInput(
+        "carte.diploma_unknown",
+        "Choisissez un diplôme de la liste.",
+        {"fields": {"variant_id": ["Choisissez un diplôme de la liste."]}},
+    )
+    page = app.test_client().post(
+        "/carte/demandes/nouvelle",
+        data={"variant_id": "²", "action": "save"},
+        headers=headers(app),
+    )
+    assert page.status_code == 422
+    assert "Choisissez un diplôme de la liste." in page.get_data(as_text=True)

@@ -15,6 +15,8 @@ caller may add them, and carte reads them back the same way.
 from __future__ import annotations
 
 import base64
+import re
+import urllib.parse
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
 
@@ -23,7 +25,7 @@ from gateway.errors import current_request_id, json_body
 from gateway.files import content_disposition
 from gateway.ratelimit import client_ip, limit
 from gateway.rpc import lend, pool_for, rpc
-from kit.context import AGENCY_ADMIN, CARTE_ADMIN, SYSTEM, Caller
+from kit.context import AGENCY_ADMIN, CARTE_ADMIN, CARTE_REVIEWER, SYSTEM, Caller
 from kit.errors import Forbidden, InvalidInput, ServiceError
 
 bp = Blueprint("carte_api", __name__)
@@ -31,6 +33,8 @@ pages = Blueprint("carte_pages", __name__)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 FILTERS = ("academy", "department", "measure", "diploma", "uai", "campaign_id")
+# who lands on the reviewers' list rather than « Liste de vos demandes »
+REVIEWING_ROLES = {CARTE_REVIEWER, CARTE_ADMIN, AGENCY_ADMIN}
 
 
 # ---------------------------------------------------------------- helpers
@@ -369,7 +373,33 @@ def export_csv():
 
 STYLE = """<style>main{max-width:62rem}table{border-collapse:collapse;width:100%;margin:.6rem 0}
 th,td{border:1px solid #c9c9c9;padding:.35rem .5rem;text-align:left}th{background:#e6eaf0}
-.who{background:#fff8e1;border-left:4px solid #d9822b;padding:.5rem .8rem}</style>"""
+.who{background:#fff8e1;border-left:4px solid #d9822b;padding:.5rem .8rem;display:flex;
+align-items:center;justify-content:space-between;gap:1rem}.who button{margin:0}
+select{width:100%;padding:.4rem}nav.pages a{margin-right:.8rem}
+.filters{display:grid;grid-template-columns:repeat(5,1fr);gap:0 .8rem}.filters p{grid-column:1/-1}
+</style>"""
+
+# « Vous êtes connecté en tant que … avec l'identifiant … » and « Déconnexion »,
+# at the top of every page of a signed-in account (the guide's section 2)
+WHO = """{% if who %}<div class="who"><span>{{ who }}</span>
+<form method="post" action="/carte/deconnexion"><button type="submit">Déconnexion</button></form>
+</div>{% endif %}"""
+
+
+def _fr_date(value) -> str:
+    """``2020-02-28`` → ``28/02/2020`` (what French readers expect)."""
+    text = str(value or "")[:10]
+    parts = text.split("-")
+    return "/".join(reversed(parts)) if len(parts) == 3 else text
+
+
+def _who() -> str:
+    """The banner of pages whose own RPC does not say who is signed in."""
+    try:
+        return rpc().identity.get_carte_me()["signed_in_as"]
+    except ServiceError:  # agency staff have no carte account: no banner
+        return ""
+
 
 SIGN_IN = """<form method="post" action="/carte/connexion">
 <label for="identifier">Identifiant</label>
@@ -385,17 +415,16 @@ FORGOT = """<form method="post"><label for="identifier">Identifiant</label>
 
 DASHBOARD = (
     STYLE
-    + """<p class="who">{{ board.signed_in_as }}
-<form method="post" action="/carte/deconnexion"><button type="submit">Déconnexion</button></form></p>
-<p>{% if board.campaign %}Campagne : {{ board.campaign.label }} ({{ board.campaign.state_label }},
-du {{ board.campaign.opens_on }} au {{ board.campaign.closes_on }}){% else %}Aucune campagne.{% endif %}</p>
+    + WHO
+    + """<p>{% if board.campaign %}Campagne : {{ board.campaign.label }} ({{ board.campaign.state_label }},
+du {{ fr(board.campaign.opens_on) }} au {{ fr(board.campaign.closes_on) }}){% else %}Aucune campagne.{% endif %}</p>
 {% for title, rows, note in sections %}<h2>{{ title }}</h2><p>{{ note }}</p>
 <table><thead><tr><th>Id</th><th>Mesure</th><th>Diplôme</th><th>Modalité</th><th>Projet lié</th><th>Opération</th></tr></thead><tbody>
 {% for r in rows %}<tr><td>{{ r.id }}</td><td>{{ r.measure }}</td><td>{{ r.diploma }}</td><td>{{ r.modality }}</td><td>{{ r.linked }}</td>
 <td><a href="{% if r.editable %}/carte/demandes/{{ r.id }}{% else %}/carte/demandes/{{ r.id }}/impression{% endif %}">{{ r.operation }}</a></td></tr>
 {% else %}<tr><td colspan="6">Aucune demande.</td></tr>{% endfor %}</tbody></table>
 {% if loop.first and board.can_file %}<p><a href="/carte/demandes/nouvelle">Déposer une nouvelle demande</a></p>{% endif %}
-{% endfor %}"""  # noqa: E501
+{% endfor %}<p><a href="/carte/catalogue">Parcourir la liste des formations</a></p>"""  # noqa: E501
 )
 
 PRINT = """<!doctype html><html lang="fr"><head><meta charset="utf-8">
@@ -466,6 +495,8 @@ def dashboard_page():
     """« Liste de vos demandes » with the guide's two tables."""
     if not g.caller.authenticated:
         return redirect("/carte/connexion")
+    if REVIEWING_ROLES & set(g.caller.roles):
+        return redirect("/carte/relecture")
     board = rpc().carte.dashboard()
     sections = [
         (
@@ -480,7 +511,14 @@ def dashboard_page():
             "Vous pouvez consulter ces demandes, mais vous ne pourrez pas les modifier.",
         ),
     ]
-    return _page("Saisie en ligne des demandes", DASHBOARD, board=board, sections=sections)
+    return _page(
+        "Saisie en ligne des demandes",
+        DASHBOARD,
+        board=board,
+        sections=sections,
+        who=board["signed_in_as"],
+        fr=_fr_date,
+    )
 
 
 @pages.get("/demandes/<int:request_id>/impression")
@@ -511,7 +549,9 @@ FORM = (
 legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;padding:.4rem}
 .inline label{display:inline;font-weight:400;margin-right:1rem}.inline input{width:auto}
 .errors{color:#b3261e;margin:.2rem 0}.actions button,.actions a{margin-right:.8rem}</style>
-<p class="who">{{ who }}</p>
+"""  # noqa: E501
+    + WHO
+    + """
 {% macro errs(name) %}{% if errors[name] %}<ul class="errors">{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}
 {% macro label(name, required=False) %}<label for="{{ name }}"{% if required %} class="req"{% endif %}>{% if required %}* {% endif %}{{ labels[name] }}</label>{% endmacro %}
 {% macro text(name, required=False, type="text") %}{{ label(name, required) }}<input id="{{ name }}" name="{{ name }}" type="{{ type }}" value="{{ v[name] if v[name] is not none else '' }}">{{ errs(name) }}{% endmacro %}
@@ -524,7 +564,8 @@ legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;pad
 — {{ school_year }}</p>
 <fieldset><legend>A/ Établissement de formation</legend>
 <label>{{ labels.referent_uai }}</label><input value="{{ referent or '' }}" disabled>
-{{ text("concerned_uai", True) }}{{ text("training_site") }}{{ text("manager_name", True) }}
+{{ text("concerned_uai", True) }}{% if establishments %}<datalist id="uais">{% for u in establishments %}<option value="{{ u }}">{% endfor %}</datalist>
+<script>document.getElementById("concerned_uai").setAttribute("list","uais")</script>{% endif %}{{ text("training_site") }}{{ text("manager_name", True) }}
 {{ text("manager_phone", True, "tel") }}{{ text("manager_email", True, "email") }}</fieldset>
 <fieldset><legend>B/ Informations sur la formation</legend>
 <p class="inline"><span class="req">* {{ labels.modality }}</span>{% for code, name in choices.modality.items() %}
@@ -532,7 +573,7 @@ legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;pad
 {{ label("variant_id", True) }}<select id="variant_id" name="variant_id"><option value="">— choisir dans l'arborescence —</option>
 {% for level in catalogue.levels %}<optgroup label="{{ level.label }}">{% for d in level.diplomas %}{% for x in d.variants %}
 <option value="{{ x.id }}" {% if v.variant_id == x.id %}selected{% endif %}>{{ x.label }} ({{ d.cfd }})</option>{% endfor %}{% endfor %}</optgroup>{% endfor %}
-</select>{{ errs("variant_id") }}<p><small>Formation absente de la liste ? <a href="/carte/formation-manquante">Signalez-la au Carif-Oref</a>.</small></p>
+</select>{{ errs("variant_id") }}<p><small><a href="/carte/catalogue" target="_blank">Rechercher dans la liste</a> · Formation absente de la liste ? <a href="/carte/formation-manquante">Signalez-la au Carif-Oref</a>.</small></p>
 <p class="inline"><span class="req">* {{ labels.measure }}</span>{% for code, name in choices.measure.items() %}
 <label><input type="radio" name="measure" value="{{ code }}" {% if v.measure == code %}checked{% endif %}> {{ name }}</label>{% endfor %}</p>{{ errs("measure") }}
 {{ yesno("linked") }}{{ text("linked_request_id") }}{{ text("priority", True, "number") }}
@@ -557,7 +598,8 @@ legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;pad
 
 RECAP = (
     STYLE
-    + """<p class="who">{{ who }}</p><p>Vérifiez votre saisie avant de confirmer : une demande validée n'est plus modifiable.</p>
+    + WHO
+    + """<p>Vérifiez votre saisie avant de confirmer : une demande validée n'est plus modifiable.</p>
 {% for s in recap.sections %}<h2>{{ s.title }}</h2><table>{% for i in s["items"] %}<tr><th>{{ i.label }}</th><td>{{ i.value if i.value not in (None, "") else "—" }}</td></tr>{% endfor %}</table>{% endfor %}
 <form method="post" action="/carte/demandes/{{ id }}/confirmer" class="actions"><input type="hidden" name="version" value="{{ version }}">
 <button type="submit">Confirmer</button> <a href="/carte/demandes/{{ id }}">Revenir à la saisie</a></form>"""  # noqa: E501
@@ -583,6 +625,7 @@ def _form_page(values: dict, status: int = 200, error=None, success=None, errors
         error=error,
         success=success,
         who=blank["signed_in_as"],
+        establishments=blank.get("establishments") or [],
         v=values,
         errors=errors or {},
         labels=blank["labels"],
@@ -599,7 +642,8 @@ def _typed_again(values: dict, data: dict) -> dict:
     typed = dict(values, **{k: v for k, v in data.items() if k != "version"})
     for key in ("linked", "first_filing", "works_needed", "equipment_needed"):
         typed[key] = {"true": True, "false": False}.get(str(data.get(key)), None)
-    typed["variant_id"] = int(data["variant_id"]) if str(data.get("variant_id")).isdigit() else None
+    variant = str(data.get("variant_id") or "")
+    typed["variant_id"] = int(variant) if re.fullmatch(r"[0-9]{1,10}", variant) else None
     return typed
 
 
@@ -669,19 +713,22 @@ def annex_page(request_id):
     return redirect(f"/carte/demandes/{request_id}", code=303)
 
 
-MISSING = """<p>Avant de la signaler, assurez-vous de l'existence de la formation (arrêté de
+MISSING = (
+    STYLE
+    + WHO
+    + """<p>Avant de la signaler, assurez-vous de l'existence de la formation (arrêté de
 création au Journal officiel) et relevez ses codes : le Carif-Oref l'intégrera à la liste.</p>
+{% macro errs(name) %}{% if errors[name] %}<ul class="errors">{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}
 <form method="post"><label for="title">Intitulé de la formation</label>
-<input id="title" name="title" required value="{{ form.title }}">
-<label for="cfd">Code diplôme</label><input id="cfd" name="cfd" value="{{ form.cfd }}">
-<label for="rncp">Code RNCP</label><input id="rncp" name="rncp" value="{{ form.rncp }}">
+<input id="title" name="title" required maxlength="200" value="{{ form.title }}">{{ errs("title") }}
+<label for="cfd">Code diplôme</label><input id="cfd" name="cfd" value="{{ form.cfd }}">{{ errs("cfd") }}
+<label for="rncp">Code RNCP</label><input id="rncp" name="rncp" value="{{ form.rncp }}">{{ errs("rncp") }}
 <label for="reference">Arrêté de création (Journal officiel)</label>
-<input id="reference" name="reference" value="{{ form.reference }}">
+<input id="reference" name="reference" value="{{ form.reference }}">{{ errs("reference") }}
 <label for="message">Message</label>
-<textarea id="message" name="message">{{ form.message }}</textarea>
-{% for field, messages in errors.items() %}<ul class="errors">{% for m in messages %}
-<li>{{ field }} : {{ m }}</li>{% endfor %}</ul>{% endfor %}
-<button type="submit">Envoyer au Carif-Oref</button> <a href="/carte/">Retour</a></form>"""
+<textarea id="message" name="message" maxlength="2000">{{ form.message }}</textarea>{{ errs("message") }}
+<button type="submit">Envoyer au Carif-Oref</button> <a href="/carte/">Retour</a></form>"""  # noqa: E501
+)
 
 
 @pages.route("/formation-manquante", methods=["GET", "POST"])
@@ -692,8 +739,9 @@ def missing_programme_page():
         return redirect("/carte/connexion")
     keys = ("title", "cfd", "rncp", "reference", "message")
     form = {key: request.form.get(key, "") for key in keys}
+    who = _who()
     if request.method == "GET":
-        return _page("Formation absente de la liste", MISSING, form=form, errors={})
+        return _page("Formation absente de la liste", MISSING, form=form, errors={}, who=who)
     try:
         result = rpc().carte.report_missing_programme(form)
     except ServiceError as exc:
@@ -705,5 +753,104 @@ def missing_programme_page():
             error=exc.message,
             form=form,
             errors=fields or {},
+            who=who,
         )
-    return _page("Formation absente de la liste", success=result["message"])
+    return _page(
+        "Formation absente de la liste",
+        STYLE + WHO + '<p><a href="/carte/">Retour à la liste de vos demandes</a></p>',
+        success=result["message"],
+        who=who,
+    )
+
+
+# ---------------------------------------------------------------- reviewers and catalogue pages
+
+REVIEWS = (
+    STYLE
+    + WHO
+    + """<p>{% if board.campaign %}Campagne : {{ board.campaign.label }} ({{ board.campaign.state_label }}).
+{% else %}Aucune campagne.{% endif %} Demandes validées de votre périmètre, les plus récentes d'abord.</p>
+{% macro errs(name) %}{% if errors[name] %}<ul class="errors">{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}
+<form method="get" class="filters">
+<div><label for="academy">Académie</label><select id="academy" name="academy"><option value="">Toutes</option>
+{% for code, name in choices.academy.items() %}<option value="{{ code }}" {% if f.academy == code %}selected{% endif %}>{{ name }}</option>{% endfor %}</select>{{ errs("academy") }}</div>
+<div><label for="department">Département</label><input id="department" name="department" value="{{ f.department or '' }}" placeholder="ex. 31">{{ errs("department") }}</div>
+<div><label for="measure">Mesure</label><select id="measure" name="measure"><option value="">Toutes</option>
+{% for code, name in choices.measure.items() %}<option value="{{ code }}" {% if f.measure == code %}selected{% endif %}>{{ name }}</option>{% endfor %}</select>{{ errs("measure") }}</div>
+<div><label for="diploma">Diplôme (code diplôme)</label><input id="diploma" name="diploma" value="{{ f.diploma or '' }}" placeholder="ex. 50023418">{{ errs("diploma") }}</div>
+<div><label for="uai">Établissement (code UAI)</label><input id="uai" name="uai" value="{{ f.uai or '' }}" placeholder="ex. 0311234T">{{ errs("uai") }}</div>
+<p><button type="submit">Filtrer</button> <a href="/carte/relecture">Effacer les filtres</a></p></form>
+<p><strong>{{ board.total }}</strong> demande{{ "s" if board.total != 1 }} validée{{ "s" if board.total != 1 }}.
+Exporter : <a href="/api/v1/carte/reviews/export.xlsx{{ query }}">tableur (XLSX)</a> · <a href="/api/v1/carte/reviews/export.csv{{ query }}">CSV</a></p>
+<table><thead><tr><th>Id</th><th>Établissement</th><th>Académie</th><th>Dépt</th><th>Mesure</th><th>Diplôme</th><th>Modalité</th><th>Capacité</th><th>Validée le</th><th>Opération</th></tr></thead><tbody>
+{% for r in board["items"] %}<tr><td>{{ r.id }}</td><td>{{ r.concerned_uai }}</td><td>{{ r.academy_label or "" }}</td><td>{{ r.department or "" }}</td>
+<td>{{ r.measure_label or "" }}</td><td>{{ r.diploma.label if r.diploma else "" }}</td><td>{{ r.modality or "" }}</td>
+<td>{{ r.current_capacity }} → {{ r.new_capacity }}</td><td>{{ fr(r.validated_at) }}</td>
+<td><a href="/carte/demandes/{{ r.id }}/impression">Consulter</a></td></tr>
+{% else %}<tr><td colspan="10">Aucune demande validée ne correspond.</td></tr>{% endfor %}</tbody></table>
+<nav class="pages">{% if previous %}<a href="{{ previous }}">← Page précédente</a>{% endif %}
+{% if next %}<a href="{{ next }}">Page suivante →</a>{% endif %}</nav>"""  # noqa: E501
+)
+
+
+def _page_link(filters: dict, page: int) -> str:
+    return "/carte/relecture?" + urllib.parse.urlencode(dict(filters, page=page))
+
+
+@pages.get("/relecture")
+def reviews_page():
+    """Reviewers (Région, académies, DRAAF) and administrators: the validated
+    requests of their scope, filtered, paged by 50, with the exports."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    filters = _filters()
+    page_number = request.args.get("page", "1")
+    errors, status, error = {}, 200, None
+    try:
+        board = rpc().carte.list_validated(filters, page_number, "50")
+    except InvalidInput as exc:
+        errors = exc.details.get("fields", {}) if isinstance(exc.details, dict) else {}
+        status, error = exc.status, exc.message
+        board = rpc().carte.list_validated({}, "1", "1")
+        board.update(items=[], total=0, page=1)
+    pages_count = -(-board["total"] // board["per_page"]) if board["total"] else 1
+    return _page(
+        "Demandes validées",
+        REVIEWS,
+        status=status,
+        error=error,
+        errors=errors,
+        board=board,
+        choices=board.get("choices") or {"academy": {}, "measure": {}},
+        f=filters,
+        who=board.get("signed_in_as", ""),
+        fr=_fr_date,
+        query="?" + urllib.parse.urlencode(filters) if filters else "",
+        previous=_page_link(filters, board["page"] - 1) if board["page"] > 1 else None,
+        next=_page_link(filters, board["page"] + 1) if board["page"] < pages_count else None,
+    )
+
+
+CATALOGUE = (
+    STYLE
+    + WHO
+    + """<form method="get"><label for="q">Rechercher (intitulé, code diplôme ou RNCP)</label>
+<input id="q" name="q" value="{{ q }}" maxlength="100" placeholder="ex. ébéniste, 50023418, RNCP35282">
+<button type="submit">Rechercher</button>{% if q %} <a href="/carte/catalogue">Toute la liste</a>{% endif %}</form>
+<p>{{ tree.variant_count }} formation{{ "s" if tree.variant_count != 1 }}{% if q %} pour « {{ q }} »{% endif %}.</p>
+{% for level in tree.levels %}<h2>{{ level.label }}</h2><table><thead><tr><th>Diplôme</th><th>Code diplôme</th><th>RNCP</th><th>Durées</th></tr></thead><tbody>
+{% for d in level.diplomas %}<tr><td>{{ d.title }}</td><td>{{ d.cfd }}</td><td>{{ d.rncp or "" }}</td>
+<td>{% for v in d.variants %}{{ v.label }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td></tr>{% endfor %}</tbody></table>
+{% else %}<p>Aucune formation ne correspond.</p>{% endfor %}
+<p>Formation absente de la liste ? <a href="/carte/formation-manquante">Signalez-la au Carif-Oref</a>. · <a href="/carte/">Retour</a></p>"""  # noqa: E501
+)
+
+
+@pages.get("/catalogue")
+def catalogue_page():
+    """The diploma catalogue as a tree (level → diploma → durations), searchable."""
+    if not g.caller.authenticated:
+        return redirect("/carte/connexion")
+    query = request.args.get("q", "")[:100]
+    tree = rpc().carte.get_catalogue(query or None)
+    return _page("Liste des formations", CATALOGUE, tree=tree, q=query, who=_who())

@@ -49,6 +49,8 @@ MAX_ANNEXES = 10
 EXPORT_MAX = 50_000
 PAGE_MAX = 200
 STATUS_LABELS = {"draft": "En cours de saisie", "validated": "Validée"}
+# the reviewers' filters with their labels (for the list page)
+REVIEW_CHOICES = {"academy": territory.ACADEMY_LABELS, "measure": form.MEASURES}
 
 REQUEST_NOT_FOUND = ("carte.request_not_found", "Demande introuvable.")
 FILERS_ONLY = (
@@ -1179,7 +1181,15 @@ def list_validated(
     per_page = per_page if isinstance(per_page, int) else 50
     campaign = _review_campaign(session, clean, now)
     if campaign is None:
-        return {"campaign": None, "items": [], "total": 0, "page": page, "per_page": per_page}
+        return {
+            "signed_in_as": actor.signed_in_as(),
+            "campaign": None,
+            "items": [],
+            "total": 0,
+            "page": page,
+            "per_page": per_page,
+            "choices": REVIEW_CHOICES,
+        }
     scope = None if actor.is_admin else actor.scope
     rows, total = repo.validated(
         session, campaign.id, clean, scope, per_page, (page - 1) * per_page
@@ -1197,6 +1207,7 @@ def list_validated(
         "total": total,
         "page": page,
         "per_page": per_page,
+        "choices": REVIEW_CHOICES,
     }
 
 
