@@ -196,12 +196,17 @@ def _missing(survey: Survey, certs: list[Certification]) -> list[str]:
     elif survey.establishments_count:
         too_many = [c.code for c in certs if c.establishments > survey.establishments_count]
         if too_many:
+            which = "la certification" if len(too_many) == 1 else "les certifications"
             missing.append(
-                "des certifications délivrées dans plus d'établissements que le total ("
-                + ", ".join(too_many[:5])
-                + ")"
+                "un nombre d'établissements au plus égal au nombre d'établissements total pour "
+                f"{which} {', '.join(too_many[:5])}" + (" …" if len(too_many) > 5 else "")
             )
     return missing
+
+
+def french_list(items: list[str]) -> str:
+    """``a, b et c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " et " + items[-1]
 
 
 def cert_dict(cert: Certification) -> dict:
@@ -431,6 +436,9 @@ def list_surveys(
     for name in ("sent_from", "sent_to"):
         if filters.get(name) and rules.parse_date(filters[name]) is None:
             errors.add(name, "Date invalide (AAAA-MM-JJ ou JJ/MM/AAAA).")
+    start, end = (rules.parse_date(filters.get(n)) for n in ("sent_from", "sent_to"))
+    if start and end and end < start:
+        errors.add("sent_to", "La date de fin ne peut pas précéder la date de début.")
     errors.raise_if_any("survey.filter_invalid")
     org_ids, today = _prepare_listing(session, caller, identity, now())
     query = repo.surveys_query(
@@ -882,7 +890,7 @@ def generate_form(
         raise Conflict(
             "survey.required_data_incomplete",
             "Le téléchargement de l'enquête est bloqué tant que les données à renseigner ne sont "
-            "pas complètes : renseignez " + ", ".join(missing) + ".",
+            f"pas complètes : renseignez {french_list(missing)} (« Données à renseigner »).",
             {"missing": missing},
         )
     session.commit()

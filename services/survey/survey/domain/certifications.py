@@ -49,6 +49,15 @@ COLUMNS = (
     ),
 )
 FIELDS = tuple(c.field for c in COLUMNS)
+REQUIRED = {  # an empty cell: what to enter there
+    "code": "code diplôme obligatoire : 8 caractères (ex. 46T31203).",
+    "title": "intitulé obligatoire : saisissez l'intitulé du diplôme ou du titre.",
+    "rncp": "code RNCP obligatoire : RNCP suivi de 3 à 5 chiffres (ex. RNCP37098), un code RS "
+    "ou NR si la certification n'a pas de code.",
+    "level": "niveau obligatoire : niveau3, niveau4, niveau5, niveau6, niveau7 ou niveau8.",
+    "type": "type obligatoire (ex. BTS, CAP, MC, TP).",
+    "establishments": "nombre d'établissements obligatoire : nombre entier, 1 ou plus.",
+}
 LABELS = {c.field: c.header for c in COLUMNS}
 SHORT_LABELS = dict(LABELS, establishments="Nombre d'établissements")
 
@@ -70,7 +79,7 @@ def check_row(data: dict, *, establishments_total: int | None = None) -> tuple[d
     def take(field, parse):
         raw = data.get(field)
         if raw is None or as_text(raw) == "":
-            errors[field] = "valeur obligatoire."
+            errors[field] = REQUIRED[field]
             return
         try:
             cert[field] = parse(raw)

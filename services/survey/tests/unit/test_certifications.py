@@ -44,6 +44,17 @@ def test_every_problem_is_reported_at_once_with_its_cell_and_how_to_fix_it():
     assert "RNCP suivi de 3 à 5 chiffres" in problems[1].message
     assert "niveau3" in problems[2].message
     assert "déjà présent ligne 4" in problems[5].message
+    assert problems[4].located_text() == (
+        "Feuille « Certifications », ligne 4, colonne B (Intitulé) : intitulé obligatoire : "
+        "saisissez l'intitulé du diplôme ou du titre."
+    )
+
+
+def test_an_empty_cell_says_what_to_enter():
+    _cert, errors = check_row({})
+    assert errors["code"] == "code diplôme obligatoire : 8 caractères (ex. 46T31203)."
+    assert errors["level"].endswith("niveau7 ou niveau8.")
+    assert all(" obligatoire" in message for message in errors.values())
 
 
 def test_columns_are_found_by_their_titles_in_any_order():

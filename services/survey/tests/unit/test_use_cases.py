@@ -366,7 +366,11 @@ def test_the_form_cannot_be_downloaded_before_the_required_data_are_complete(ses
     with pytest.raises(Conflict) as caught:
         download(session, MANAGER_A, survey["id"])
     assert caught.value.code == "survey.required_data_incomplete"
-    assert "nombre d'établissements total" in caught.value.message
+    assert caught.value.message == (
+        "Le téléchargement de l'enquête est bloqué tant que les données à renseigner ne sont "
+        "pas complètes : renseignez le nombre d'établissements total, le nombre de formations "
+        "total et la liste des certifications (« Données à renseigner »)."
+    )
     assert caught.value.details["missing"] == [
         "le nombre d'établissements total",
         "le nombre de formations total",
@@ -424,6 +428,28 @@ def test_retransmission_keeps_every_version_and_retries_are_idempotent(session, 
     values = uc.get_response_values(session, AGENT, ready["id"], back["id"], now=clock())
     assert values["values"]["lines"][0]["charges"]["locaux"] == "1.00"
     assert len(events(session, "response_submitted")) == 4
+
+
+def test_enquetes_en_ligne_filters_on_the_last_sent_date(session, files, ready):
+    content, _ = download(session, MANAGER_A, ready["id"])
+    just_after_midnight = dt.datetime(2021, 5, 10, 22, 30, tzinfo=dt.UTC)  # 11/05 in Paris
+    transmit(session, files, ready["id"], fill_form(content), at=just_after_midnight)
+
+    def listed(**filters):
+        rows = uc.list_surveys(session, MANAGER_A, FakeIdentity(MANAGER_A), filters, clock())
+        return [r["id"] for r in rows["items"]]
+
+    assert listed() == [ready["id"]]
+    assert listed(sent_from="11/05/2021", sent_to="11/05/2021") == [ready["id"]]
+    assert listed(sent_from="2021-05-12") == [] and listed(sent_to="2021-05-10") == []
+    for filters, field in (
+        ({"sent_from": "31/02/2021"}, "sent_from"),
+        ({"sent_from": "2021-05-12", "sent_to": "2021-05-11"}, "sent_to"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            listed(**filters)
+        assert caught.value.code == "survey.filter_invalid"
+        assert list(caught.value.details["fields"]) == [field]
 
 
 def test_only_a_manager_transmits(session, files, ready):
