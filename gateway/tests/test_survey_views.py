@@ -300,3 +300,26 @@ def test_replacing_an_attachment_checks_it_exists_before_storing(app, fake):
         "survey.replace_attachment",
     ]
     assert fake.calls[1][2][2]["replacing"] is True
+
+
+def test_transmitted_files_and_attachments_carry_their_download_link(app, fake):
+    fake.answers.update(
+        {
+            "survey.get_survey": {
+                "id": "s1",
+                "transmissions": [{"id": "t1", "number": 1, "file_name": "Compte.xlsx"}],
+            },
+            "survey.list_transmissions": [{"id": "t1"}, {"id": "t2"}],
+            "survey.list_attachments": [{"id": "a1", "name": "PJ Numéro 1.pdf"}],
+        }
+    )
+    client = app.test_client()
+    page = client.get("/api/v1/surveys/s1", headers=headers(app)).json
+    assert page["transmissions"][0]["download_url"] == "/api/v1/surveys/s1/transmissions/t1/file"
+    listed = client.get("/api/v1/surveys/s1/transmissions", headers=headers(app)).json
+    assert [t["download_url"] for t in listed["items"]] == [
+        "/api/v1/surveys/s1/transmissions/t1/file",
+        "/api/v1/surveys/s1/transmissions/t2/file",
+    ]
+    pieces = client.get("/api/v1/surveys/s1/attachments", headers=headers(app)).json
+    assert pieces["items"][0]["download_url"] == "/api/v1/surveys/s1/attachments/a1/file"

@@ -186,9 +186,10 @@ def test_the_whole_survey_journey(gateway, mailbox, admin, unique):
         (1, "MARTIN Claire"),
         (2, "MARTIN Claire"),
     ]
-    again = gateway.get(
-        f"/api/v1/surveys/{sid}/transmissions/{transmission['id']}/file", headers=user
+    assert page["transmissions"][0]["download_url"].endswith(
+        f"/surveys/{sid}/transmissions/{transmission['id']}/file"
     )
+    again = gateway.get(page["transmissions"][0]["download_url"], headers=user)  # Téléchargement
     assert again.status_code == 200 and again.content == filled
     back = transmit(gateway, manager, sid, filled)  # the first file again: the latest now
     assert back.status_code == 201 and back.json()["number"] == 3
@@ -222,9 +223,7 @@ def test_the_whole_survey_journey(gateway, mailbox, admin, unique):
         files={"file": ("PJ Numéro 2.png", PNG, "image/png")},
     )
     assert replaced.status_code == 200 and replaced.json()["name"] == "PJ Numéro 2.png"
-    exported = gateway.get(
-        f"/api/v1/surveys/{sid}/attachments/{attachment['id']}/file", headers=manager
-    )
+    exported = gateway.get(replaced.json()["download_url"], headers=manager)  # « Exporter »
     assert exported.status_code == 200 and exported.content == PNG
     listed = gateway.get(f"/api/v1/surveys/{sid}/attachments", headers=manager).json()["items"]
     assert [a["name"] for a in listed] == ["PJ Numéro 2.png"]

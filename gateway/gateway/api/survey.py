@@ -20,7 +20,7 @@ import base64
 import functools
 import threading
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from gateway import auth
 from gateway.errors import GatewayError, json_body
@@ -121,6 +121,24 @@ def _store(survey_id: str, purpose: str, extra: dict | None = None) -> dict:
     return store(plan["meta"], base64.b64encode(content).decode())
 
 
+def _transmission_links(survey_id: str, rows: list[dict]) -> list[dict]:
+    """« Téléchargement » of « Liste des fichiers transmis »: each row's file."""
+    for row in rows:
+        row["download_url"] = url_for(
+            "survey_api.download_transmission", survey_id=survey_id, transmission_id=row["id"]
+        )
+    return rows
+
+
+def _attachment_links(survey_id: str, rows: list[dict]) -> list[dict]:
+    """« Exporter » of « Pièces à fournir »: each document."""
+    for row in rows:
+        row["download_url"] = url_for(
+            "survey_api.export_attachment", survey_id=survey_id, attachment_id=row["id"]
+        )
+    return rows
+
+
 def _filters(*names: str) -> dict:
     return {name: request.args.get(name) for name in names if request.args.get(name) is not None}
 
@@ -189,8 +207,11 @@ def list_statuses():
 @bp.get("/surveys/<survey_id>")
 @auth.login_required
 def get_survey(survey_id):
-    """A survey's page with « Liste des fichiers transmis »."""
-    return jsonify(rpc().survey.get_survey(survey_id))
+    """A survey's page with « Liste des fichiers transmis » (#, Fichier, Date
+    de transmission, Nom, Mail, Téléchargement: ``download_url``)."""
+    page = rpc().survey.get_survey(survey_id)
+    _transmission_links(page["id"], page.get("transmissions") or [])
+    return jsonify(page)
 
 
 # ---------------------------------------------------------------- données à renseigner
@@ -290,13 +311,17 @@ def transmit(survey_id):
     key = request.headers.get("Idempotency-Key") or None
     stored = _store(survey_id, "response")
     result = rpc(HEAVY_TIMEOUT).survey.submit_response(survey_id, stored["id"], key)
+    _transmission_links(survey_id, [result])
     return jsonify(result), 201 if result.get("status") == "recorded" else 200
 
 
 @bp.get("/surveys/<survey_id>/transmissions")
 @auth.login_required
 def list_transmissions(survey_id):
-    return jsonify({"items": rpc().survey.list_transmissions(survey_id)})
+    """« Liste des fichiers transmis », each with its ``download_url``."""
+    return jsonify(
+        {"items": _transmission_links(survey_id, rpc().survey.list_transmissions(survey_id))}
+    )
 
 
 @bp.get("/surveys/<survey_id>/transmissions/<transmission_id>/file")
@@ -320,7 +345,10 @@ def transmission_values(survey_id, transmission_id):
 @bp.get("/surveys/<survey_id>/attachments")
 @auth.login_required
 def list_attachments(survey_id):
-    return jsonify({"items": rpc().survey.list_attachments(survey_id)})
+    """« Pièces à fournir », each with its ``download_url`` (« Exporter »)."""
+    return jsonify(
+        {"items": _attachment_links(survey_id, rpc().survey.list_attachments(survey_id))}
+    )
 
 
 @bp.post("/surveys/<survey_id>/attachments")
@@ -330,7 +358,8 @@ def list_attachments(survey_id):
 def add_attachment(survey_id):
     """« Ajouter » (multipart ``file``) → 201."""
     stored = _store(survey_id, "attachment")
-    return jsonify(rpc().survey.add_attachment(survey_id, stored["id"])), 201
+    added = rpc().survey.add_attachment(survey_id, stored["id"])
+    return jsonify(_attachment_links(survey_id, [added])[0]), 201
 
 
 @bp.put("/surveys/<survey_id>/attachments/<attachment_id>")
@@ -341,7 +370,8 @@ def replace_attachment(survey_id, attachment_id):
     """« Modifier » (multipart ``file``)."""
     rpc().survey.get_attachment(survey_id, attachment_id)  # 404 before storing anything
     stored = _store(survey_id, "attachment", {"replacing": True})
-    return jsonify(rpc().survey.replace_attachment(survey_id, attachment_id, stored["id"]))
+    replaced = rpc().survey.replace_attachment(survey_id, attachment_id, stored["id"])
+    return jsonify(_attachment_links(survey_id, [replaced])[0])
 
 
 @bp.delete("/surveys/<survey_id>/attachments/<attachment_id>")
