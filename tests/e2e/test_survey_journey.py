@@ -31,6 +31,7 @@ from tests.e2e.journeys import (
     follow_form_link,
     make_ready,
     manager_of,
+    register_confirm_validate,
     sign_in,
     survey_of,
     transmit,
@@ -42,6 +43,7 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 # SIRETs of the SIRENE stand-in used by no other test
 SIRET_A, SIRET_B, SIRET_C = "91129745500014", "86403373300014", "93850004800013"
+SIRET_SILENT = "61956458600011"  # an OG validated by the agency that never signs in
 
 
 def test_the_whole_survey_journey(gateway, mailbox, admin, unique):
@@ -347,6 +349,7 @@ def hostile(system):
             "stranger": stranger,
             "agency": agency,
             "sid": sid,
+            "other_sid": other_sid,
             "stranger_sid": stranger_sid,
             "form": form,
             "filled": fill_form(form),
@@ -474,3 +477,65 @@ def test_another_organisation_gets_404_on_everything(gateway, hostile):
         assert response.json()["code"] == "survey.not_found"
     mine = gateway.get("/api/v1/surveys", headers=stranger).json()["items"]
     assert sid not in [r["id"] for r in mine]
+
+
+def test_another_organisation_gets_404_on_every_object_of_a_survey(gateway, hostile):
+    """A transmission, a certification and an attachment of the first
+    organisation, by their real ids: the stranger learns nothing of them."""
+    manager, stranger, sid = hostile["manager"], hostile["stranger"], hostile["other_sid"]
+    sent = transmit(gateway, manager, sid, hostile["other_survey"])
+    assert sent.status_code in (200, 201), sent.text
+    tid = sent.json()["id"]
+    [cert, *_] = gateway.get(f"/api/v1/surveys/{sid}/required-data", headers=manager).json()[
+        "certifications"
+    ]
+    added = gateway.post(
+        f"/api/v1/surveys/{sid}/attachments", headers=manager, files={"file": ("PJ.pdf", PDF)}
+    )
+    assert added.status_code == 201, added.text
+    aid = added.json()["id"]
+    for method, path, kwargs in (
+        ("get", f"/transmissions/{tid}/file", {}),
+        ("get", f"/transmissions/{tid}/values", {}),
+        ("patch", f"/certifications/{cert['id']}", {"json": {"title": "PIRATE"}}),
+        ("delete", f"/certifications/{cert['id']}", {}),
+        ("get", f"/attachments/{aid}/file", {}),
+        ("put", f"/attachments/{aid}", {"files": {"file": ("b.pdf", PDF)}}),
+        ("delete", f"/attachments/{aid}", {}),
+    ):
+        url = f"/api/v1/surveys/{sid}{path}"
+        response = getattr(gateway, method)(url, headers=stranger, **kwargs)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["code"] == "survey.not_found"
+    for path in (f"/api/v1/surveys/{sid}/block", f"/api/v1/surveys/{sid}/unblock"):
+        assert gateway.post(path, headers=stranger).status_code == 403
+    # nothing changed
+    assert gateway.get(f"/api/v1/surveys/{sid}/attachments/{aid}/file", headers=manager).ok
+    again = gateway.get(f"/api/v1/surveys/{sid}/required-data", headers=manager).json()
+    assert again["certifications"][0] == cert
+
+
+def test_the_agency_follows_every_organisation_aimed_at_even_one_never_signed_in(
+    gateway, mailbox, admin, unique
+):
+    agency = sign_in(gateway, admin["email"], admin["password"])
+    register_confirm_validate(
+        gateway, mailbox, agency, f"og.{unique}@example.org", SIRET_SILENT, account_type="OG"
+    )
+    for_og = create_campaign(gateway, agency, f"Enquête OG {unique}", target="OG")
+    for_ofa = create_campaign(gateway, agency, f"Enquête OFA {unique}", target="OFA")
+    name = "INSTITUT DES METIERS DE BOUCHE DE L'EXEMPLE"
+
+    def organisations(campaign):
+        rows = gateway.get(
+            f"/api/v1/survey-statuses?campaign_id={campaign['id']}&per_page=200", headers=agency
+        ).json()["items"]
+        return {r["organisation"]: r["status_label"] for r in rows}
+
+    assert organisations(for_og)[name] == "non téléchargée"
+    assert name not in organisations(for_ofa)
+    export = gateway.get(
+        f"/api/v1/survey-campaigns/{for_og['id']}/export?format=csv", headers=agency
+    )
+    rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig")), delimiter=";"))
+    assert [r[7] for r in rows if r[1] == name] == ["non téléchargée"]
