@@ -46,16 +46,19 @@ def _system():
     return lend(pool_for(current_app._get_current_object()), caller)
 
 
+def _one_error(field: str, code: str, message: str) -> InvalidInput:
+    """One field's error, its message also the problem's title."""
+    return InvalidInput.fields({field: [message]}, code, message)
+
+
 def _upload(field: str = "file"):
     """(name, mimetype, bytes) of the one uploaded file, at most 10 MB."""
     upload = request.files.get(field)
     if upload is None or not upload.filename:
-        raise InvalidInput.fields({field: ["Joignez un fichier."]}, "carte.file_missing")
+        raise _one_error(field, "carte.file_missing", "Joignez un fichier.")
     content = upload.stream.read(MAX_UPLOAD_BYTES + 1)
     if len(content) > MAX_UPLOAD_BYTES:
-        raise InvalidInput.fields(
-            {field: [f"« {upload.filename} » dépasse 10 Mo."]}, "files.too_large"
-        )
+        raise _one_error(field, "files.too_large", f"« {upload.filename[:100]} » dépasse 10 Mo.")
     return upload.filename, upload.mimetype or "application/octet-stream", content
 
 
@@ -223,9 +226,7 @@ def import_catalogue():
     _admin_only()
     name, mimetype, content = _upload()
     if not name.lower().endswith((".xlsx", ".csv")):
-        raise InvalidInput.fields(
-            {"file": ["Déposez un fichier .xlsx ou .csv."]}, "carte.catalogue_unreadable"
-        )
+        raise _one_error("file", "carte.catalogue_unreadable", "Déposez un fichier .xlsx ou .csv.")
     stored = _store_catalogue(name, mimetype, content)
     return jsonify(rpc(timeout=60).carte.import_catalogue(stored["id"], name))
 

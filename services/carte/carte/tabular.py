@@ -35,7 +35,7 @@ def _bounded(rows) -> list[list[str]]:
     table = []
     for number, row in enumerate(rows, start=1):
         if number > MAX_ROWS:
-            raise Unreadable(f"Le fichier dépasse {MAX_ROWS - 1} lignes.")
+            raise Unreadable(f"Le fichier dépasse {MAX_ROWS - 1:,} lignes.".replace(",", "\u202f"))
         row = list(row)
         while row and (row[-1] is None or row[-1] == ""):
             row.pop()
@@ -60,8 +60,11 @@ def read_csv(content: bytes) -> list[list[str]]:
     delimiter = max((";", ",", "\t"), key=first.count)
     try:
         return _bounded(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as exc:
-        raise Unreadable(f"CSV mal formé : {exc}.") from None
+    except csv.Error:  # its messages are English and name no line
+        raise Unreadable(
+            "CSV mal formé : une cellule dépasse la taille permise, ou un guillemet "
+            "n'est pas refermé."
+        ) from None
 
 
 def read_xlsx(content: bytes) -> list[list[str]]:

@@ -164,6 +164,11 @@ def acting(session, caller: Caller, fetch_account: Callable[[str], dict] | None 
     return _actor(row)
 
 
+def _one_error(field: str, code: str, message: str) -> InvalidInput:
+    """One field's error, its message also the problem's title."""
+    return InvalidInput.fields({field: [message]}, code, message)
+
+
 def _require(condition: bool, error: tuple[str, str]) -> None:
     if not condition:
         raise Forbidden(*error)
@@ -218,8 +223,8 @@ def create_campaign(session, actor: Actor, data, now: dt.datetime | None = None)
     data = data if isinstance(data, dict) else {}
     year = form._int(data.get("school_year"), 2000, 2100)
     if year in (None, "bad"):
-        raise InvalidInput.fields(
-            {"school_year": ["Année de rentrée attendue (ex. 2020)."]}, "carte.campaign_invalid"
+        raise _one_error(
+            "school_year", "carte.campaign_invalid", "Année de rentrée attendue (ex. 2020)."
         )
     opens_on, closes_on = _campaign_dates(data, None)
     if repo.campaign_by_year(session, year) is not None:
@@ -1007,9 +1012,10 @@ def reorder_priorities(session, actor: Actor, uai, order, now: dt.datetime | Non
     campaign = _open_campaign(session, now)
     uai = uai.strip().upper() if isinstance(uai, str) else ""
     if not actor.may_file_for(uai):
-        raise InvalidInput.fields(
-            {"uai": ["Cet établissement ne fait pas partie de votre périmètre."]},
+        raise _one_error(
+            "uai",
             "carte.uai_outside_network",
+            "Cet établissement ne fait pas partie de votre périmètre.",
         )
     rows = repo.requests_of_uai(session, campaign.id, uai)
     mine = {r.id: r for r in rows if r.status == "draft" and r.filed_by == actor.user_id}
@@ -1018,9 +1024,10 @@ def reorder_priorities(session, actor: Actor, uai, order, now: dt.datetime | Non
         or len(order) != len(set(map(str, order)))
         or {str(i) for i in order} != {str(i) for i in mine}
     ):
-        raise InvalidInput.fields(
-            {"order": [f"Indiquez une fois chacune de vos demandes en cours pour {uai}."]},
+        raise _one_error(
+            "order",
             "carte.order_invalid",
+            f"Indiquez une fois chacune de vos demandes en cours pour {uai}.",
         )
     fixed = {r.priority for r in rows if r.id not in mine and r.priority is not None}
     ranks, rank = [], 0
@@ -1065,7 +1072,7 @@ def add_annex(session, actor: Actor, request_id, meta, now: dt.datetime | None =
     req = _editable(session, actor, request_id)
     _open_campaign(session, now, _campaign_of(session, req))
     if not isinstance(meta, dict) or not isinstance(meta.get("file_id"), str):
-        raise InvalidInput.fields({"file": ["Fichier manquant."]}, "carte.annex_invalid")
+        raise _one_error("file", "carte.annex_invalid", "Fichier manquant.")
     count = session.scalar(select(func.count()).where(Annex.request_id == req.id))
     if count >= MAX_ANNEXES:
         raise Conflict("carte.annexes_full", f"{MAX_ANNEXES} annexes au plus par demande.")

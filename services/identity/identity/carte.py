@@ -69,6 +69,7 @@ _USER_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 ACCOUNT_NOT_FOUND = ("carte.account_not_found", "Compte introuvable.")
+ACCOUNT_INVALID = "Le compte comporte des erreurs : voir les champs."
 INVALID_CREDENTIALS = ("auth.invalid_credentials", "Identifiant ou mot de passe incorrect.")
 RESET_SENT = {
     "status": "reset_sent",
@@ -324,7 +325,7 @@ def create_account(session, caller: Caller, data, now: dt.datetime | None = None
     if clean.get("kind") == "reviewer" and "scope" not in clean:
         errors.setdefault("scope", [rules.REQUIRED])
     if errors:
-        raise InvalidInput.fields(errors, "carte.account_invalid")
+        raise InvalidInput.fields(errors, "carte.account_invalid", ACCOUNT_INVALID)
     identifier = clean["identifier"]
     if (
         _by_identifier(session, identifier) is not None
@@ -384,7 +385,7 @@ def update_account(
         for key, messages in _check_network(clean, account, members).items():
             errors.setdefault(key, []).extend(messages)
     if errors:
-        raise InvalidInput.fields(errors, "carte.account_invalid")
+        raise InvalidInput.fields(errors, "carte.account_invalid", ACCOUNT_INVALID)
     rights_changed = False
     for key in ("label", "contact_email", "referent_uai", "scope"):
         if key in clean and getattr(account, key) != clean[key]:
@@ -445,9 +446,8 @@ def list_accounts(session, caller: Caller, kind: str | None = None, query: str |
     stmt = select(CarteAccount, User).join(User, User.id == CarteAccount.user_id)
     if kind:
         if kind not in KINDS:
-            raise InvalidInput.fields(
-                {"kind": ["Type de compte : " + ", ".join(KINDS) + "."]}, "carte.filter_invalid"
-            )
+            message = "Type de compte : " + ", ".join(KINDS) + "."
+            raise InvalidInput.fields({"kind": [message]}, "carte.filter_invalid", message)
         stmt = stmt.where(CarteAccount.kind == kind)
     query = _CONTROL.sub("", query).strip() if isinstance(query, str) else ""
     if query:

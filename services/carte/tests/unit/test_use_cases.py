@@ -339,6 +339,21 @@ def test_a_catalogue_with_errors_imports_nothing_and_lists_every_problem(session
         uc.import_catalogue(session, world.lycee, "c.csv", lambda: bad)
 
 
+def test_an_unreadable_csv_is_explained_in_french(session, world):
+    """The csv module's own errors are English and name no line."""
+    unclosed = b'niveau;diplome;code_diplome;duree\n3;"CAP ' + b"x" * 200_000 + b"\n"
+    with pytest.raises(InvalidInput) as refused:
+        uc.import_catalogue(session, world.admin, "c.csv", lambda: unclosed)
+    assert refused.value.code == "carte.catalogue_unreadable"
+    assert refused.value.message == (
+        "CSV mal formé : une cellule dépasse la taille permise, ou un guillemet n'est pas refermé."
+    )
+    too_long = b"niveau;diplome;code_diplome;duree\n" + b"3;CAP;50023418;2\n" * 20_001
+    with pytest.raises(InvalidInput) as long_file:
+        uc.import_catalogue(session, world.admin, "c.csv", lambda: too_long)
+    assert long_file.value.message == "Le fichier dépasse 20\u202f000 lignes."
+
+
 def test_a_catalogue_is_imported_from_xlsx_and_a_reimport_withdraws_what_is_gone(session, world):
     from openpyxl import Workbook
 
