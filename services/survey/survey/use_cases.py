@@ -1218,7 +1218,11 @@ def submit_response(
     latest version. Idempotent: the same key or stored file, or the same
     bytes as the latest transmission, give back the transmission already
     recorded."""
-    key = _clean_key(idempotency_key)
+    try:
+        key = _clean_key(idempotency_key)
+    except InvalidInput:
+        _discard(files, file_id)  # files checks the caller may delete it
+        raise
     at = now()
     survey, campaign = _submittable(session, caller, survey_id, rules.today_in_france(at))
     done = _existing(session, survey.id, key=key, file_id=file_id)
@@ -1226,7 +1230,8 @@ def submit_response(
         return dict(transmission_dict(done), status="already_recorded")
     session.commit()
     me = identity.get_me()
-    if me.get("role") != "manager":
+    if me.get("role") != "manager":  # no longer a manager since signing in
+        _discard(files, file_id)
         raise Forbidden(*MANAGER_ONLY)
     stored = _stored_file(files, file_id, survey, "survey_form")
     done = _existing(session, survey.id, sha256=stored.get("sha256"))

@@ -460,6 +460,19 @@ def test_only_a_manager_transmits(session, files, ready):
     assert "gestionnaires de compte" in caught.value.message
 
 
+def test_a_transmission_refused_before_its_checks_leaves_no_file(session, files, ready):
+    content, _ = download(session, MANAGER_A, ready["id"])
+    before = set(files.records)
+    with pytest.raises(InvalidInput) as caught:
+        transmit(session, files, ready["id"], fill_form(content), key="court")
+    assert caught.value.code == "survey.invalid_input"
+    demoted = Caller(user_id="user-a", org_id="org-a", roles=("manager",))  # an older token
+    with pytest.raises(Forbidden):
+        transmit(session, files, ready["id"], fill_form(content), caller=demoted)
+    assert set(files.records) == before
+    assert uc.list_transmissions(session, MANAGER_A, ready["id"], now=clock()) == []
+
+
 @pytest.mark.parametrize(
     "at, code",
     [
