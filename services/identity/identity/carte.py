@@ -306,11 +306,8 @@ def _check_network(clean: dict, account: CarteAccount | None, members: list[str]
     return errors
 
 
-def create_account(session, caller: Caller, data, now: dt.datetime | None = None) -> dict:
-    """Returns ``{account, password}``: the password is shown once, to be sent
-    to the establishment. Errors: invalid_input, carte.identifier_taken."""
-    now = now or utcnow()
-    actor = acting_admin(session, caller)
+def _new_account(data) -> dict:
+    """The administrator's form for a new account, checked (every error at once)."""
     clean, errors = parse_account(data)
     for key in ("label", "contact_email"):
         if key not in clean:  # parse_account always fills them on create
@@ -326,17 +323,14 @@ def create_account(session, caller: Caller, data, now: dt.datetime | None = None
         errors.setdefault("scope", [rules.REQUIRED])
     if errors:
         raise InvalidInput.fields(errors, "carte.account_invalid", ACCOUNT_INVALID)
-    identifier = clean["identifier"]
-    if (
-        _by_identifier(session, identifier) is not None
-        or repo.user_by_email(session, login_key(identifier)) is not None
-    ):
-        raise Conflict("carte.identifier_taken", "Cet identifiant est déjà attribué.")
-    password = new_password()
+    return clean
+
+
+def _insert(session, clean: dict, password: str, now: dt.datetime) -> tuple[CarteAccount, User]:
     user = User(
         id=new_id(),
         org_id=None,
-        email=login_key(identifier),
+        email=login_key(clean["identifier"]),
         last_name=clean["label"][:100],
         first_name="",
         role=USER_ROLE,
@@ -347,14 +341,15 @@ def create_account(session, caller: Caller, data, now: dt.datetime | None = None
     )
     session.add(user)
     session.flush()
+    establishment = clean["kind"] == "establishment"
     account = CarteAccount(
         user_id=user.id,
-        identifier=identifier,
+        identifier=clean["identifier"],
         kind=clean["kind"],
         label=clean["label"],
         contact_email=clean["contact_email"],
-        uai=identifier if clean["kind"] == "establishment" else None,
-        referent_uai=identifier if clean["kind"] == "establishment" else clean.get("referent_uai"),
+        uai=clean["identifier"] if establishment else None,
+        referent_uai=clean["identifier"] if establishment else clean.get("referent_uai"),
         scope=clean.get("scope"),
         revision=1,
         created_at=now,
@@ -365,10 +360,51 @@ def create_account(session, caller: Caller, data, now: dt.datetime | None = None
     for uai in clean.get("member_uais", []):
         session.add(CarteNetworkMember(network_id=user.id, uai=uai))
     session.flush()
+    return account, user
+
+
+def create_account(session, caller: Caller, data, now: dt.datetime | None = None) -> dict:
+    """Returns ``{account, password}``: the password is shown once, to be sent
+    to the establishment. Errors: invalid_input, carte.identifier_taken."""
+    now = now or utcnow()
+    actor = acting_admin(session, caller)
+    clean = _new_account(data)
+    identifier = clean["identifier"]
+    if (
+        _by_identifier(session, identifier) is not None
+        or repo.user_by_email(session, login_key(identifier)) is not None
+    ):
+        raise Conflict("carte.identifier_taken", "Cet identifiant est déjà attribué.")
+    password = new_password()
+    account, user = _insert(session, clean, password, now)
     uc.audit(session, "carte_account_created", subject=user.id, actor=actor.id, kind=account.kind)
     _event(session, account, user)
     session.commit()
     return {"account": account_dict(session, account, user), "password": password}
+
+
+def ensure_account(session, data: dict, password: str, now: dt.datetime | None = None) -> dict:
+    """Demo data and operations (``identity.seed``): the account ``data``
+    describes, created if its identifier is free, else given ``password``
+    again and reactivated; its rights stay as the administrators left them.
+    Announced either way, so a fresh carte database learns it too."""
+    now = now or utcnow()
+    clean = _new_account(data)
+    account = _by_identifier(session, clean["identifier"])
+    if account is None:
+        account, user = _insert(session, clean, password, now)
+        uc.audit(session, "carte_account_created", subject=user.id, kind=account.kind)
+    else:
+        user = session.get(User, account.user_id)
+        user.password_hash = security.hash_password(password)
+        user.deactivated_at = None
+        repo.clear_failures(session, user.email)
+        account.revision += 1
+        account.updated_at = now
+        uc.audit(session, "carte_password_issued", subject=user.id)
+    _event(session, account, user)
+    session.commit()
+    return account_dict(session, account, user)
 
 
 def update_account(

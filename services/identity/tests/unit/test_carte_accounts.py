@@ -325,3 +325,49 @@ def test_nul_and_control_characters_never_reach_the_database(session, admin):
     with pytest.raises(InvalidInput) as kind:
         carte.list_accounts(session, admin, "\x00")
     assert kind.value.code == "carte.filter_invalid"
+
+
+def test_the_demo_seed_prints_carte_accounts_that_sign_in_and_survive_a_second_run(
+    tmp_path, monkeypatch, capsys
+):
+    """``python -m identity.seed``: the launcher reads its last line, whose
+    ``email`` and ``password`` stay as they were; run again (every local
+    start), the same accounts get new passwords and no duplicate."""
+    import json
+
+    from sqlalchemy.orm import sessionmaker
+
+    from identity import seed
+    from identity.models import Base, CarteAccount
+    from kit.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'identity.db'}"
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    monkeypatch.setenv("IDENTITY_DB_URL", url)
+    monkeypatch.delenv("DEMO_CARTE_PASSWORD", raising=False)
+    printed = []
+    for _ in range(2):
+        seed.main()
+        printed.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    first, second = printed
+    assert "@" in second["email"] and second["password"]
+    assert [(a["kind"], a["identifier"]) for a in second["carte"]] == [
+        ("establishment", seed.LYCEE),
+        ("network", "RESEAU-DEMO"),
+        ("reviewer", "REGION-DEMO"),
+    ]
+    old_passwords = {a["password"] for a in first["carte"]}
+    assert old_passwords.isdisjoint(a["password"] for a in second["carte"])
+    with sessionmaker(engine)() as session:
+        assert session.query(CarteAccount).count() == 3
+        for account in second["carte"]:
+            signed = carte.authenticate(session, account["identifier"], account["password"], "ip")
+            assert signed["user"]["kind"] == account["kind"]
+        with pytest.raises(Unauthenticated):
+            carte.authenticate(session, seed.LYCEE, first["carte"][0]["password"], "ip")
+        network = carte.authenticate(session, "RESEAU-DEMO", second["carte"][1]["password"], "ip")
+        assert network["user"]["member_uais"] == sorted([seed.LYCEE, seed.OTHER])
+        saved = events(session, "carte_account_saved")
+        assert [e["revision"] for e in saved if e["identifier"] == "REGION-DEMO"] == [1, 2]
+    engine.dispose()
