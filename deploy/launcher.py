@@ -374,6 +374,7 @@ class System:
             self._start_helpers()
             common = self._common_env()
             self._migrate(common)
+            self._seed_carte(common)
             self._start_services(common)
             self._start_gateway(common)
             self._wait_ready()
@@ -435,6 +436,17 @@ class System:
                     service_env(common, name, self.config.root), long_running=False))
         for process in running:
             self._wait_exit(process, f"the migrations of {process.name[len('migrate-'):]}")
+
+    def _seed_carte(self, common: Mapping[str, str]) -> None:
+        """carte's demo campaign and catalogue (``carte.seed``), written
+        straight into its database before the service starts."""
+        root = self.config.root
+        if not self.config.seed or "carte" not in self.config.services or not (
+                root / "services" / "carte" / "carte" / "seed.py").is_file():
+            return
+        process = self.spawn("seed-carte", [self.config.python, "-m", "carte.seed"],
+                             service_env(common, "carte", root), long_running=False)
+        self._wait_exit(process, "the demo data of carte (carte.seed)")
 
     def _start_services(self, common: Mapping[str, str]) -> None:
         for name in self.config.services:
@@ -639,6 +651,11 @@ def _banner(system: System) -> str:
     if system.admin:
         lines.append(f"  Administrateur / Admin:        {system.admin.get('email')}"
                      f"  /  {system.admin.get('password')}")
+        if system.admin.get("carte"):
+            lines.append(f"  Carte des formations:          {system.gateway_url}/carte/connexion")
+        for account in system.admin.get("carte") or []:
+            lines.append(f"    {account.get('kind', ''):<28}{account.get('identifier')}"
+                         f"  /  {account.get('password')}")
     lines.append(f"  Journaux / Logs:               {system.logs_dir}/")
     for name, reason in system.skipped.items():
         lines.append(f"  Non démarré / Not started:     {name} ({reason})")
