@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +29,16 @@ CHUNK = 1_000
 def _chunks(items: list, size: int = CHUNK):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_id(value) -> bool:
+    """Whether ``value`` can be one of our ids. Anything else (a NUL byte,
+    which PostgreSQL refuses in text, a path, a huge string) matches nothing
+    and never reaches the database."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def _insert(session, model):
@@ -83,6 +94,10 @@ def org_names(session, ids) -> dict[str, str]:
 
 def validated_organisations(session) -> list[Organisation]:
     return list(session.scalars(select(Organisation).where(Organisation.status == "validated")))
+
+
+def campaign(session, campaign_id) -> Campaign | None:
+    return session.get(Campaign, campaign_id) if is_id(campaign_id) else None
 
 
 def campaigns(session) -> list[Campaign]:
@@ -159,7 +174,7 @@ def count(session, query) -> int:
 
 
 def survey(session, survey_id, *, for_update: bool = False) -> Survey | None:
-    if not isinstance(survey_id, str) or len(survey_id) > 64:
+    if not is_id(survey_id):
         return None
     query = select(Survey).where(Survey.id == survey_id)
     if for_update and session.bind.dialect.name == "postgresql":
@@ -178,7 +193,7 @@ def certifications(session, survey_id: str) -> list[Certification]:
 
 
 def certification(session, survey_id: str, cert_id) -> Certification | None:
-    if not isinstance(cert_id, str):
+    if not is_id(cert_id):
         return None
     cert = session.get(Certification, cert_id)
     return cert if cert is not None and cert.survey_id == survey_id else None
@@ -209,7 +224,7 @@ def transmissions(session, survey_id: str) -> list[Transmission]:
 
 
 def transmission(session, survey_id: str, transmission_id) -> Transmission | None:
-    if not isinstance(transmission_id, str):
+    if not is_id(transmission_id):
         return None
     row = session.get(Transmission, transmission_id)
     return row if row is not None and row.survey_id == survey_id else None
@@ -268,7 +283,7 @@ def attachments(session, survey_id: str) -> list[Attachment]:
 
 
 def attachment(session, survey_id: str, attachment_id) -> Attachment | None:
-    if not isinstance(attachment_id, str):
+    if not is_id(attachment_id):
         return None
     row = session.get(Attachment, attachment_id)
     return row if row is not None and row.survey_id == survey_id else None

@@ -318,7 +318,7 @@ def list_campaigns(session, caller: Caller, identity, now: Clock = utcnow) -> li
 
 def get_campaign(session, caller: Caller, campaign_id) -> dict:
     caller.require_agency()
-    campaign = session.get(Campaign, campaign_id) if isinstance(campaign_id, str) else None
+    campaign = repo.campaign(session, campaign_id)
     if campaign is None:
         raise NotFound(*CAMPAIGN_NOT_FOUND)
     return campaign_dict(campaign)
@@ -486,14 +486,19 @@ def list_statuses(
         errors.add("page", f"Page : entier de 1 à {MAX_PAGE} ; par page : 1 à 200.")
         page, per_page = 1, 50
     query_text = filters.get("q")
-    if query_text is not None and (not isinstance(query_text, str) or len(query_text) > 100):
-        errors.add("q", "Recherche : 100 caractères au plus.")
+    if query_text is not None and (
+        not isinstance(query_text, str) or len(query_text) > 100 or not query_text.isprintable()
+    ):
+        errors.add("q", "Recherche : 100 caractères imprimables au plus.")
+    campaign_id = filters.get("campaign_id") or None
+    if campaign_id is not None and not repo.is_id(campaign_id):
+        errors.add("campaign_id", "Identifiant d'enquête invalide.")
     errors.raise_if_any("survey.filter_invalid")
     org_ids, today = _prepare_listing(session, caller, identity, now())
     query = repo.surveys_query(
         org_ids=org_ids,
         online_before=None if org_ids is None else today,
-        campaign_id=filters.get("campaign_id") or None,
+        campaign_id=campaign_id,
         blocked=blocked,
         status=status,
         org_query=(query_text or "").strip() or None,
@@ -786,7 +791,7 @@ def import_certifications(
 
 def _stored_file(files, file_id, survey: Survey, kind: str) -> dict:
     """The bytes of an upload that must belong to the survey's organisation."""
-    if not isinstance(file_id, str) or not file_id:
+    if not repo.is_id(file_id):
         raise InvalidInput.fields({"file_id": ["Fichier manquant."]}, "survey.file_invalid")
     try:
         stored = files.get_file(file_id)
@@ -1177,7 +1182,7 @@ def _existing(session, survey_id: str, *, key=None, file_id=None, sha256=None):
     earlier one, sent after another file, are a new version (people go back
     to an earlier file)."""
     for name, value in (("idempotency_key", key), ("file_id", file_id)):
-        if value:
+        if value and (name == "idempotency_key" or repo.is_id(value)):
             found = repo.transmission_by(session, survey_id, **{name: value})
             if found is not None:
                 return found
@@ -1354,7 +1359,7 @@ def list_attachments(session, caller: Caller, survey_id, now: Clock = utcnow) ->
 
 
 def _attachment_file(files, file_id, survey: Survey) -> dict:
-    if not isinstance(file_id, str) or not file_id:
+    if not repo.is_id(file_id):
         raise InvalidInput.fields({"file_id": ["Fichier manquant."]}, "survey.file_invalid")
     try:
         info = files.get_file_info(file_id)
@@ -1370,7 +1375,7 @@ def add_attachment(session, caller: Caller, survey_id, file_id, files, now: Cloc
     at = now()
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     existing = (
-        repo.attachment_by_file(session, survey.id, file_id) if isinstance(file_id, str) else None
+        repo.attachment_by_file(session, survey.id, file_id) if repo.is_id(file_id) else None
     )
     if existing is not None:
         return attachment_dict(existing)
@@ -1465,10 +1470,10 @@ def export_responses(
     caller.require_agency()
     if fmt not in ("xlsx", "csv"):
         raise InvalidInput.fields({"format": ["xlsx ou csv."]}, "survey.invalid_input")
-    if not isinstance(campaign_id, str) or session.get(Campaign, campaign_id) is None:
+    if repo.campaign(session, campaign_id) is None:
         raise NotFound(*CAMPAIGN_NOT_FOUND)
     _ensure_every_survey(session, identity, now())
-    campaign = session.get(Campaign, campaign_id)
+    campaign = repo.campaign(session, campaign_id)
     rows = repo.survey_rows(session, repo.surveys_query(campaign_id=campaign.id))
     latest = repo.latest_transmissions(session, [s.id for s, _c, _o in rows])
     parents = repo.org_names(session, [o.parent_id for _s, _c, o in rows if o is not None])
