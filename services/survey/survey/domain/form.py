@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -655,6 +656,8 @@ def parse_input(spec: Input, value):
     text = " ".join(as_text(value).split())
     if len(text) > TEXT_MAX:
         raise BadCode(f"texte trop long ({TEXT_MAX} caractères au plus).")
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise BadCode("caractères de contrôle interdits : saisissez le texte à nouveau.")
     if kind == "email" and not _EMAIL.match(text):
         raise BadCode("adresse électronique invalide.")
     return text

@@ -8,6 +8,7 @@ import pytest
 
 from survey import xlsx
 from survey.domain import form as F
+from survey.domain.codes import BadCode
 from survey.testing import SECRET, fill_form
 
 SNAPSHOT = {
@@ -284,3 +285,12 @@ def test_the_notice_is_a_pdf_that_names_the_lines():
     assert pdf.startswith(b"%PDF-1.4") and pdf.rstrip().endswith(b"%%EOF")
     text = " ".join(line for line, _bold in notice_lines("Enquête CFA"))
     assert "Dotations aux amortissements" in text and "Clés de répartition" in text
+
+
+def test_text_inputs_refuse_control_characters():
+    # a workbook can carry them escaped (``_x0000_``); calamine gives them back raw
+    name = F.Input("text", True, "nom de la personne à contacter")
+    assert F.parse_input(name, "  Claire\tDurand ") == "Claire Durand"
+    with pytest.raises(BadCode) as caught:
+        F.parse_input(name, "Claire\x00Durand")
+    assert caught.value.message.startswith("caractères de contrôle interdits")
