@@ -163,7 +163,9 @@ class SurveyService(kit_service.ServiceBase):
     def generate_form(self, survey_id: str, purpose: str = "official") -> dict:
         """{name, content_type, content_b64, form_version}; purpose official |
         working. Emits survey.form_downloaded (official). Errors:
-        survey.required_data_incomplete (409, details.missing)."""
+        survey.required_data_incomplete (409, details.missing),
+        survey.form_too_large (409: more than 5,000 certification ×
+        establishment lines, details.lines)."""
         result = uc.generate_form(
             self.db,
             self.caller,

@@ -587,12 +587,12 @@ def get_required_data(session, caller: Caller, survey_id, now: Clock = utcnow) -
     return required_data_dict(survey, repo.certifications(session, survey.id))
 
 
-def _count(value, field: str, errors: FieldErrors) -> int | None:
+def _count(value, field: str, errors: FieldErrors, maximum: int = 10_000) -> int | None:
     if value is None or value == "":
         errors.add(field, "Ce champ est obligatoire : nombre entier positif.")
         return None
     try:
-        return parse_positive_int(value, maximum=10_000)
+        return parse_positive_int(value, maximum=maximum)
     except BadCode as exc:
         errors.add(field, exc.message[0].upper() + exc.message[1:])
         return None
@@ -615,7 +615,12 @@ def save_required_data(session, caller: Caller, survey_id, data: dict, now: Cloc
             {"data": ["Données mal formées."]}, "survey.required_data_invalid"
         )
     errors = FieldErrors()
-    establishments = _count(data.get("establishments_count"), "establishments_count", errors)
+    establishments = _count(
+        data.get("establishments_count"),
+        "establishments_count",
+        errors,
+        maximum=form_rules.MAX_LINES,  # one row each on the form's Identité sheet
+    )
     trainings = _count(data.get("trainings_count"), "trainings_count", errors)
     rows = None
     if "certifications" in data:
@@ -897,6 +902,15 @@ def generate_form(
             "Le téléchargement de l'enquête est bloqué tant que les données à renseigner ne sont "
             f"pas complètes : renseignez {french_list(missing)} (« Données à renseigner »).",
             {"missing": missing},
+        )
+    lines = sum(c.establishments for c in certs)
+    if lines > form_rules.MAX_LINES:
+        raise Conflict(
+            "survey.form_too_large",
+            f"Le formulaire compterait {lines} lignes (une par certification et par "
+            f"établissement où elle est délivrée) : {form_rules.MAX_LINES} au plus. Réduisez la "
+            "liste des certifications ou leurs nombres d'établissements.",
+            {"lines": lines, "max_lines": form_rules.MAX_LINES},
         )
     session.commit()
     org_data = _fetch_organisation(identity, caller, survey.org_id)

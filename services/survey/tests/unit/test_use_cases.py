@@ -378,6 +378,37 @@ def test_the_form_cannot_be_downloaded_before_the_required_data_are_complete(ses
     ]
 
 
+def test_a_form_beyond_its_line_limit_is_refused_with_a_clear_message(session, survey):
+    fields = ("code", "title", "rncp", "level", "type", "establishments")
+    row = dict(zip(fields, GUIDE_ROWS[0], strict=True), establishments=3_000)
+    uc.save_required_data(
+        session,
+        MANAGER_A,
+        survey["id"],
+        {
+            "establishments_count": 5_000,
+            "trainings_count": 2,
+            "certifications": [row, dict(row, code="46T31203")],
+        },
+        now=clock(),
+    )
+    with pytest.raises(Conflict) as caught:
+        download(session, MANAGER_A, survey["id"])
+    assert caught.value.code == "survey.form_too_large"
+    assert caught.value.message.startswith(
+        "Le formulaire compterait 6000 lignes (une par certification et par établissement"
+    )
+    with pytest.raises(InvalidInput) as caught:
+        uc.save_required_data(
+            session,
+            MANAGER_A,
+            survey["id"],
+            {"establishments_count": 5_001, "trainings_count": 2},
+            now=clock(),
+        )
+    assert "au plus 5000" in caught.value.details["fields"]["establishments_count"][0]
+
+
 def test_the_first_download_sets_the_status_and_identical_downloads_share_a_version(session, ready):
     content, result = download(session, USER_A, ready["id"])
     assert result["name"] == "Enquête CFA - CFA DES METIERS DE L'EXEMPLE.xlsx"
