@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from carte.models import (
     Actor,
@@ -35,14 +36,23 @@ def overlapping(session, opens_on: dt.date, closes_on: dt.date, exclude_id=None)
     return session.scalar(query.limit(1))
 
 
+def _current_campaign_id(today: dt.date):
+    """The open campaign, else the last one that opened, else the next one:
+    its id as a subquery, so that callers ask in one round trip."""
+    started = (
+        select(Campaign.id)
+        .where(Campaign.opens_on <= today)
+        .order_by(Campaign.opens_on.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    upcoming = select(Campaign.id).order_by(Campaign.opens_on).limit(1).scalar_subquery()
+    return func.coalesce(started, upcoming)
+
+
 def current_campaign(session, today: dt.date) -> Campaign | None:
     """The open campaign, else the last one that opened, else the next one."""
-    started = session.scalar(
-        select(Campaign).where(Campaign.opens_on <= today).order_by(Campaign.opens_on.desc())
-    )
-    if started is not None:
-        return started
-    return session.scalar(select(Campaign).order_by(Campaign.opens_on).limit(1))
+    return session.scalar(select(Campaign).where(Campaign.id == _current_campaign_id(today)))
 
 
 # ---------------------------------------------------------------- catalogue
@@ -121,21 +131,43 @@ def request(session, request_id, for_update: bool = False) -> Request | None:
     return by_id(session, Request, request_id, for_update)
 
 
-def filer_requests(session, campaign_id: int, user_id: str, uais) -> list[Request]:
-    """The dashboard: what the filer filed, and validated requests of its establishments."""
+# what a dashboard line shows (``use_cases.dashboard_row``), not the whole request
+DASHBOARD_COLUMNS = (
+    Request.id,
+    Request.status,
+    Request.filed_by,
+    Request.measure,
+    Request.modality,
+    Request.linked,
+    Request.linked_request_id,
+    Request.concerned_uai,
+    Request.priority,
+    Request.variant_id,
+    Variant.label.label("variant_label"),
+)
+
+
+def dashboard(session, today: dt.date, user_id: str, uais) -> tuple[Campaign | None, list]:
+    """The current campaign and, in the same round trip, its lines of the
+    filer's dashboard: what the filer filed, and the validated requests of
+    its establishments, newest first, with their diploma's label."""
     condition = Request.filed_by == user_id
     if uais:
         condition = or_(
             condition,
             (Request.status == "validated") & Request.concerned_uai.in_(sorted(uais)),
         )
-    return list(
-        session.scalars(
-            select(Request)
-            .where(Request.campaign_id == campaign_id, condition)
-            .order_by(Request.id.desc())
-        )
-    )
+    rows = session.execute(
+        select(Campaign, *DASHBOARD_COLUMNS)
+        .select_from(Campaign)
+        .outerjoin(Request, and_(Request.campaign_id == Campaign.id, condition))
+        .outerjoin(Variant, Variant.id == Request.variant_id)
+        .where(Campaign.id == _current_campaign_id(today))
+        .order_by(Request.id.desc())
+    ).all()
+    if not rows:
+        return None, []
+    return rows[0][0], [row for row in rows if row.id is not None]
 
 
 def priority_holder(
@@ -185,11 +217,63 @@ def validated_query(campaign_id: int, filters: dict, scope: str | None):
     return query
 
 
-def validated(session, campaign_id, filters, scope, limit, offset) -> tuple[list[Request], int]:
-    query = validated_query(campaign_id, filters, scope)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Request.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+class VariantInfo(NamedTuple):
+    id: int
+    label: str
+    duration: int
+
+
+class DiplomaInfo(NamedTuple):
+    cfd: str
+    rncp: str | None
+    title: str
+
+
+class LevelInfo(NamedTuple):
+    code: str
+    label: str
+
+
+_DIPLOMA_COLUMNS = (
+    Variant.label.label("v_label"),
+    Variant.duration.label("v_duration"),
+    Diploma.rncp.label("d_rncp"),
+    Diploma.title.label("d_title"),
+    Diploma.cfd.label("d_cfd"),
+    Level.code.label("l_code"),
+    Level.label.label("l_label"),
+)
+
+
+def _info(row) -> tuple[VariantInfo, DiplomaInfo, LevelInfo] | None:
+    if row.d_cfd is None:
+        return None
+    return (
+        VariantInfo(row.variant_id, row.v_label, row.v_duration),
+        DiplomaInfo(row.d_cfd, row.d_rncp, row.d_title),
+        LevelInfo(row.l_code, row.l_label),
+    )
+
+
+def validated(session, campaign_id, filters, scope, limit, offset) -> tuple[list, int]:
+    """A page of validated requests as plain rows (lists and exports only
+    read them), each with its (variant, diploma, level) from the same query,
+    and the count of all that match; the count costs a round trip only when
+    the page does not already tell it."""
+    query = (
+        validated_query(campaign_id, filters, scope)
+        .with_only_columns(*Request.__table__.columns, *_DIPLOMA_COLUMNS)
+        .outerjoin(Variant, Variant.id == Request.variant_id)
+        .outerjoin(Diploma, Diploma.cfd == Variant.cfd)
+        .outerjoin(Level, Level.code == Diploma.level_code)
+    )
+    rows = session.execute(query.order_by(Request.id.desc()).limit(limit).offset(offset)).all()
+    if offset == 0 and len(rows) < limit:
+        total = len(rows)
+    else:
+        counted = validated_query(campaign_id, filters, scope).with_only_columns(Request.id)
+        total = session.scalar(select(func.count()).select_from(counted.subquery()))
+    return [(row, _info(row)) for row in rows], total
 
 
 def annex_counts(session, campaign_id, filters, scope) -> dict[int, int]:

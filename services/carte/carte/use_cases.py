@@ -560,13 +560,14 @@ def request_dict(req: Request, info, annexes: list[Annex], actor: Actor, campaig
     }
 
 
-def dashboard_row(req: Request, info, actor: Actor) -> dict:
+def dashboard_row(req, actor: Actor) -> dict:
+    """One line of « Liste de vos demandes » from ``repo.dashboard``'s row."""
     editable = req.status == "draft" and access.may_edit(actor, filed_by=req.filed_by)
     return {
         "id": req.id,
         "status": req.status,
         "measure": form.MEASURES.get(req.measure or "", ""),
-        "diploma": info[0].label if info else "Pas encore saisi",
+        "diploma": req.variant_label or "Pas encore saisi",
         "modality": req.modality or "",
         "linked": _yes_no(req.linked) or "Non",
         "linked_request_id": req.linked_request_id,
@@ -732,17 +733,9 @@ def dashboard(session, actor: Actor, now: dt.datetime | None = None) -> dict:
     validated requests (« Consulter ») of the current campaign."""
     now = now or utcnow()
     _require(actor.is_filer, FILERS_ONLY)
-    campaign = repo.current_campaign(session, today(now))
-    rows = (
-        repo.filer_requests(session, campaign.id, actor.user_id, actor.filing_uais())
-        if campaign
-        else []
-    )
-    infos = repo.variant_info(session, [r.variant_id for r in rows])
-    drafts = [dashboard_row(r, infos.get(r.variant_id), actor) for r in rows if r.status == "draft"]
-    validated = [
-        dashboard_row(r, infos.get(r.variant_id), actor) for r in rows if r.status == "validated"
-    ]
+    campaign, rows = repo.dashboard(session, today(now), actor.user_id, actor.filing_uais())
+    drafts = [dashboard_row(r, actor) for r in rows if r.status == "draft"]
+    validated = [dashboard_row(r, actor) for r in rows if r.status == "validated"]
     info = campaign_dict(campaign, now)
     return {
         "signed_in_as": actor.signed_in_as(),
@@ -1201,12 +1194,8 @@ def list_validated(
     rows, total = repo.validated(
         session, campaign.id, clean, scope, per_page, (page - 1) * per_page
     )
-    infos = repo.variant_info(session, [r.variant_id for r in rows])
-    annexes = repo.annexes(session, [r.id for r in rows])
-    items = []
-    for req in rows:
-        view = request_dict(req, infos.get(req.variant_id), annexes[req.id], actor, campaign)
-        items.append(view)
+    annexes = repo.annexes(session, [req.id for req, _info in rows])
+    items = [request_dict(req, info, annexes[req.id], actor, campaign) for req, info in rows]
     return {
         "signed_in_as": actor.signed_in_as(),
         "campaign": campaign_dict(campaign, now),
@@ -1230,20 +1219,19 @@ def export_validated(
         raise InvalidInput("carte.format_invalid", "Format d'export : xlsx ou csv.")
     clean = parse_filters(filters)
     campaign = _review_campaign(session, clean, now)
-    rows: list[Request] = []
+    rows: list = []
     scope = None if actor.is_admin else actor.scope
     if campaign is not None:
         rows, total = repo.validated(session, campaign.id, clean, scope, EXPORT_MAX + 1, 0)
         if total > EXPORT_MAX:
             raise InvalidInput(
                 "carte.export_too_large",
-                f"Plus de {EXPORT_MAX} demandes : affinez les filtres.",
+                f"Plus de {EXPORT_MAX:,} demandes : affinez les filtres.".replace(",", "\u202f"),
             )
-    infos = repo.variant_info(session, [r.variant_id for r in rows])
     counts = repo.annex_counts(session, campaign.id, clean, scope) if campaign else {}
     flat = [
-        flat_row(request_dict(r, infos.get(r.variant_id), [], actor, campaign), counts.get(r.id, 0))
-        for r in rows
+        flat_row(request_dict(r, info, [], actor, campaign), counts.get(r.id, 0))
+        for r, info in rows
     ]
     year = campaign.school_year if campaign else "aucune"
     if fmt == "csv":

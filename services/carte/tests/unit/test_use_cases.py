@@ -490,3 +490,35 @@ def test_account_events_apply_newest_first_only(session, world):
     }
     assert uc.save_account(session, stale) is False
     assert uc.acting(session, Caller(user_id="lycee", roles=()), None).kind == "establishment"
+
+
+def test_the_dashboard_and_the_reviewers_list_cost_the_same_few_queries_however_many_rows(
+    session, world, form, now
+):
+    """No query per line (the bench's 10,000 requests would pay for it):
+    the dashboard is one statement, the list a fixed handful."""
+    from sqlalchemy import event
+
+    statements = []
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def count(call) -> int:
+        statements.clear()
+        call()
+        return len(statements)
+
+    for priority in range(1, 13):
+        made = uc.create_request(session, world.lycee, form(priority=priority), now=now)
+        uc.add_annex(session, world.lycee, made["id"], {"file_id": "f", "name": "a.pdf"}, now=now)
+        if priority % 2:
+            uc.confirm_request(session, world.lycee, made["id"], None, now=now)
+    board = count(lambda: uc.dashboard(session, world.lycee, now=now))
+    assert board == 1
+    listed = count(lambda: uc.list_validated(session, world.region, {}, 1, 50, now=now))
+    paged = count(lambda: uc.list_validated(session, world.region, {}, 2, 4, now=now))
+    assert listed == 3  # campaign, page with diplomas, annexes (the page gives the count)
+    assert paged == 4  # and the count
+    result = uc.list_validated(session, world.region, {}, 1, 50, now=now)
+    assert result["total"] == 6 and all(len(item["annexes"]) == 1 for item in result["items"])
+    assert result["items"][0]["diploma"]["label"] == "CAP Ébéniste en 2 ans"
