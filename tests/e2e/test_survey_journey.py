@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import time
 import uuid
 import zipfile
 from zoneinfo import ZoneInfo
@@ -537,6 +538,10 @@ def test_the_agency_follows_every_organisation_aimed_at_even_one_never_signed_in
         ).json()["items"]
         return {r["organisation"]: r["status_label"] for r in rows}
 
+    # identity.user_validated reaches the survey service asynchronously
+    deadline = time.monotonic() + 15
+    while name not in organisations(for_og) and time.monotonic() < deadline:
+        time.sleep(0.25)
     assert organisations(for_og)[name] == "non téléchargée"
     assert name not in organisations(for_ofa)
     export = gateway.get(

@@ -325,3 +325,7 @@ def set_sync_mark(session, name: str, at: dt.datetime) -> None:
     session.execute(
         statement.on_conflict_do_update(index_elements=["name"], set_={"at": statement.excluded.at})
     )
+
+
+def clear_sync_mark(session, name: str) -> None:
+    session.execute(delete(SyncMark).where(SyncMark.name == name))

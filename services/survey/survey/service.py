@@ -16,8 +16,10 @@ identity or files do not answer in time.
 from __future__ import annotations
 
 from eventlet import tpool
+from nameko.events import event_handler
 from nameko.rpc import rpc
 
+from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
 from kit.db import Database
 from kit.rpc import BoundedRpcProxy
@@ -88,6 +90,12 @@ class SurveyService(kit_service.ServiceBase):
         campaign is aimed at. Errors: survey.campaign_not_found,
         survey.invalid_input."""
         return uc.export_responses(self.db, self.caller, campaign_id, fmt, self.identity, cpu)
+
+    @event_handler(events.IDENTITY, events.USER_VALIDATED)
+    def on_user_validated(self, payload: dict) -> None:
+        """Someone was validated, perhaps a new organisation: the agency's next
+        status list, counts or export include it at once."""
+        uc.organisations_changed(self.db)
 
     # -- listings --------------------------------------------------------------
 

@@ -397,6 +397,14 @@ def _ensure_every_survey(session, identity, now: dt.datetime) -> None:
     session.commit()
 
 
+def organisations_changed(session) -> None:
+    """identity validated someone, perhaps a new organisation: the agency's
+    next view refreshes its copy of the organisations at once instead of
+    waiting for ``SYNC_EVERY``. Idempotent."""
+    repo.clear_sync_mark(session, "organisations")
+    session.commit()
+
+
 def _prepare_listing(
     session, caller: Caller, identity, now: dt.datetime
 ) -> tuple[set | None, dt.date]:

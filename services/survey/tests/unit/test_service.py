@@ -96,3 +96,22 @@ def test_a_dependency_that_does_not_answer_gives_a_retryable_error():
 
 def test_cpu_work_runs_off_the_hub():
     assert survey_service.cpu(sum, [1, 2, 3]) == 6
+
+
+def test_a_validation_in_identity_makes_the_agency_refresh_its_organisations(session, files):
+    make(session, AGENT, files).create_campaign(CAMPAIGN)
+    identity = FakeIdentity(AGENT)
+    agency = worker_factory(
+        SurveyService,
+        db=session,
+        caller=AGENT,
+        identity=identity,
+        files=files,
+        settings=SurveySettings(form_secret=SECRET),
+    )
+    agency.list_statuses()
+    agency.list_statuses()  # within 30 seconds: the local copy
+    assert identity.calls == ["list_organisations"]
+    make(session, AGENT, files).on_user_validated({"user_id": "u", "org_id": "org-new"})
+    agency.list_statuses()
+    assert identity.calls == ["list_organisations", "list_organisations"]

@@ -823,3 +823,15 @@ def test_the_agencys_copy_of_the_organisations_is_refreshed_at_most_every_30_sec
     assert identity.calls == ["list_organisations"]
     uc.list_statuses(session, AGENT, identity, now=clock(NOW + dt.timedelta(seconds=31)))
     assert identity.calls == ["list_organisations", "list_organisations"]
+
+
+
+def test_a_validation_in_identity_refreshes_the_agencys_copy_at_once(session, campaign):
+    orgs = dict(ORGS)
+    identity = FakeIdentity(AGENT, orgs)
+    assert uc.list_statuses(session, AGENT, identity, now=clock())["total"] == 3
+    orgs["org-new"] = dict(ORGS["org-b"], id="org-new", name="CFA TOUT JUSTE VALIDE")
+    uc.organisations_changed(session)  # identity.user_validated
+    soon = clock(NOW + dt.timedelta(seconds=5))
+    rows = uc.list_statuses(session, AGENT, identity, now=soon)["items"]
+    assert "CFA TOUT JUSTE VALIDE" in [r["organisation"] for r in rows]
