@@ -1396,9 +1396,7 @@ def add_attachment(session, caller: Caller, survey_id, file_id, files, now: Cloc
     """« Ajouter »: records a document stored by files (kind ``attachment``)."""
     at = now()
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
-    existing = (
-        repo.attachment_by_file(session, survey.id, file_id) if repo.is_id(file_id) else None
-    )
+    existing = repo.attachment_by_file(session, survey.id, file_id) if repo.is_id(file_id) else None
     if existing is not None:
         return attachment_dict(existing)
     session.commit()

@@ -762,6 +762,40 @@ def test_attachments_are_added_replaced_exported_and_deleted(session, files, rea
     assert two["id"] in files.deleted
 
 
+def test_a_survey_holds_20_attachments_at_most_but_each_can_still_be_replaced(
+    session, files, ready
+):
+    sid, pdf = ready["id"], base64.b64encode(b"%PDF-1.4").decode()
+    info = {"name": "PJ.pdf", "size": 8, "head_b64": pdf}
+    added = [
+        uc.add_attachment(
+            session,
+            USER_A,
+            sid,
+            files.store(USER_A, "attachment", f"PJ {n}.pdf", b"%PDF-1.4 " + bytes([n]))["id"],
+            files,
+            now=clock(),
+        )
+        for n in range(20)
+    ]
+    with pytest.raises(Conflict) as caught:
+        uc.prepare_upload(session, USER_A, sid, "attachment", info, now=clock())
+    assert caught.value.code == "survey.attachments_full"
+    assert caught.value.message == "20 pièces au plus par enquête : supprimez-en une."
+    extra = files.store(USER_A, "attachment", "PJ 21.pdf", b"%PDF-1.4 21")
+    with pytest.raises(Conflict):
+        uc.add_attachment(session, USER_A, sid, extra["id"], files, now=clock())
+    assert extra["id"] in files.deleted  # nothing left behind
+    plan = uc.prepare_upload(
+        session, USER_A, sid, "attachment", dict(info, replacing=True), now=clock()
+    )
+    assert plan["store"] == "store_file"
+    with pytest.raises(InvalidInput) as caught:
+        uc.prepare_upload(session, USER_A, sid, "attachment", dict(info, size=0), now=clock())
+    assert caught.value.code == "survey.attachment_empty"
+    assert len(uc.list_attachments(session, USER_A, sid, now=clock())) == len(added) == 20
+
+
 # ---------------------------------------------------------------- agency export
 
 
@@ -823,7 +857,6 @@ def test_the_agencys_copy_of_the_organisations_is_refreshed_at_most_every_30_sec
     assert identity.calls == ["list_organisations"]
     uc.list_statuses(session, AGENT, identity, now=clock(NOW + dt.timedelta(seconds=31)))
     assert identity.calls == ["list_organisations", "list_organisations"]
-
 
 
 def test_a_validation_in_identity_refreshes_the_agencys_copy_at_once(session, campaign):
