@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 UAI_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
-_UAI = re.compile(r"^\d{7}[A-Z]$")
+_UAI = re.compile(r"^[0-9]{7}[A-Z]$")  # ASCII digits: \d matches any script's digits
 _SPACES = re.compile(r"[\s\u00a0.-]+")
 
 

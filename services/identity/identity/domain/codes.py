@@ -10,7 +10,7 @@ from stdnum.fr import siret as _siret
 # the UAI rule is shared with the carte service: re-exported from kit
 from kit.codes import UAI_LETTERS, is_valid_uai, normalise_uai, uai_check_letter  # noqa: F401
 
-_NDA = re.compile(r"^\d{11}$")
+_NDA = re.compile(r"^[0-9]{11}$")
 _SPACES = re.compile(r"[\s\u00a0.-]+")
 
 
@@ -21,7 +21,7 @@ def normalise_siret(value: str) -> str:
 def is_valid_siret(value: str) -> bool:
     """14 digits; Luhn, or the La Poste rule (stdnum implements both)."""
     compact = normalise_siret(value)
-    if not re.fullmatch(r"\d{14}", compact):
+    if not re.fullmatch(r"[0-9]{14}", compact):
         return False
     try:
         _siret.validate(compact)

@@ -35,3 +35,9 @@ def test_nda_has_eleven_digits():
     assert codes.is_valid_nda("119 308 822 93")
     assert not codes.is_valid_nda("1193088229")
     assert not codes.is_valid_nda("1193088229A")
+
+
+def test_digits_of_other_scripts_are_not_digits_here():
+    assert not codes.is_valid_uai("٠٣١١١١١P")
+    assert not codes.is_valid_siret("٤١٨١٦٦٠٩٦٠٠٠٥١")
+    assert not codes.is_valid_nda("١١٩٣٠٨٨٢٢٩٣")
