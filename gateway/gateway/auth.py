@@ -49,6 +49,7 @@ class Revocations:
         self.fresh_at = 0.0
         self.lock = threading.Lock()
         self.loaded = threading.Event()
+        self.stopped = threading.Event()
         self.pid = None
 
     def _poll_once(self) -> None:
@@ -65,12 +66,16 @@ class Revocations:
         self.loaded.set()
 
     def _run(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             try:
                 self._poll_once()
             except Exception as exc:  # noqa: BLE001 - keep polling; staleness guards
                 log.warning("revocation poll failed: %s", exc)
-            time.sleep(self.interval)
+            self.stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        """Ends the polling thread (tests; gunicorn workers just exit)."""
+        self.stopped.set()
 
     def ensure_started(self) -> None:
         if self.pid != os.getpid():  # after gunicorn's fork: one thread per process

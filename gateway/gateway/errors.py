@@ -75,6 +75,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
 }
 MALFORMED_JSON = "Le corps de la requête n'est pas un JSON valide."
 NOT_AN_OBJECT = "Le corps de la requête doit être un objet JSON."
+NUL_CHARACTER = "La requête contient un caractère nul (U+0000), qui n'est accepté nulle part."
 
 # werkzeug exceptions we name ourselves; others get "http.<status>"
 _HTTP_CODES = {
@@ -295,7 +296,36 @@ def json_body(required: bool = True) -> dict[str, Any]:
         raise GatewayError(400, "request.malformed", MALFORMED_JSON) from None
     if not isinstance(value, dict):
         raise GatewayError(400, "request.malformed", NOT_AN_OBJECT)
+    if _has_nul(value):
+        raise GatewayError(400, "request.malformed", NUL_CHARACTER)
     return value
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    """No text of ours may hold U+0000 (PostgreSQL refuses it in text columns)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def _refuse_nul_characters() -> None:
+    """Paths, query strings and form fields with a NUL character are malformed
+    requests, refused before any service sees them (JSON bodies: json_body)."""
+    if (
+        "\x00" in request.path
+        or "\x00" in request.query_string.decode("latin-1")
+        or any("\x00" in v for v in request.args.values())
+    ):
+        raise GatewayError(400, "request.malformed", NUL_CHARACTER)
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+            raise GatewayError(400, "request.malformed", NUL_CHARACTER)
 
 
 # --- request id ----------------------------------------------------------------
@@ -337,4 +367,5 @@ def _echo_request_id(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, handle_exception)
     app.before_request(_assign_request_id)
+    app.before_request(_refuse_nul_characters)
     app.after_request(_echo_request_id)

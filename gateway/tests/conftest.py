@@ -39,6 +39,7 @@ def make_app():
     yield make
     for app in apps:
         close_pools(app)
+        app.extensions["revocations"].stop()
 
 
 @pytest.fixture

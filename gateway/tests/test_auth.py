@@ -52,7 +52,8 @@ def app(feed):
 
         return inner()
 
-    return app
+    yield app
+    app.extensions["revocations"].stop()
 
 
 def token_for(app, sid="sid-1"):
@@ -108,6 +109,7 @@ def test_a_stale_revocation_list_fails_closed():
 
     with pytest.raises(AuthUnavailable):
         revocations.is_revoked("x")
+    revocations.stop()
 
 
 def test_the_session_cookie_is_our_token_and_flask_keeps_no_session(app):

@@ -124,3 +124,15 @@ def test_an_optional_body_that_is_present_is_still_checked(json_client):
     response = json_client.post("/api/v1/_optional", data="nope", content_type="text/plain")
 
     assert_problem(response, 415, "request.unsupported_media_type")
+
+
+def test_nul_characters_are_refused_everywhere(client):
+    """PostgreSQL refuses U+0000 in text: a clean 400 instead of a 500 deep down."""
+    for response in (
+        client.get("/api/v1/files/%00"),
+        client.get("/api/v1/organisations?q=a%00b"),
+        client.post("/api/v1/sessions", json={"email": "a\x00@example.org", "password": "x"}),
+        client.post("/connexion", data={"email": "a\x00b", "password": "x"}),
+    ):
+        assert response.status_code == 400, response.get_data(as_text=True)
+        assert response.get_json()["code"] == "request.malformed"

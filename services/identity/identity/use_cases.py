@@ -74,6 +74,13 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _is_id(value) -> bool:
+    """Our ids are 32 hex characters: anything else is not found, without a query."""
+    return (
+        isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
 def user_state(user: User) -> str:
     if user.deactivated_at:
         return "deactivated"
@@ -158,7 +165,7 @@ def managed_org(session, caller: Caller, org_id: str) -> tuple[Organisation, Use
     """An organisation the caller may administer: agency staff, or a manager
     of the organisation or of its parent (an OG). Others get 404."""
     actor = acting_user(session, caller)
-    org = session.get(Organisation, org_id) if isinstance(org_id, str) else None
+    org = session.get(Organisation, org_id) if _is_id(org_id) else None
     if org is None:
         raise NotFound(*ORG_NOT_FOUND)
     if actor.role == AGENCY_ADMIN:
@@ -169,7 +176,7 @@ def managed_org(session, caller: Caller, org_id: str) -> tuple[Organisation, Use
 
 
 def managed_user(session, caller: Caller, user_id: str) -> tuple[User, Organisation, User]:
-    user = session.get(User, user_id) if isinstance(user_id, str) else None
+    user = session.get(User, user_id) if _is_id(user_id) else None
     if user is None or user.org_id is None:
         raise NotFound(*USER_NOT_FOUND)
     try:
@@ -892,7 +899,7 @@ def list_organisations(
 def organisation_history(session, caller: Caller, org_id: str) -> list[dict]:
     """Who did what and when: read by the agency."""
     acting_agent(session, caller)
-    if session.get(Organisation, org_id) is None:
+    if not _is_id(org_id) or session.get(Organisation, org_id) is None:
         raise NotFound(*ORG_NOT_FOUND)
     return [
         {
@@ -911,11 +918,11 @@ def set_parent(
 ) -> dict:
     """Agency: an OG (organisme gestionnaire) manages this organisation."""
     actor = acting_agent(session, caller)
-    org = session.get(Organisation, org_id)
+    org = session.get(Organisation, org_id) if _is_id(org_id) else None
     if org is None:
         raise NotFound(*ORG_NOT_FOUND)
     if parent_id is not None:
-        parent = session.get(Organisation, parent_id)
+        parent = session.get(Organisation, parent_id) if _is_id(parent_id) else None
         if parent is None:
             raise NotFound(*ORG_NOT_FOUND)
         if parent.account_type != "OG" or parent.id == org.id or parent.parent_id == org.id:
@@ -944,6 +951,8 @@ def refresh_sirene(
 ) -> int:
     """Degraded mode catch-up: fetches what the registry could not give at registration."""
     now = now or utcnow()
+    if org_id is not None and not _is_id(org_id):
+        return 0
     orgs = [session.get(Organisation, org_id)] if org_id else repo.pending_sirene(session)
     done = 0
     for org in orgs:
