@@ -62,11 +62,17 @@ def e2e_vhost():
     user = urllib.parse.urlsplit(AMQP_URI).username or "guest"
     try:
         requests.put(f"{base}/api/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
-        requests.put(f"{base}/api/permissions/{name}/{user}", auth=auth, timeout=10,
-                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        requests.put(
+            f"{base}/api/permissions/{name}/{user}",
+            auth=auth,
+            timeout=10,
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
     except requests.RequestException as exc:
-        pytest.fail(f"cannot create a RabbitMQ vhost through {base} ({exc}); "
-                    "is rabbitmq_management enabled? (bash deploy/test.sh does it)")
+        pytest.fail(
+            f"cannot create a RabbitMQ vhost through {base} ({exc}); "
+            "is rabbitmq_management enabled? (bash deploy/test.sh does it)"
+        )
     parts = urllib.parse.urlsplit(AMQP_URI)
     yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
     requests.delete(f"{base}/api/vhosts/{name}", auth=auth, timeout=30)
@@ -89,8 +95,10 @@ def e2e_databases():
         _drop(created)
         pytest.fail(f"cannot create the e2e databases through TEST_PG_DSN ({exc})")
     parts = urllib.parse.urlsplit(PG_ADMIN_DSN)
-    yield {f"{service.upper()}_DB_URL": urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-           for service, name in names.items()}
+    yield {
+        f"{service.upper()}_DB_URL": urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+        for service, name in names.items()
+    }
     _drop(created)
 
 
@@ -113,7 +121,9 @@ def system(e2e_vhost, e2e_databases, tmp_path_factory):
     config = Config(
         data_dir=tmp_path_factory.mktemp("system"),
         amqp_uri=e2e_vhost,
-        env=dict(e2e_databases),
+        # the gateway trusts one proxy hop: each test client below presents its
+        # own address, so per-address rate limits hold without tests sharing one
+        env=dict(e2e_databases, TRUSTED_PROXIES="1"),
         ready_timeout=READY_TIMEOUT,
     )
     running = System(config)
@@ -129,12 +139,16 @@ def system(e2e_vhost, e2e_databases, tmp_path_factory):
 
 
 class GatewaySession(requests.Session):
-    """A requests session whose relative URLs go to the gateway."""
+    """A requests session whose relative URLs go to the gateway, seen by it as
+    a client of its own (a distinct loopback address in X-Forwarded-For)."""
 
     def __init__(self, base_url: str, timeout: float = 30) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
+        octets = uuid.uuid4().bytes[:3]
+        self.client_address = "127.{}.{}.{}".format(*octets)
+        self.headers["X-Forwarded-For"] = self.client_address
 
     def url(self, path: str) -> str:
         return urllib.parse.urljoin(self.base_url, path.lstrip("/"))
@@ -164,8 +178,9 @@ class Mailbox:
         response.raise_for_status()
         return response.json()
 
-    def wait_for(self, to: str, *, subject: str | None = None, timeout: float = 20,
-                 interval: float = 0.25) -> dict:
+    def wait_for(
+        self, to: str, *, subject: str | None = None, timeout: float = 20, interval: float = 0.25
+    ) -> dict:
         """The newest message to ``to`` (whose subject contains ``subject``),
         waiting at most ``timeout`` seconds for it."""
         deadline = time.monotonic() + timeout
@@ -175,12 +190,20 @@ class Mailbox:
                     return message
             if time.monotonic() >= deadline:
                 seen = [m.get("subject") for m in self.messages()][:10]
-                raise AssertionError(f"no e-mail to {to!r} (subject ~ {subject!r}) within "
-                                     f"{timeout:.0f} s; latest subjects: {seen}")
+                raise AssertionError(
+                    f"no e-mail to {to!r} (subject ~ {subject!r}) within "
+                    f"{timeout:.0f} s; latest subjects: {seen}"
+                )
             time.sleep(interval)
 
-    def link(self, to: str, pattern: str = r"https?://\S+", *, subject: str | None = None,
-             timeout: float = 20) -> str:
+    def link(
+        self,
+        to: str,
+        pattern: str = r"https?://\S+",
+        *,
+        subject: str | None = None,
+        timeout: float = 20,
+    ) -> str:
         """The first match of ``pattern`` in the text (else HTML) body of
         the newest message to ``to``: ``mailbox.link(email, r"https?://\\S+/confirm\\S*")``."""
         message = self.wait_for(to, subject=subject, timeout=timeout)
@@ -188,8 +211,10 @@ class Mailbox:
             match = re.search(pattern, body or "")
             if match:
                 return match.group(0).rstrip(".,;)>\"'")
-        raise AssertionError(f"no link matching {pattern!r} in the e-mail to {to!r}: "
-                             f"{(message.get('text') or message.get('html') or '')[:500]}")
+        raise AssertionError(
+            f"no link matching {pattern!r} in the e-mail to {to!r}: "
+            f"{(message.get('text') or message.get('html') or '')[:500]}"
+        )
 
 
 @pytest.fixture
