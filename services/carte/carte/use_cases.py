@@ -40,6 +40,7 @@ from carte.models import (
 )
 from kit import events
 from kit.context import AGENCY_ADMIN, SYSTEM, Caller
+from kit.cpu import offload
 from kit.db import utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from kit.outbox import emit
@@ -65,19 +66,6 @@ ADMIN_ONLY = (
     "forbidden.carte_admin_only",
     "Réservé aux administrateurs de la carte des formations.",
 )
-
-
-def offload(fn, *args):
-    """CPU-heavy work (spreadsheets, PDF) in eventlet's thread pool, so the
-    hub and the AMQP heartbeat keep running (STACK.md #10)."""
-    try:
-        from eventlet import tpool
-        from eventlet.patcher import is_monkey_patched
-    except ImportError:  # pragma: no cover
-        return fn(*args)
-    if is_monkey_patched("thread"):
-        return tpool.execute(fn, *args)
-    return fn(*args)
 
 
 def iso(value) -> str | None:

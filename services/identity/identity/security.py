@@ -12,25 +12,16 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from kit.cpu import offload
+
 # DESIGN.md §4: argon2id, at least t=2, m=19 MiB
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # verified against when the account does not exist, to keep timings alike
 _DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
 
 
-def _offload(fn, *args):
-    try:
-        from eventlet import tpool
-        from eventlet.patcher import is_monkey_patched
-    except ImportError:  # pragma: no cover
-        return fn(*args)
-    if is_monkey_patched("thread"):
-        return tpool.execute(fn, *args)
-    return fn(*args)
-
-
 def hash_password(password: str) -> str:
-    return _offload(_hasher.hash, password)
+    return offload(_hasher.hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
@@ -42,7 +33,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         except (VerificationError, InvalidHashError):
             return False
 
-    return _offload(check)
+    return offload(check)
 
 
 def new_token() -> str:
