@@ -554,3 +554,23 @@ def test_the_agency_follows_every_organisation_aimed_at_even_one_never_signed_in
     )
     rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig")), delimiter=";"))
     assert [r[7] for r in rows if r[1] == name] == ["non téléchargée"]
+
+
+def test_a_cfa_managed_by_an_og_sees_its_organisme_parent(gateway, mailbox, admin, unique):
+    """« Organisme parent »: the OG's name on the CFA's own line, at once
+    (not only once the agency's copy of the organisations was refreshed)."""
+    agency = sign_in(gateway, admin["email"], admin["password"])
+    campaign = create_campaign(gateway, agency, f"Enquête parent {unique}")
+    og, og_id = manager_of(
+        gateway, mailbox, agency, f"og.{unique}@example.org", "35600000018723", account_type="OG"
+    )
+    cfa, cfa_id = manager_of(
+        gateway, mailbox, agency, f"cfa.{unique}@example.org", "40300920200017"
+    )
+    assert survey_of(gateway, cfa, campaign["id"])["parent"] in (None, "")
+    linked = gateway.put(
+        f"/api/v1/organisations/{cfa_id}/parent", headers=agency, json={"parent_id": og_id}
+    )
+    assert linked.status_code == 200, linked.text
+    og_name = gateway.get("/api/v1/me", headers=og).json()["organisation"]["name"]
+    assert survey_of(gateway, cfa, campaign["id"])["parent"] == og_name

@@ -865,13 +865,22 @@ def get_me(session, caller: Caller) -> dict:
         raise Unauthenticated("auth.session_invalid", "Votre session n'est plus valide.")
     user, org = found
     row = user_row(user, org)
-    row["organisation"] = org_dict(org) if org else None
+    row["organisation"] = org_with_parent(session, org) if org else None
     return row
+
+
+def org_with_parent(session, org: Organisation) -> dict:
+    """The organisation and, for a CFA managed by an OG, that « organisme parent »
+    (public identifiers only: the survey lists show its name)."""
+    data = org_dict(org)
+    parent = session.get(Organisation, org.parent_id) if org.parent_id else None
+    data["parent"] = org_dict(parent) if parent else None
+    return data
 
 
 def get_organisation(session, caller: Caller, org_id: str) -> dict:
     org, _actor = managed_org(session, caller, org_id)
-    return org_dict(org)
+    return org_with_parent(session, org)
 
 
 def list_organisations(

@@ -339,7 +339,10 @@ def _own_organisations(session, caller: Caller, identity, now: dt.datetime) -> l
             except (NotFound, Forbidden):
                 continue
     rows = [_org_row(o, now) for o in found if o.get("status") == "validated"]
-    repo.upsert_organisations(session, rows)
+    # the « Organisme parent » column needs the parent's name: keep a copy of it
+    copies = {p["id"]: _org_row(p, now) for p in (o.get("parent") for o in found) if p}
+    copies.update({r["id"]: r for r in rows})
+    repo.upsert_organisations(session, list(copies.values()))
     session.flush()
     return [repo.organisation(session, r["id"]) for r in rows]
 
