@@ -60,6 +60,14 @@ def make_engine(url: str):
     return engine
 
 
+def read_only(session) -> None:
+    """For a read-only use case: no BEGIN/ROLLBACK round trips (each statement
+    commits by itself). Only a session that has not started a transaction yet
+    (each nameko worker gets a fresh one) is switched."""
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 class TZDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes everywhere (SQLite drops the zone)."""
 

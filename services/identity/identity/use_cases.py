@@ -29,7 +29,7 @@ from identity.models import (
 from identity.sirene import RegistryUnavailable
 from kit import events
 from kit.context import AGENCY_ADMIN, Caller
-from kit.db import new_id, utcnow
+from kit.db import new_id, read_only, utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
 from kit.outbox import emit
 
@@ -860,6 +860,7 @@ def profile(session, user: User) -> dict:
 def get_me(session, caller: Caller) -> dict:
     """One query: the user and the organisation (the gateway's hottest read)."""
     caller.require_authenticated()
+    read_only(session)
     found = repo.user_with_org(session, caller.user_id)
     if found is None or user_state(found[0]) != "validated":
         raise Unauthenticated("auth.session_invalid", "Votre session n'est plus valide.")
