@@ -22,6 +22,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
 
     from gateway import auth, config, errors, health, openapi, rpc, web
     from gateway.api import carte, identity, survey
+    from gateway.pages import accounts as account_pages
 
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
@@ -35,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     auth.init_app(app)
     app.register_blueprint(identity.bp, url_prefix="/api/v1")
     app.register_blueprint(web.bp)
+    app.register_blueprint(account_pages.bp)
     app.register_blueprint(carte.bp, url_prefix="/api/v1")
     app.register_blueprint(carte.pages, url_prefix="/carte")
     app.register_blueprint(survey.bp, url_prefix="/api/v1")

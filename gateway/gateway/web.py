@@ -1,5 +1,6 @@
 """The few HTML pages that e-mailed links open: confirm an address, accept an
-invitation, reset a password, and sign in. Everything else is the JSON API.
+invitation, reset a password, and sign in; the shared layout (``page``) with
+its navigation bar by role. Account pages are in ``gateway.pages.accounts``.
 
 A link's GET only shows a form (mail scanners fetch links); the POST acts.
 The look is our own, plain and readable; it does not imitate the State's
@@ -33,8 +34,15 @@ LAYOUT = """<!doctype html>
  .error{background:#fde8e6;border-left:4px solid #b3261e;padding:.6rem .8rem}
  .ok{background:#e6f4ea;border-left:4px solid #1e7b34;padding:.6rem .8rem}
  ul.errors{color:#b3261e;margin:.2rem 0}
+ nav.site{background:#1a2b45;padding:.3rem 1.5rem;display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;align-items:center}
+ nav.site a{color:#fff}nav.site form{margin:0 0 0 auto}
+ nav.site button{margin:0;background:none;color:#fff;text-decoration:underline;padding:.2rem 0;font-size:1rem}
 </style></head>
-<body><header>Plateforme formations</header><main>
+<body><header>Plateforme formations</header>
+{% if nav %}<nav class="site" aria-label="Navigation principale">
+{% for href, label in nav %}<a href="{{ href }}">{{ label }}</a>{% endfor %}
+<form method="post" action="/deconnexion"><button type="submit">Déconnexion</button></form>
+</nav>{% endif %}<main>
 <h1>{{ title }}</h1>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
 {% if success %}<p class="ok" role="status">{{ success }}</p>{% endif %}
@@ -67,9 +75,27 @@ FORGOT_FORM = """<form method="post">
 <button type="submit">Recevoir un lien</button></form>"""
 
 
+def navigation() -> list[tuple[str, str]]:
+    """The links of the bar above every page, by role; none for visitors and
+    carte accounts (their pages have their own links)."""
+    caller = g.get("caller")
+    if caller is None or not caller.authenticated:
+        return []
+    if not ({"agency_admin", "manager", "user"} & set(caller.roles)):
+        return []
+    links = [("/", "Accueil"), ("/enquetes", "Enquêtes")]
+    if caller.is_manager:
+        links.append(("/utilisateurs", "Gestion des utilisateurs"))
+    if caller.is_agency:
+        links.append(("/agence/inscriptions", "Inscriptions à valider"))
+    return links
+
+
 def page(title, body="", status=200, error=None, success=None, **context):
     inner = render_template_string(body, **context) if body else ""
-    html = render_template_string(LAYOUT, title=title, body=inner, error=error, success=success)
+    html = render_template_string(
+        LAYOUT, title=title, body=inner, error=error, success=success, nav=navigation()
+    )
     return (
         html,
         status,
@@ -186,12 +212,15 @@ def home():
         body = (
             "<p>Vous êtes connecté en tant que <strong>{{ me.display_name }}</strong> "
             "({{ me.profile }}{% if me.org_name %}, {{ me.org_name }}{% endif %}).</p>"
-            "<p>L'interface complète arrive ; l'API est décrite dans "
+            "<ul>{% for href, label in links %}<li><a href='{{ href }}'>{{ label }}</a></li>"
+            "{% endfor %}</ul>"
+            "<p>L'API est décrite dans "
             "<a href='/api/v1/openapi.json'>le document OpenAPI</a>.</p>"
         )
-        return page("Accueil", body, me=me)
+        return page("Accueil", body, me=me, links=navigation()[1:])
     return page(
         "Accueil",
         "<p>Organismes de formation : transmettez vos enquêtes en ligne."
-        "</p><p><a href='/connexion'>Se connecter</a></p>",
+        "</p><p><a href='/connexion'>Se connecter</a></p>"
+        "<p><a href='/inscription'>Créer un compte (inscription de votre organisme)</a></p>",
     )

@@ -37,7 +37,7 @@ MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_ATTACHMENTS = 10
 
 
-def _registration_input() -> tuple[dict, list]:
+def registration_input() -> tuple[dict, list]:
     """JSON, or the multipart form with files ``habilitation`` and ``attachments``."""
     if request.mimetype == "multipart/form-data":
         data = {k: request.form.get(k) for k in REGISTRATION_FIELDS if k in request.form}
@@ -74,14 +74,22 @@ def _store_uploads(uploads) -> list[dict]:
     return stored
 
 
+def submit_registration(data: dict, uploads: list) -> dict:
+    """« S'inscrire », shared by the API and the page (gateway.pages.accounts):
+    the form is checked first so that nothing is uploaded for an invalid one,
+    then the documents go to files and identity registers with their ids.
+    Raises the ServiceErrors of check_registration, files and register_organisation."""
+    rpc().identity.check_registration(data)
+    attachments = _store_uploads(uploads)
+    return rpc().identity.register_organisation(data, attachments)
+
+
 @bp.post("/registrations")
 @limit("register", per_minute=20, key=client_ip)
 def register():
     """« S'inscrire ». 202 {status, message} (same answer for a known address)."""
-    data, uploads = _registration_input()
-    rpc().identity.check_registration(data)  # nothing uploaded for an invalid form
-    attachments = _store_uploads(uploads)
-    return jsonify(rpc().identity.register_organisation(data, attachments)), 202
+    data, uploads = registration_input()
+    return jsonify(submit_registration(data, uploads)), 202
 
 
 @bp.post("/registrations/confirm")
