@@ -11,7 +11,9 @@ before any byte is kept), files runs its safety checks while storing
 Heavy routes (uploads, generated workbooks, exports) are bounded per worker
 process: beyond ``SURVEY_HEAVY_CONCURRENCY`` at once, 503 ``survey.busy``
 with ``Retry-After``. Error codes are those of the survey and files services
-(see the OpenAPI document).
+(see the OpenAPI document). ``heavy``, ``user_key``, ``read_upload``,
+``store_upload`` and ``send_document`` are shared with the HTML pages of the
+same section (``gateway.pages.surveys``), so both check uploads alike.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ EXTENSION = "gateway.survey.heavy"
 # ---------------------------------------------------------------- helpers
 
 
-def _heavy(view):
+def heavy(view):
     """At most ``SURVEY_HEAVY_CONCURRENCY`` heavy requests at once per worker
     process; the others wait briefly, then get 503 with ``Retry-After``."""
 
@@ -70,11 +72,11 @@ def _heavy(view):
     return bounded
 
 
-def _user_key() -> str:
+def user_key() -> str:
     return g.caller.user_id or "anonymous"
 
 
-def _send(result: dict) -> Response:
+def send_document(result: dict) -> Response:
     """A document built by the survey service: {name, content_type, content_b64}."""
     response = Response(
         base64.b64decode(result["content_b64"]),
@@ -86,7 +88,7 @@ def _send(result: dict) -> Response:
     return response
 
 
-def _upload() -> tuple[str, bytes]:
+def read_upload() -> tuple[str, bytes]:
     """The multipart field ``file``: its name and bytes (at most 10 Mo)."""
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
     if upload is None or not upload.filename:
@@ -105,9 +107,9 @@ def _upload() -> tuple[str, bytes]:
     return upload.filename, content
 
 
-def _store(survey_id: str, purpose: str, extra: dict | None = None) -> dict:
+def store_upload(survey_id: str, purpose: str, extra: dict | None = None) -> dict:
     """Checks with survey, then stores with files: the stored file's description."""
-    name, content = _upload()
+    name, content = read_upload()
     info = {
         "name": name,
         "size": len(content),
@@ -167,11 +169,11 @@ def get_campaign(campaign_id):
 
 @bp.get("/survey-campaigns/<campaign_id>/export")
 @auth.agency_required
-@_heavy
+@heavy
 def export_campaign(campaign_id):
     """Agency: the extracted data of every organisation, ``?format=xlsx|csv``."""
     fmt = request.args.get("format", "xlsx")
-    return _send(rpc(HEAVY_TIMEOUT).survey.export_responses(campaign_id, fmt))
+    return send_document(rpc(HEAVY_TIMEOUT).survey.export_responses(campaign_id, fmt))
 
 
 @bp.post("/surveys/<survey_id>/block")
@@ -250,11 +252,11 @@ def delete_certification(survey_id, cert_id):
 
 @bp.post("/surveys/<survey_id>/certifications/import")
 @auth.login_required
-@limit("survey-import", per_minute=30, key=_user_key)
-@_heavy
+@limit("survey-import", per_minute=30, key=user_key)
+@heavy
 def import_certifications(survey_id):
     """« Importer » (multipart ``file``, .xlsx)."""
-    stored = _store(survey_id, "certifications")
+    stored = store_upload(survey_id, "certifications")
     return jsonify(rpc(HEAVY_TIMEOUT).survey.import_certifications(survey_id, stored["id"]))
 
 
@@ -270,7 +272,7 @@ def certifications_file(survey_id):
 @auth.login_required
 def certification_template():
     """« Liste-certifications.xlsx », the list to fill in."""
-    return _send(rpc().survey.certification_template())
+    return send_document(rpc().survey.certification_template())
 
 
 # ---------------------------------------------------------------- the form
@@ -278,24 +280,24 @@ def certification_template():
 
 @bp.get("/surveys/<survey_id>/form")
 @auth.login_required
-@_heavy
+@heavy
 def download_form(survey_id):
     """The pre-formatted, locked form (the only one accepted back)."""
-    return _send(rpc(HEAVY_TIMEOUT).survey.generate_form(survey_id, "official"))
+    return send_document(rpc(HEAVY_TIMEOUT).survey.generate_form(survey_id, "official"))
 
 
 @bp.get("/surveys/<survey_id>/form/working-copy")
 @auth.login_required
-@_heavy
+@heavy
 def download_working_copy(survey_id):
     """An editable copy to prepare the figures; never accepted for transmission."""
-    return _send(rpc(HEAVY_TIMEOUT).survey.generate_form(survey_id, "working"))
+    return send_document(rpc(HEAVY_TIMEOUT).survey.generate_form(survey_id, "working"))
 
 
 @bp.get("/surveys/<survey_id>/form/notice")
 @auth.login_required
 def download_notice(survey_id):
-    return _send(rpc().survey.form_notice(survey_id))
+    return send_document(rpc().survey.form_notice(survey_id))
 
 
 # ---------------------------------------------------------------- transmission
@@ -303,13 +305,13 @@ def download_notice(survey_id):
 
 @bp.post("/surveys/<survey_id>/transmissions")
 @auth.login_required
-@limit("survey-transmit", per_minute=30, key=_user_key)
-@_heavy
+@limit("survey-transmit", per_minute=30, key=user_key)
+@heavy
 def transmit(survey_id):
     """« Envoyer » (multipart ``file``; header ``Idempotency-Key`` optional):
     201 when recorded, 200 when the same transmission was already recorded."""
     key = request.headers.get("Idempotency-Key") or None
-    stored = _store(survey_id, "response")
+    stored = store_upload(survey_id, "response")
     result = rpc(HEAVY_TIMEOUT).survey.submit_response(survey_id, stored["id"], key)
     _transmission_links(survey_id, [result])
     return jsonify(result), 201 if result.get("status") == "recorded" else 200
@@ -353,23 +355,23 @@ def list_attachments(survey_id):
 
 @bp.post("/surveys/<survey_id>/attachments")
 @auth.login_required
-@limit("survey-attachment", per_minute=60, key=_user_key)
-@_heavy
+@limit("survey-attachment", per_minute=60, key=user_key)
+@heavy
 def add_attachment(survey_id):
     """« Ajouter » (multipart ``file``) → 201."""
-    stored = _store(survey_id, "attachment")
+    stored = store_upload(survey_id, "attachment")
     added = rpc().survey.add_attachment(survey_id, stored["id"])
     return jsonify(_attachment_links(survey_id, [added])[0]), 201
 
 
 @bp.put("/surveys/<survey_id>/attachments/<attachment_id>")
 @auth.login_required
-@limit("survey-attachment", per_minute=60, key=_user_key)
-@_heavy
+@limit("survey-attachment", per_minute=60, key=user_key)
+@heavy
 def replace_attachment(survey_id, attachment_id):
     """« Modifier » (multipart ``file``)."""
     rpc().survey.get_attachment(survey_id, attachment_id)  # 404 before storing anything
-    stored = _store(survey_id, "attachment", {"replacing": True})
+    stored = store_upload(survey_id, "attachment", {"replacing": True})
     replaced = rpc().survey.replace_attachment(survey_id, attachment_id, stored["id"])
     return jsonify(_attachment_links(survey_id, [replaced])[0])
 
