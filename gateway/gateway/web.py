@@ -88,6 +88,7 @@ def navigation() -> list[tuple[str, str]]:
         links.append(("/utilisateurs", "Gestion des utilisateurs"))
     if caller.is_agency:
         links.append(("/agence/inscriptions", "Inscriptions à valider"))
+        links.append(("/agence/enquetes", "Enquêtes (agence)"))
     return links
 
 
