@@ -23,6 +23,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from gateway import auth, config, errors, health, openapi, rpc, web
     from gateway.api import carte, identity, survey
     from gateway.pages import accounts as account_pages
+    from gateway.pages import carte_admin as carte_admin_pages
     from gateway.pages import agency_surveys as agency_survey_pages
     from gateway.pages import surveys as survey_pages
 
@@ -41,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app.register_blueprint(account_pages.bp)
     app.register_blueprint(carte.bp, url_prefix="/api/v1")
     app.register_blueprint(carte.pages, url_prefix="/carte")
+    app.register_blueprint(carte_admin_pages.bp)
     app.register_blueprint(survey.bp, url_prefix="/api/v1")
     app.register_blueprint(survey_pages.bp)
     app.register_blueprint(agency_survey_pages.bp)

@@ -77,9 +77,21 @@ def _filters() -> dict:
     return {key: request.args.get(key) for key in FILTERS if request.args.get(key)}
 
 
+def is_admin() -> bool:
+    """The platform's administrators (agency staff, carte ``admin`` accounts)."""
+    caller = g.get("caller")
+    return bool(caller and caller.authenticated and {AGENCY_ADMIN, CARTE_ADMIN} & set(caller.roles))
+
+
+def field_errors(exc: ServiceError) -> dict:
+    """A service error's per-field messages ({} when it has none)."""
+    fields = exc.details.get("fields") if isinstance(exc.details, dict) else None
+    return fields if isinstance(fields, dict) else {}
+
+
 def _admin_only() -> None:
     """Early refusal before bytes travel; the services check again."""
-    if not {AGENCY_ADMIN, CARTE_ADMIN} & set(g.caller.roles):
+    if not is_admin():
         raise Forbidden(
             "forbidden.carte_admin_only", "Réservé aux administrateurs de la carte des formations."
         )
@@ -223,12 +235,17 @@ def _store_catalogue(name: str, mimetype: str, content: bytes) -> dict:
 def import_catalogue():
     """Multipart ``file`` (.xlsx or .csv) → {diplomas, variants, created,
     updated, withdrawn}; 422 carte.catalogue_invalid lists every problem."""
+    return jsonify(import_uploaded_catalogue())
+
+
+def import_uploaded_catalogue() -> dict:
+    """The request's ``file`` checked, stored and imported (JSON route and page)."""
     _admin_only()
     name, mimetype, content = _upload()
     if not name.lower().endswith((".xlsx", ".csv")):
         raise _one_error("file", "carte.catalogue_unreadable", "Déposez un fichier .xlsx ou .csv.")
     stored = _store_catalogue(name, mimetype, content)
-    return jsonify(rpc(timeout=60).carte.import_catalogue(stored["id"], name))
+    return rpc(timeout=60).carte.import_catalogue(stored["id"], name)
 
 
 @bp.post("/carte/catalogue/reports")
@@ -382,7 +399,11 @@ select{width:100%;padding:.4rem}nav.pages a{margin-right:.8rem}
 
 # « Vous êtes connecté en tant que … avec l'identifiant … » and « Déconnexion »,
 # at the top of every page of a signed-in account (the guide's section 2)
-WHO = """{% if who %}<div class="who"><span>{{ who }}</span>
+WHO = """{% if admin %}<nav class="pages admin"><strong>Administration :</strong>
+<a href="/carte/admin/comptes">Comptes</a><a href="/carte/admin/campagnes">Campagnes</a>
+<a href="/carte/admin/catalogue">Catalogue</a><a href="/carte/relecture">Demandes validées</a>
+</nav>{% endif %}
+{% if who %}<div class="who"><span>{{ who }}</span>
 <form method="post" action="/carte/deconnexion"><button type="submit">Déconnexion</button></form>
 </div>{% endif %}"""
 
@@ -425,7 +446,8 @@ du {{ fr(board.campaign.opens_on) }} au {{ fr(board.campaign.closes_on) }}){% el
 <td><a href="{% if r.editable %}/carte/demandes/{{ r.id }}{% else %}/carte/demandes/{{ r.id }}/impression{% endif %}">{{ r.operation }}</a></td></tr>
 {% else %}<tr><td colspan="6">Aucune demande.</td></tr>{% endfor %}</tbody></table>
 {% if loop.first and board.can_file %}<p><a href="/carte/demandes/nouvelle">Déposer une nouvelle demande</a></p>{% endif %}
-{% endfor %}<p><a href="/carte/catalogue">Parcourir la liste des formations</a></p>"""  # noqa: E501
+{% endfor %}<p><a href="/carte/catalogue">Parcourir la liste des formations</a>
+{% if board.drafts %} · <a href="/carte/priorites">Priorités de vos demandes en cours</a>{% endif %}</p>"""  # noqa: E501
 )
 
 PRINT = """<!doctype html><html lang="fr"><head><meta charset="utf-8">
@@ -448,6 +470,7 @@ dt{font-weight:600;margin-top:.4rem}dd{margin:0 0 .2rem 0;white-space:pre-wrap}
 def _page(title, body="", status=200, **context):
     from gateway.web import page
 
+    context.setdefault("admin", is_admin())
     return page(title, body, status=status, **context)
 
 
