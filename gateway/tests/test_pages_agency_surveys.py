@@ -220,3 +220,18 @@ def test_refusals_read_as_pages(app, fake):
     fake.answers["survey.set_blocked"] = NotFound("survey.not_found", "Enquête introuvable.")
     gone = browser(app).post("/agence/enquetes/c1/organismes/zz/bloquer")
     assert gone.status_code == 404 and "Enquête introuvable." in text(gone)
+
+
+def test_the_organisation_search_is_passed_on_and_kept(app, fake):
+    page = text(browser(app).get("/agence/enquetes/c1?q=AFTI&blocked=true"))
+    assert (
+        "survey",
+        "list_statuses",
+        ({"campaign_id": "c1", "blocked": "true", "q": "AFTI", "page": "1"},),
+    ) in fake.calls
+    assert 'id="q" name="q" value="AFTI"' in page
+    assert 'href="/agence/enquetes/c1?blocked=true&q=AFTI&page=2">Page suivante' in page
+    back = browser(app).post(
+        "/agence/enquetes/c1/organismes/s1/bloquer", data={"q": "AFTI", "page": "1"}
+    )
+    assert back.headers["Location"].endswith("/agence/enquetes/c1?q=AFTI&page=1&fait=bloquee")

@@ -100,6 +100,7 @@ STATUSES = (
 {% if problems %}<ul class="errors" aria-label="Problèmes à corriger">
 {% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>{% endif %}
 <form method="get" class="filters">
+<div><label for="q">Organisme</label><input id="q" name="q" value="{{ q }}"></div>
 <div><label for="blocked">Bloquée</label><select id="blocked" name="blocked">
 <option value=""{% if not blocked %} selected{% endif %}>Toutes</option>
 <option value="true"{% if blocked == "true" %} selected{% endif %}>Bloquées</option>
@@ -112,7 +113,7 @@ STATUSES = (
 <td>Enquête {{ s.status_label }}</td><td>{{ fr_time(s.last_sent_at) }}</td>
 <td>{{ "Oui" if s.blocked else "Non" }}</td>
 <td><form method="post" class="inline" action="/agence/enquetes/{{ campaign_id }}/organismes/{{ s.id }}/{{ 'debloquer' if s.blocked else 'bloquer' }}">
-<input type="hidden" name="blocked" value="{{ blocked }}"><input type="hidden" name="page" value="{{ result.page }}">
+<input type="hidden" name="blocked" value="{{ blocked }}"><input type="hidden" name="q" value="{{ q }}"><input type="hidden" name="page" value="{{ result.page }}">
 <button type="submit" aria-label="{{ 'Débloquer' if s.blocked else 'Bloquer' }} l'enquête de {{ s.organisation or '' }}">{{ "Débloquer" if s.blocked else "Bloquer" }}</button></form></td></tr>
 {% else %}<tr><td colspan="6">Aucun organisme.</td></tr>{% endfor %}</tbody></table>
 <nav aria-label="Pagination"><p>{{ result.label }}
@@ -181,10 +182,12 @@ def create_campaign():
 
 @bp.get("/agence/enquetes/<campaign_id>")
 def campaign_statuses(campaign_id):
-    """Every organisation's survey for the campaign: ``?blocked=true|false&page=``."""
+    """Every organisation's survey for the campaign: ``?blocked=true|false&q=&page=``
+    (``q``: part of the organisation's name)."""
     if refused := _gate():
         return refused
     blocked = request.args.get("blocked", "")
+    q = request.args.get("q", "").strip()
     number = request.args.get("page") or "1"
 
     def link(n: int) -> str:
@@ -192,6 +195,7 @@ def campaign_statuses(campaign_id):
             "agency_survey_pages.campaign_statuses",
             campaign_id=campaign_id,
             blocked=blocked or None,
+            q=q or None,
             page=n,
         )
 
@@ -203,11 +207,12 @@ def campaign_statuses(campaign_id):
         "campaign": campaign,
         "campaign_id": campaign_id,
         "blocked": blocked,
+        "q": q,
         "link": link,
         "fr": fr_date,
         "fr_time": fr_time,
     }
-    filters = {"campaign_id": campaign_id, "blocked": blocked, "page": number}
+    filters = {"campaign_id": campaign_id, "blocked": blocked, "q": q, "page": number}
     title = f"Statut des enquêtes — {campaign['name']}"
     success = DONE.get(request.args.get("fait", ""))
     try:
@@ -238,6 +243,7 @@ def _set_blocked(campaign_id: str, survey_id: str, blocked: bool):
             "agency_survey_pages.campaign_statuses",
             campaign_id=campaign_id,
             blocked=request.form.get("blocked") or None,
+            q=request.form.get("q") or None,
             page=request.form.get("page") or None,
             fait="bloquee" if blocked else "debloquee",
         ),
