@@ -23,8 +23,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from gateway import auth, config, errors, health, openapi, rpc, web
     from gateway.api import carte, identity, survey
     from gateway.pages import accounts as account_pages
-    from gateway.pages import carte_admin as carte_admin_pages
     from gateway.pages import agency_surveys as agency_survey_pages
+    from gateway.pages import carte_admin as carte_admin_pages
     from gateway.pages import surveys as survey_pages
 
     app = Flask(__name__)
