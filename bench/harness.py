@@ -23,8 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
+from deploy import sandbox
 from deploy.launcher import ROOT, SERVICES, Config, LaunchError, System
 
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -57,72 +56,24 @@ def require_loopback(uri: str) -> None:
         raise LaunchError(f"the bench only runs on loopback addresses, not {host!r}")
 
 
-# --- RabbitMQ vhost -----------------------------------------------------------
-
-
-def _rabbit_api() -> tuple[str, tuple[str, str]]:
-    parts = urllib.parse.urlsplit(RABBIT_API)
-    netloc = f"{parts.hostname}:{parts.port or 15672}"
-    base = urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
-    return base, (parts.username or "guest", parts.password or "guest")
+# --- a vhost and databases of the bench's own (deploy.sandbox) ----------------
 
 
 def create_vhost(name: str) -> str:
     """A vhost of the bench's own; returns the AMQP URI pointing at it."""
-    base, auth = _rabbit_api()
-    user = urllib.parse.urlsplit(AMQP_URI).username or "guest"
-    try:
-        requests.put(f"{base}/api/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
-        requests.put(
-            f"{base}/api/permissions/{name}/{user}",
-            auth=auth,
-            timeout=10,
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-    except requests.RequestException as exc:
-        raise LaunchError(
-            f"cannot create a RabbitMQ vhost through {base} ({exc}); "
-            "is rabbitmq_management enabled?"
-        ) from None
-    parts = urllib.parse.urlsplit(AMQP_URI)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    return sandbox.create_vhost(name, AMQP_URI, RABBIT_API)
 
 
 def delete_vhost(name: str) -> None:
-    base, auth = _rabbit_api()
-    requests.delete(f"{base}/api/vhosts/{name}", auth=auth, timeout=30)
-
-
-# --- PostgreSQL databases ------------------------------------------------------
+    sandbox.delete_vhost(name, RABBIT_API)
 
 
 def create_databases(prefix: str, created: list[str]) -> dict[str, str]:
-    """One database per service; ``created`` lists them as they appear, so
-    the caller can drop them even after a failure half-way."""
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
-        for service in SERVICES:
-            name = f"{prefix}_{service}"
-            conn.execute(f'CREATE DATABASE "{name}"')
-            created.append(name)
-    parts = urllib.parse.urlsplit(PG_ADMIN_DSN)
-    return {
-        f"{service.upper()}_DB_URL": urllib.parse.urlunsplit(
-            parts._replace(path=f"/{prefix}_{service}")
-        )
-        for service in SERVICES
-    }
+    return sandbox.create_databases(prefix, created, PG_ADMIN_DSN)
 
 
 def drop_databases(names: list[str]) -> None:
-    import psycopg
-
-    if not names:
-        return
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    sandbox.drop_databases(names, PG_ADMIN_DSN)
 
 
 # --- the processes -------------------------------------------------------------

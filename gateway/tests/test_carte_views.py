@@ -13,6 +13,7 @@ from gateway import create_app
 from gateway.api import carte as views
 from gateway.auth import issue_token
 from kit.errors import Conflict, InvalidInput, Unauthenticated
+from tests.fakes import FakeRpc
 
 ACCOUNT = {
     "user_id": "u1",
@@ -21,36 +22,6 @@ ACCOUNT = {
     "signed_in_as": "Vous êtes connecté en tant qu'établissement de formation avec "
     "l'identifiant 0311234T",
 }
-
-
-class FakeRpc:
-    """``rpc().<service>.<method>(...)``: answers from ``answers``, records calls."""
-
-    def __init__(self):
-        self.calls: list[tuple[str, str, tuple]] = []
-        self.answers: dict[str, object] = {}
-
-    def __call__(self, timeout=None):
-        return self
-
-    def __getattr__(self, service):
-        fake = self
-
-        class Service:
-            def __getattr__(self, method):
-                def call(*args, **kwargs):
-                    fake.calls.append((service, method, args))
-                    answer = fake.answers.get(f"{service}.{method}")
-                    if isinstance(answer, Exception):
-                        raise answer
-                    return answer(*args) if callable(answer) else answer
-
-                return call
-
-        return Service()
-
-    def methods(self):
-        return [f"{s}.{m}" for s, m, _a in self.calls]
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from gateway.api import identity as identity_api
 from gateway.auth import issue_token
 from gateway.pages import accounts as views
 from kit.errors import Conflict, InvalidInput
-
-from .test_carte_views import FakeRpc
+from tests.fakes import FakeRpc
 
 FORM = {
     "account_type": "OFA",

@@ -11,7 +11,7 @@ import pytest
 from gateway.auth import COOKIE, issue_token
 from gateway.pages import agency_surveys as pages
 from kit.errors import InvalidInput, NotFound
-from tests.test_survey_views import FakeRpc
+from tests.fakes import FakeRpc
 
 CAMPAIGN = {
     "id": "c1",

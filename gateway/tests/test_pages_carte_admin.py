@@ -24,6 +24,7 @@ def fake(monkeypatch):
 def app():
     return base.app.__wrapped__()
 
+
 ADMIN = ("agency_admin",)
 ACCOUNT = {
     "user_id": "u9",

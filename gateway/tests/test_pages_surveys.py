@@ -13,7 +13,8 @@ from gateway.api import survey as api_views
 from gateway.auth import COOKIE, issue_token
 from gateway.pages import surveys as pages
 from kit.errors import Conflict, Forbidden, InvalidInput
-from tests.test_survey_views import PLAN, FakeRpc
+from tests.fakes import FakeRpc
+from tests.test_survey_views import PLAN
 
 ROW = {
     "id": "s1",

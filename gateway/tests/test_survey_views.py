@@ -12,38 +12,9 @@ from gateway import create_app
 from gateway.api import survey as views
 from gateway.auth import issue_token
 from kit.errors import Forbidden, InvalidInput
+from tests.fakes import FakeRpc
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-class FakeRpc:
-    """``rpc().<service>.<method>(...)``: answers from ``answers``, records calls."""
-
-    def __init__(self):
-        self.calls: list[tuple[str, str, tuple]] = []
-        self.answers: dict[str, object] = {}
-
-    def __call__(self, timeout=None):
-        return self
-
-    def __getattr__(self, service):
-        fake = self
-
-        class Service:
-            def __getattr__(self, method):
-                def call(*args, **kwargs):
-                    fake.calls.append((service, method, args))
-                    answer = fake.answers.get(f"{service}.{method}")
-                    if isinstance(answer, Exception):
-                        raise answer
-                    return answer(*args) if callable(answer) else answer
-
-                return call
-
-        return Service()
-
-    def methods(self):
-        return [f"{s}.{m}" for s, m, _a in self.calls]
 
 
 @pytest.fixture

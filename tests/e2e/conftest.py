@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.launcher import SERVICES, Config, LaunchError, System
+from deploy import sandbox
+from deploy.launcher import Config, LaunchError, System
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URI = os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
@@ -48,68 +49,33 @@ def pytest_collection_modifyitems(config, items):
 # --- real parts: a vhost and databases --------------------------------------
 
 
-def _rabbit_api():
-    parts = urllib.parse.urlsplit(RABBIT_API)
-    base = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 15672}"))
-    return base.rstrip("/"), (parts.username or "guest", parts.password or "guest")
-
-
 @pytest.fixture(scope="session")
 def e2e_vhost():
     """A vhost of its own: queues left by other runs cannot steal messages."""
-    base, auth = _rabbit_api()
     name = f"e2e_{uuid.uuid4().hex[:10]}"
-    user = urllib.parse.urlsplit(AMQP_URI).username or "guest"
     try:
-        requests.put(f"{base}/api/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
-        requests.put(
-            f"{base}/api/permissions/{name}/{user}",
-            auth=auth,
-            timeout=10,
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-    except requests.RequestException as exc:
-        pytest.fail(
-            f"cannot create a RabbitMQ vhost through {base} ({exc}); "
-            "is rabbitmq_management enabled? (bash deploy/test.sh does it)"
-        )
-    parts = urllib.parse.urlsplit(AMQP_URI)
-    yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-    requests.delete(f"{base}/api/vhosts/{name}", auth=auth, timeout=30)
+        uri = sandbox.create_vhost(name, AMQP_URI, RABBIT_API)
+    except LaunchError as exc:
+        error = str(exc)
+    else:
+        error = None
+    if error:
+        pytest.fail(error, pytrace=False)
+    yield uri
+    sandbox.delete_vhost(name, RABBIT_API)
 
 
 @pytest.fixture(scope="session")
 def e2e_databases():
     """``{"IDENTITY_DB_URL": "postgresql://…/e2e_…_identity", …}``, dropped at the end."""
-    import psycopg
-
-    prefix = f"e2e_{uuid.uuid4().hex[:10]}"
-    names = {service: f"{prefix}_{service}" for service in SERVICES}
-    created = []
+    created: list[str] = []
     try:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
-            for name in names.values():
-                conn.execute(f'CREATE DATABASE "{name}"')
-                created.append(name)
-    except psycopg.Error as exc:
-        _drop(created)
-        pytest.fail(f"cannot create the e2e databases through TEST_PG_DSN ({exc})")
-    parts = urllib.parse.urlsplit(PG_ADMIN_DSN)
-    yield {
-        f"{service.upper()}_DB_URL": urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-        for service, name in names.items()
-    }
-    _drop(created)
-
-
-def _drop(names):
-    import psycopg
-
-    if not names:
-        return
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        env = sandbox.create_databases(f"e2e_{uuid.uuid4().hex[:10]}", created, PG_ADMIN_DSN)
+    except LaunchError as exc:
+        sandbox.drop_databases(created, PG_ADMIN_DSN)
+        pytest.fail(f"{exc} (TEST_PG_DSN)", pytrace=False)
+    yield env
+    sandbox.drop_databases(created, PG_ADMIN_DSN)
 
 
 # --- the system --------------------------------------------------------------

@@ -15,12 +15,12 @@ identity or files do not answer in time.
 
 from __future__ import annotations
 
-from eventlet import tpool
 from nameko.events import event_handler
 from nameko.rpc import rpc
 
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.cpu import offload as cpu  # spreadsheet work off the hub (STACK.md #10)
 from kit.db import Database
 from kit.rpc import BoundedRpcProxy
 from survey import use_cases as uc
@@ -38,11 +38,6 @@ class BoundedRpc(BoundedRpcProxy):
             busy_code="survey.dependency_busy",
             **options,
         )
-
-
-def cpu(fn, *args, **kwargs):
-    """Spreadsheet work off the hub (STACK.md #10)."""
-    return tpool.execute(fn, *args, **kwargs)
 
 
 class SurveyService(kit_service.ServiceBase):
