@@ -20,6 +20,9 @@ AGENCY_ADMIN = "agency_admin"  # France compétences staff
 MANAGER = "manager"  # gestionnaire de compte of an organisation
 USER = "user"  # utilisateur CFA/OFA
 SYSTEM = "system"  # internal calls (benchmarks, relays, tools)
+# another public agency, authenticated by a partner API key at the gateway:
+# ``user_id`` is ``partner:<partner id>``; its scope travels as an RPC argument
+PARTNER = "partner"
 
 # Carte des formations (carte accounts sign in with an identifier, not an e-mail)
 CARTE_ESTABLISHMENT = "carte_establishment"  # établissement de formation (its UAI)

@@ -94,7 +94,24 @@ class TooManyRequests(ServiceError):
     default_message = "Trop de tentatives, réessayez plus tard."
 
 
-ERROR_CLASSES = (InvalidInput, NotFound, Conflict, Forbidden, Unauthenticated, TooManyRequests)
+@deserialize_to_instance
+class Gone(ServiceError):
+    """What existed is no longer kept (e.g. a feed cursor past the retention)."""
+
+    status = 410
+    default_code = "gone"
+    default_message = "Cette ressource n'est plus disponible."
+
+
+ERROR_CLASSES = (
+    InvalidInput,
+    NotFound,
+    Conflict,
+    Forbidden,
+    Unauthenticated,
+    TooManyRequests,
+    Gone,
+)
 
 
 class FieldErrors:

@@ -24,6 +24,10 @@ USER_INVITED = "user_invited"
 # identity.password_reset_requested: {user_id, email, first_name, last_name,
 #   reset_token}
 PASSWORD_RESET_REQUESTED = "password_reset_requested"
+# identity.organisation_validated: {org_id, siret, uai, nda, account_type, name,
+#   parent_id, validated_at} (an organisation's first validation by the agency;
+#   public facts only: it goes to partners)
+ORGANISATION_VALIDATED = "organisation_validated"
 # identity.user_deactivated: {user_id, org_id}
 USER_DEACTIVATED = "user_deactivated"
 
@@ -55,9 +59,11 @@ SURVEY = "survey"
 #   (each download of the official, locked form)
 FORM_DOWNLOADED = "form_downloaded"
 # survey.response_submitted: {survey_id, campaign_id, org_id, transmission_id, seq,
-#   file_id, file_name, sha256, form_version, submitted_by, submitted_at}
+#   file_id, file_name, sha256, size, form_version, submitted_by, submitted_at,
+#   siret, uai, account_type, campaign_name}
 #   (values stay in the survey service: ask it with the ids)
 RESPONSE_SUBMITTED = "response_submitted"
-# survey.survey_blocked / survey.survey_unblocked: {survey_id, campaign_id, org_id, by}
+# survey.survey_blocked / survey.survey_unblocked: {survey_id, campaign_id, org_id, by,
+#   siret, uai, account_type, campaign_name, at}
 SURVEY_BLOCKED = "survey_blocked"
 SURVEY_UNBLOCKED = "survey_unblocked"
