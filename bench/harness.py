@@ -82,7 +82,8 @@ def drop_databases(names: list[str]) -> None:
 def start_trivial(system: System, amqp_uri: str) -> int:
     """``nameko run bench.trivial`` on the system's broker and vhost."""
     env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # nameko run adds the working directory (the root)
+    # nameko run adds the working directory (the root); kit for nameko.yaml's log format
+    env["PYTHONPATH"] = str(ROOT / "libs" / "kit")
     env.update({"AMQP_URI": amqp_uri, "PYTHONUNBUFFERED": "1"})
     process = system.spawn(
         TRIVIAL_SERVICE,

@@ -9,6 +9,7 @@ command works from the repository root without PYTHONPATH.
 """
 
 import os
+import sys
 
 _here = os.path.dirname(os.path.abspath(__file__))
 pythonpath = ",".join([_here, os.path.join(os.path.dirname(_here), "libs", "kit")])
@@ -38,3 +39,9 @@ proc_name = "gateway"
 # Heartbeat file of each worker in memory rather than on a possibly slow disk.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
+
+# Metrics across the worker processes and JSON logs (gateway/gateway/gunicorn_hooks.py).
+sys.path.insert(0, _here)
+from gateway.gunicorn_hooks import child_exit, logging_config, on_exit, on_starting, when_ready  # noqa: E402,F401,I001
+
+logconfig_dict = logging_config(loglevel, accesslog)

@@ -20,7 +20,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     """The WSGI app; ``test_config`` overrides the environment's settings."""
     from flask import Flask
 
-    from gateway import auth, config, errors, health, openapi, rpc, web
+    from gateway import auth, config, errors, health, metrics, openapi, rpc, web
     from gateway.api import carte, identity, survey
     from gateway.pages import accounts as account_pages
     from gateway.pages import agency_surveys as agency_survey_pages
@@ -30,6 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
 
+    metrics.init_app(app)  # first: its timer starts before anything else
     errors.init_app(app)
     rpc.init_app(app)
 

@@ -48,6 +48,7 @@ from nameko.standalone.rpc import (
 
 from gateway.amqp_rpc import AmqpRpcClient
 from gateway.errors import BrokerUnavailable, current_request_id
+from gateway.metrics import observe_rpc
 from kit.context import CALLER_KEY, Caller
 
 log = logging.getLogger(__name__)
@@ -345,7 +346,8 @@ class _Method:
         self._method = method
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._lease.call(self._service, self._method, args, kwargs)
+        with observe_rpc(self._service, self._method):  # gateway.metrics
+            return self._lease.call(self._service, self._method, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<rpc {self._service}.{self._method}>"

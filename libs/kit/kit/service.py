@@ -1,5 +1,6 @@
 """What every nameko service of the platform has: a database session per
-worker, the caller from context, an outbox relay and a health check."""
+worker, the caller from context, an outbox relay, a health check, metrics
+and structured logs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from nameko.timer import timer  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from kit.context import CallerProvider  # noqa: E402
+from kit.logs import LogContext  # noqa: E402
+from kit.metrics import ServiceMetrics  # noqa: E402
 from kit.outbox import relay  # noqa: E402
 
 
@@ -21,9 +24,12 @@ class ServiceBase:
 
     name: str
     outbox_model = None
+    upload_methods: tuple[str, ...] = ()  # RPCs whose InvalidInput is an upload refused
 
     dispatch = EventDispatcher()
     caller = CallerProvider()
+    metrics = ServiceMetrics()  # kit.metrics: Prometheus on METRICS_PORT
+    log_context = LogContext()  # kit.logs: request id on log lines, one line per RPC
 
     @rpc
     def health(self) -> dict:

@@ -58,6 +58,7 @@ class CarteService(kit_service.ServiceBase):
     name = "carte"
     db = Database("carte")
     outbox_model = Outbox
+    upload_methods = ("import_catalogue", "add_annex")  # kit.metrics
     # calls that give up after CARTE_RPC_TIMEOUT (20 s) instead of waiting forever
     identity = BoundedRpcProxy(
         "identity", timeout_setting="CARTE_RPC_TIMEOUT", busy_code="carte.dependency_busy"

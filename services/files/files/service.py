@@ -36,6 +36,7 @@ class FilesService(kit_service.ServiceBase):
     storage = Storage()
     settings = Settings()
     outbox_model = Outbox
+    upload_methods = ("store_file", "store_xlsx", "check_xlsx")  # kit.metrics
 
     @rpc
     def store_file(self, meta: dict, content_b64: str) -> dict:

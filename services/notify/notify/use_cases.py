@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from kit import events
 from kit.db import utcnow
+from kit.metrics import EMAILS
 from kit.outbox import emit
 from notify import repository
 from notify.mailer import SendFailed
@@ -142,6 +143,7 @@ def _attempt(session: Session, send: Send, row: Delivery, clock: Clock) -> None:
     else:
         row.status = SENT
         row.sent_at = clock()
+    EMAILS.labels(outcome="sent" if row.status == SENT else "failed").inc()
     session.commit()
 
 

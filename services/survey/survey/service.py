@@ -44,6 +44,7 @@ class SurveyService(kit_service.ServiceBase):
     name = "survey"
     db = Database("survey")
     outbox_model = Outbox
+    upload_methods = ("prepare_upload", "submit_response", "import_certifications")  # kit.metrics
     settings = Settings()
     identity = BoundedRpc("identity")
     files = BoundedRpc("files")
