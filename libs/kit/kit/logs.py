@@ -210,6 +210,16 @@ def request_id_of(worker_ctx) -> str | None:
     return request_id
 
 
+def outcome_fields(exc: BaseException | None) -> dict[str, str]:
+    """``outcome`` ok, a typed error's class (with its ``code``) or unexpected
+    (with the ``error`` class)."""
+    if exc is None:
+        return {"outcome": "ok"}
+    if isinstance(exc, ServiceError):
+        return {"outcome": type(exc).__name__, "code": exc.code}
+    return {"outcome": "unexpected", "error": type(exc).__name__}
+
+
 class LogContext(DependencyProvider):
     """Binds the service and request id for each worker's log lines, and
     writes one ``kit.access`` line per RPC and per event handled."""
@@ -219,50 +229,42 @@ class LogContext(DependencyProvider):
         if _process_service is None:
             set_process_service(self.service)
         quiet_expected_errors()
-        self._workers: dict[Any, tuple[contextvars.Token, float]] = {}
+        self._workers: dict[Any, tuple[contextvars.Token, float, str | None]] = {}
 
     def worker_setup(self, worker_ctx) -> None:
-        token = bind(self.service, request_id_of(worker_ctx))
-        self._workers[worker_ctx] = (token, time.perf_counter())
+        request_id = request_id_of(worker_ctx)
+        self._workers[worker_ctx] = (
+            bind(self.service, request_id),
+            time.perf_counter(),
+            request_id,
+        )
 
     def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
         started = self._workers.get(worker_ctx)
         entrypoint = worker_ctx.entrypoint
         if started is None or not isinstance(entrypoint, (Rpc, Consumer)):
             return  # timers: every second, nothing to tell
-        duration_ms = round((time.perf_counter() - started[1]) * 1000, 1)
-        method = entrypoint.method_name
-        exc = exc_info[1] if exc_info else None
-        fields: dict[str, Any] = {"method": method, "duration_ms": duration_ms}
-        if exc is None:
-            fields["outcome"] = "ok"
-        elif isinstance(exc, ServiceError):
-            fields["outcome"] = type(exc).__name__
-            fields["code"] = exc.code
-        else:
-            fields["outcome"] = "unexpected"
-            fields["error"] = type(exc).__name__
-        level = logging.WARNING if fields["outcome"] == "unexpected" else logging.INFO
-        if isinstance(entrypoint, Rpc):
-            kind = "rpc"
-        else:
-            kind = "event"
-            source, event = (
-                getattr(entrypoint, "source_service", None),
-                getattr(entrypoint, "event_type", None),
-            )
-            if source and event:
-                fields["event"] = f"{source}.{event}"
-        fields["kind"] = kind
-        outcome = fields["outcome"] + (f" {fields['code']}" if "code" in fields else "")
+        _token, at, request_id = started
+        fields: dict[str, Any] = {
+            "kind": "rpc" if isinstance(entrypoint, Rpc) else "event",
+            "service": self.service,
+            "method": entrypoint.method_name,
+            "request_id": request_id,
+            "duration_ms": round((time.perf_counter() - at) * 1000, 1),
+            **outcome_fields(exc_info[1] if exc_info else None),
+        }
+        source, event = (getattr(entrypoint, a, None) for a in ("source_service", "event_type"))
+        if source and event:
+            fields["event"] = f"{source}.{event}"
         access_log.log(
-            level,
-            "%s %s.%s %s %.1f ms",
-            kind,
+            logging.WARNING if fields["outcome"] == "unexpected" else logging.INFO,
+            "%s %s.%s %s%s %.1f ms",
+            fields["kind"],
             self.service,
-            method,
-            outcome,
-            duration_ms,
+            fields["method"],
+            fields["outcome"],
+            f" {fields['code']}" if "code" in fields else "",
+            fields["duration_ms"],
             extra=fields,
         )
 
