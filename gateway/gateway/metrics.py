@@ -143,7 +143,13 @@ def _record(response: Response) -> Response:
         route,
         status,
         duration_ms,
-        extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms},
+        extra={
+            "service": "gateway",
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+        },
     )
     return response
 
