@@ -182,8 +182,9 @@ class _CallbackGauges(Collector):
             for fn in sources.get(name, ()):
                 try:
                     value = fn()
-                except Exception:  # noqa: BLE001 - one broken source must not break a scrape
-                    log.warning("metrics: gauge %s could not be read", name, exc_info=True)
+                except Exception as exc:  # noqa: BLE001 - one source must not break a scrape
+                    # no traceback: a database down would write one per scrape
+                    log.warning("metrics: gauge %s could not be read: %s", name, exc)
                     continue
                 if value is None:
                     continue
