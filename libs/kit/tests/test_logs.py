@@ -16,8 +16,6 @@ from kit.context import CALLER_KEY, Caller
 from kit.errors import NotFound
 from kit.logs import ContextFilter, JsonFormatter, TextFormatter, bind, log_format, unbind
 
-from .probe import listener_service, probe_service
-
 
 def record(message="hello %s", args=("you",), exc_info=None, **extra) -> logging.LogRecord:
     made = logging.LogRecord("kit.test", logging.INFO, __file__, 1, message, args, exc_info)
@@ -97,9 +95,9 @@ def access_lines(caplog, method: str, timeout: float = 2.0) -> list[logging.LogR
 
 
 @pytest.mark.integration
-def test_an_expected_not_found_is_one_info_line_without_traceback(start, caplog):
+def test_an_expected_not_found_is_one_info_line_without_traceback(start, caplog, probe):
     caplog.set_level(logging.INFO)
-    service = probe_service()
+    service = probe.service()
     config = start(service)
     caller = Caller(request_id="req-nf").to_header()
 
@@ -117,9 +115,9 @@ def test_an_expected_not_found_is_one_info_line_without_traceback(start, caplog)
 
 
 @pytest.mark.integration
-def test_an_unexpected_error_keeps_its_traceback(start, caplog):
+def test_an_unexpected_error_keeps_its_traceback(start, caplog, probe):
     caplog.set_level(logging.INFO)
-    service = probe_service()
+    service = probe.service()
     config = start(service)
 
     with ServiceRpcProxy(service.name, config) as proxy:
@@ -137,16 +135,16 @@ def test_an_unexpected_error_keeps_its_traceback(start, caplog):
 
 
 @pytest.mark.integration
-def test_an_event_sent_by_a_worker_is_handled_with_its_request_id(start, caplog):
+def test_an_event_sent_by_a_worker_is_handled_with_its_request_id(start, caplog, probe):
     caplog.set_level(logging.INFO)
-    probe = probe_service()
-    config = start(probe)
-    start(listener_service(probe.name))
+    source = probe.service()
+    config = start(source)
+    start(probe.listener(source.name))
     caller = Caller(request_id="req-evt").to_header()
 
-    with ServiceRpcProxy(probe.name, config, context_data={CALLER_KEY: caller}) as proxy:
+    with ServiceRpcProxy(source.name, config, context_data={CALLER_KEY: caller}) as proxy:
         proxy.announce()
     (line,) = access_lines(caplog, "on_announced")
 
     assert (line.kind, line.outcome, line.request_id) == ("event", "ok", "req-evt")
-    assert line.event == f"{probe.name}.probe_announced"
+    assert line.event == f"{source.name}.probe_announced"

@@ -15,26 +15,24 @@ from kit.db import make_engine, utcnow
 from kit.errors import InvalidInput, NotFound
 from kit.metrics import metrics_port, outcome_of
 
-from .probe import Base, ProbeOutbox, free_port, probe_service, scrape, value
-
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def db_url(pg_database):
+def db_url(pg_database, probe):
     url = pg_database("kitmetrics")
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
+    probe.Base.metadata.create_all(engine)
     engine.dispose()
     return url
 
 
 @pytest.fixture
-def start(container_factory, rabbit_config, db_url):
+def start(container_factory, rabbit_config, db_url, probe):
     """Starts a fresh probe service; returns (its class, its config)."""
 
     def make(**settings):
-        service = probe_service()
+        service = probe.service()
         config = dict(rabbit_config, **{f"{service.name.upper()}_DB_URL": db_url}, **settings)
         container = container_factory(service, config)
         container.start()
@@ -43,8 +41,8 @@ def start(container_factory, rabbit_config, db_url):
     return make
 
 
-def test_the_service_answers_metrics_with_its_rpcs_counted_by_outcome(start):
-    port = free_port()
+def test_the_service_answers_metrics_with_its_rpcs_counted_by_outcome(start, probe):
+    port = probe.free_port()
     service, config = start(METRICS_PORT=port, max_workers=4)
 
     with ServiceRpcProxy(service.name, config) as proxy:
@@ -56,7 +54,8 @@ def test_the_service_answers_metrics_with_its_rpcs_counted_by_outcome(start):
         with pytest.raises(RemoteError):
             proxy.boom()
     eventlet.sleep(0.1)  # the last worker's result is recorded just after its reply
-    found = scrape(port)
+    found = probe.scrape(port)
+    value = probe.value
 
     name = service.name
     assert value(found, "rpc_requests_total", service=name, method="whoami", outcome="ok") == 1
@@ -87,7 +86,7 @@ def test_an_invalid_upload_counts_as_a_refusal_by_code_and_other_invalid_input_d
     assert REGISTRY.get_sample_value("upload_refusals_total", {"code": "probe.bad_name"}) is None
 
 
-def test_the_outbox_lag_is_the_age_of_the_oldest_pending_row(start, db_url):
+def test_the_outbox_lag_is_the_age_of_the_oldest_pending_row(start, db_url, probe):
     service, _config = start()
     labels = {"service": service.name}
     assert REGISTRY.get_sample_value("outbox_pending", labels) == 0
@@ -97,7 +96,7 @@ def test_the_outbox_lag_is_the_age_of_the_oldest_pending_row(start, db_url):
     with Session(engine) as session:
         for age in (90, 30):
             session.add(
-                ProbeOutbox(
+                probe.Outbox(
                     event_type="probe_announced",
                     payload={},
                     created_at=utcnow() - dt.timedelta(seconds=age),

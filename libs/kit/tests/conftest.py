@@ -1,11 +1,14 @@
-"""A small service built on ``ServiceBase`` for the kit's tests, and helpers
-to read what it exports."""
+"""Fixtures of the kit's tests: ``probe``, a small service built on
+``ServiceBase`` and helpers to read what it exports (a fixture, as pytest's
+importlib mode gives test folders without ``__init__`` no importable module)."""
 
 from __future__ import annotations
 
 import socket
 import uuid
+from types import SimpleNamespace
 
+import pytest
 import requests
 from nameko.events import event_handler
 from nameko.rpc import rpc
@@ -97,3 +100,16 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 def value(found: dict, name: str, **labels: str) -> float | None:
     return found.get((name, frozenset(labels.items())))
+
+
+@pytest.fixture
+def probe() -> SimpleNamespace:
+    return SimpleNamespace(
+        Base=Base,
+        Outbox=ProbeOutbox,
+        service=probe_service,
+        listener=listener_service,
+        free_port=free_port,
+        scrape=scrape,
+        value=value,
+    )
