@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,54 +27,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def gunicorn(rabbit_config):
+@contextmanager
+def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: ()):
+    """``gunicorn -c gateway/gunicorn.conf.py`` on a free port with ``settings``
+    over a clean environment, output to ``log``; yields its base URL once
+    ``/health/live`` (and every URL of ``ready_urls(base)``) answers; stopped
+    with SIGTERM (SIGKILL after 30 s)."""
     port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PYTHON", "SESSION_SECRET", "AMQP_URI", "SERVICES"))
+        if not key.startswith(("PYTHON", "SESSION_SECRET", "AMQP_URI", "SERVICES", "LOG_"))
     }
-    env.update(
-        GATEWAY_BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="2",
-        APP_ENV="development",
-        AMQP_URI=rabbit_config["AMQP_URI"],
-        SERVICES=SERVICE,
-        HEALTH_RPC_TIMEOUT="2",
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "gateway/gunicorn.conf.py",
-            "gateway:create_app()",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    env.update(GATEWAY_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", APP_ENV="development")
+    env.update(settings)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
+             "gateway:create_app()"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=out,
+        )
         try:
-            requests.get(f"{base}/health/live", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    for url in (f"{base}/health/live", *ready_urls(base)):
+                        requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        process.kill()
+                        pytest.fail(f"gunicorn did not start: {log.read_text()[-2000:]}")
+                    time.sleep(0.2)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
-    yield base
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+                process.wait()
+
+
+@pytest.fixture
+def gunicorn(rabbit_config, tmp_path):
+    settings = dict(AMQP_URI=rabbit_config["AMQP_URI"], SERVICES=SERVICE, HEALTH_RPC_TIMEOUT="2")
+    with running_gunicorn(settings, tmp_path / "gunicorn.log") as base:
+        yield base
 
 
 def test_gunicorn_serves_the_app_and_reaches_services(gunicorn, container_factory, rabbit_config):

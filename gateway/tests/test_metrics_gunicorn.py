@@ -5,18 +5,13 @@ line gunicorn and the app write is JSON."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from .test_gunicorn import free_port
+from .test_gunicorn import free_port, running_gunicorn
 from .test_metrics import OPENAPI, requests_of, samples
 
 pytestmark = pytest.mark.integration
@@ -27,16 +22,9 @@ REQUESTS = 24
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    port, metrics_port = free_port(), free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PYTHON", "SESSION_SECRET", "AMQP_URI", "SERVICES", "LOG_"))
-    }
-    env.update(
-        GATEWAY_BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="2",
-        APP_ENV="development",
+    metrics_port = free_port()
+    master = f"http://127.0.0.1:{metrics_port}"
+    settings = dict(
         LOG_FORMAT="json",
         LOG_LEVEL="info",
         METRICS_PORT=str(metrics_port),
@@ -44,41 +32,9 @@ def gunicorn(tmp_path):
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
         SERVICES="none",
     )
-    stderr = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "gateway/gunicorn.conf.py",
-            "gateway:create_app()",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(f"{base}/health/live", timeout=1)
-            requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"gunicorn did not start: {(tmp_path / 'gunicorn.log').read_text()}")
-            time.sleep(0.2)
-    yield base, f"http://127.0.0.1:{metrics_port}", tmp_path
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    stderr.close()
+    log = tmp_path / "gunicorn.log"
+    with running_gunicorn(settings, log, ready_urls=lambda _base: [f"{master}/metrics"]) as base:
+        yield base, master, tmp_path
 
 
 def test_the_workers_requests_add_up_on_both_metrics_endpoints(gunicorn):
