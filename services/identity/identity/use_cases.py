@@ -420,6 +420,21 @@ def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None
     if org.status != "validated":
         org.status = "validated"
         audit(session, "organisation_validated", org_id=org.id, actor=actor.id)
+        emit(
+            session,
+            Outbox,
+            events.ORGANISATION_VALIDATED,
+            {
+                "org_id": org.id,
+                "siret": org.siret,
+                "uai": org.uai,
+                "nda": org.nda,
+                "account_type": org.account_type,
+                "name": org.name,
+                "parent_id": org.parent_id,
+                "validated_at": now.isoformat(),
+            },
+        )
     if not repo.managers(session, org.id):
         user.role = "manager"  # the first validated user manages the account
     user.validated_at = now

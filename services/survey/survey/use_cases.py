@@ -583,11 +583,25 @@ def set_blocked(session, caller: Caller, survey_id, blocked: bool, now: Clock = 
                 "campaign_id": survey.campaign_id,
                 "org_id": survey.org_id,
                 "by": caller.user_id,
+                **_public_facts(session, survey.org_id, campaign),
+                "at": at.isoformat(),
             },
         )
     session.commit()
     org = repo.organisation(session, survey.org_id)
     return survey_row(survey, campaign, org, None, rules.today_in_france(at))
+
+
+def _public_facts(session, org_id: str | None, campaign) -> dict:
+    """What partners may learn of the organisation and campaign of an event
+    (kit.events: public facts only, never a person)."""
+    org = repo.organisation(session, org_id)
+    return {
+        "siret": org.siret if org else None,
+        "uai": org.uai if org else None,
+        "account_type": org.account_type if org else None,
+        "campaign_name": campaign.name if campaign else None,
+    }
 
 
 # ---------------------------------------------------------------- « Données à renseigner »
@@ -1321,6 +1335,8 @@ def submit_response(
                 "form_version": version,
                 "submitted_by": caller.user_id,
                 "submitted_at": at.isoformat(),
+                "size": row.size,
+                **_public_facts(session, survey.org_id, campaign),
             },
         )
         try:

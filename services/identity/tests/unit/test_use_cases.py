@@ -150,6 +150,14 @@ def test_agency_validation_makes_the_first_user_manager(session, sirene, agent):
     assert row["role"] == "manager" and row["state"] == "validated"
     assert session.get(Organisation, user.org_id).status == "validated"
     assert events(session, "user_validated")[-1]["role"] == "manager"
+    [validated] = events(session, "organisation_validated")
+    org = session.get(Organisation, user.org_id)
+    assert (validated["org_id"], validated["siret"], validated["account_type"]) == (
+        org.id, org.siret, org.account_type
+    )
+    assert "email" not in validated and validated["validated_at"]
+    manager = uc.validate_user(session, agent, user.id)  # again: nothing new to announce
+    assert manager["state"] == "validated" and len(events(session, "organisation_validated")) == 1
 
 
 def test_only_the_agency_validates_a_new_organisation(session, sirene, agent, manager):

@@ -224,7 +224,11 @@ def test_malformed_status_filters_are_refused_with_the_field(session, campaign, 
 def test_blocking_filters_and_is_announced(session, campaign, survey):
     blocked = uc.set_blocked(session, AGENT, survey["id"], True, now=clock())
     assert blocked["blocked"] is True
-    assert events(session, "survey_blocked")[0]["survey_id"] == survey["id"]
+    [announced] = events(session, "survey_blocked")
+    assert announced["survey_id"] == survey["id"] and announced["at"] == NOW.isoformat()
+    # the public facts partners receive (kit.events), never a person
+    assert {"siret", "uai", "account_type", "campaign_name"} <= set(announced)
+    assert announced["campaign_name"] and announced["siret"]
     uc.set_blocked(session, AGENT, survey["id"], True, now=clock())  # idempotent
     assert len(events(session, "survey_blocked")) == 1
     only = uc.list_statuses(session, AGENT, FakeIdentity(AGENT), {"blocked": "true"}, now=clock())
@@ -431,6 +435,8 @@ def test_a_filled_form_is_transmitted_with_its_values_and_announced(session, fil
     assert [t["number"] for t in page["transmissions"]] == [1]
     [event] = events(session, "response_submitted")
     assert event["transmission_id"] == result["id"] and "values" not in event
+    assert event["size"] > 0 and event["campaign_name"] and event["siret"]
+    assert event["account_type"] in ("OFA", "OG")
     values = uc.get_response_values(session, AGENT, ready["id"], result["id"], now=clock())[
         "values"
     ]
