@@ -36,6 +36,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,7 +299,9 @@ class Spike:
             raise RuntimeError(f"confirmation of {email}: {confirmed.status_code}")
         return email
 
-    def prepare(self, agency: dict, sirets: list[str]) -> list[dict]:
+    def prepare(
+        self, agency: dict, sirets: list[str], forms_per_org: int | None = None
+    ) -> list[dict]:
         password = "bench horse 4242"
         with ThreadPoolExecutor(4) as pool:
             emails = list(
@@ -342,16 +345,19 @@ class Spike:
             form = self.call("GET", f"/api/v1/surveys/{sid}/form", headers=headers).content
             filled = [
                 fill_form(form, lambda s, r, c, k=k: (r + c + k) % 90 + 0.5)
-                for k in range(self.args.per_org)
+                for k in range(forms_per_org or self.args.per_org)
             ]
             return {"headers": headers, "sid": sid, "forms": filled}
 
         with ThreadPoolExecutor(4) as pool:
             return list(pool.map(ready, emails))
 
-    def run(self, orgs: list[dict]) -> dict:
-        tasks = [(org, k) for org in orgs for k in range(self.args.per_org)]
-        random.Random(7).shuffle(tasks)
+    def run(self, orgs: list[dict], first: int = 0, count: int | None = None) -> dict:
+        """Releases every organisation's forms ``first`` to ``first + count``
+        (default: ``per_org`` from the first) at once."""
+        count = self.args.per_org if count is None else count
+        tasks = [(org, k) for org in orgs for k in range(first, first + count)]
+        random.Random(7 + first).shuffle(tasks)
         lock = threading.Lock()
         statuses: Counter = Counter()
         latencies: list[float] = []
@@ -448,6 +454,16 @@ class Spike:
 
 
 def spike(args) -> dict:
+    with spike_platform(args) as (_system, runner, orgs):
+        return runner.run(orgs)
+
+
+@contextmanager
+def spike_platform(args, forms_per_org: int | None = None):
+    """The platform with ``args.orgs`` organisations registered, validated
+    and ready to transmit (``forms_per_org`` filled forms each, default
+    ``args.per_org``): yields ``(system, Spike, orgs)``; removes everything
+    on the way out."""
     from bench.harness import _cleanup, create_databases, create_vhost
     from deploy.launcher import Config, System
 
@@ -496,12 +512,12 @@ def spike(args) -> dict:
         agency = runner.sign_in(system.admin["email"], system.admin["password"])
         log(f"registering, validating and preparing {args.orgs} organisations…")
         started = time.perf_counter()
-        orgs = runner.prepare(agency, sirets)
+        orgs = runner.prepare(agency, sirets, forms_per_org)
         log(
             f"  ready in {time.perf_counter() - started:.0f} s; the spike begins "
             f"({len(orgs) * args.per_org} transmissions, {args.clients} clients)…"
         )
-        return runner.run(orgs)
+        yield system, runner, orgs
     finally:
         _cleanup(system, vhost if vhost_made else None, created, work / "data", log)
         stand_in.terminate()

@@ -14,6 +14,15 @@ Library use::
     system.gateway_url, system.mail_api_url, system.admin
     system.stop()           # idempotent; also run at interpreter exit
 
+Replicas: ``Config(replicas={"survey": 3, "notify": 2})`` (``REPLICAS=survey=3,notify=2``
+for ``run.sh``) starts each replica as its own process, named ``survey.1``,
+``survey.2``, ... with its own log (``logs/survey.1.log``); a service with one
+replica keeps its plain name. ``System.kill``/``restart``/``terminate`` take a
+replica's name (or a service's: then its last running replica).
+
+Services run under ``python -m kit.runner`` (a bounded, draining stop on
+SIGTERM: ``SHUTDOWN_GRACE_SECONDS``, see libs/kit/kit/runner.py).
+
 Command line: ``python deploy/launcher.py run`` (see ``main``).
 """
 
@@ -188,6 +197,7 @@ class Config:
     seed: bool = True
     ready_timeout: float = 120.0
     stop_grace: float = 10.0
+    replicas: dict[str, int] = field(default_factory=dict)  # service -> processes (1)
     python: str = sys.executable
     root: Path = ROOT
 
@@ -218,7 +228,35 @@ class Config:
             session_secret=environ.get("SESSION_SECRET") or None,
             agency_email=environ.get("AGENCY_EMAIL") or "agence@example.org",
             ready_timeout=float(number("READY_TIMEOUT", 120)),
+            replicas=parse_replicas(environ.get("REPLICAS", "")),
+            stop_grace=float(number("STOP_GRACE", 40)),
         )
+
+    def replica_count(self, name: str) -> int:
+        return max(1, int(self.replicas.get(name, 1)))
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``"survey=3,notify=2"`` -> ``{"survey": 3, "notify": 2}``."""
+    replicas: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, count = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SERVICES or not count.strip().isdigit() or int(count) < 1:
+            raise LaunchError(f"REPLICAS: expected service=count (services: "
+                              f"{', '.join(SERVICES)}), got {item!r}")
+        replicas[name] = int(count)
+    return replicas
+
+
+def replica_names(name: str, count: int) -> list[str]:
+    """The process names of a service's replicas: its own name when alone."""
+    return [name] if count <= 1 else [f"{name}.{i}" for i in range(1, count + 1)]
+
+
+def service_argv(python: str, name: str) -> list[str]:
+    """A service's command: kit.runner (nameko run with a draining stop)."""
+    return [python, "-m", "kit.runner", "--config", "deploy/nameko.yaml", f"{name}.service"]
 
 
 def common_env(config: Config, *, smtp_url: str, sirene_url: str, public_url: str,
@@ -276,6 +314,9 @@ class Process:
     popen: subprocess.Popen
     log: Path
     long_running: bool = True
+    argv: tuple[str, ...] = ()
+    env: dict[str, str] | None = None
+    service: str | None = None  # the service a replica belongs to
 
 
 class System:
@@ -286,6 +327,7 @@ class System:
         self.data_dir = Path(config.data_dir).resolve()
         self.logs_dir = self.data_dir / "logs"
         self.processes: list[Process] = []
+        self._started: list[Process] = []  # every spawn, for ``restart``
         self.started_services: list[str] = []
         self.skipped: dict[str, str] = {}
         self.gateway_url: str | None = None
@@ -317,9 +359,92 @@ class System:
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            process = Process(name, popen, log, long_running)
+            process = Process(name, popen, log, long_running, tuple(argv),
+                              dict(env) if env is not None else None,
+                              service=name.split(".", 1)[0] if name.split(".", 1)[0]
+                              in SERVICES else None)
             self.processes.append(process)
+            self._started.append(process)
             return process
+
+    def replicas(self, service: str) -> list[str]:
+        """The names of the running processes of ``service`` (its replicas)."""
+        with self._lock:
+            return [p.name for p in self.processes
+                    if (p.service == service or p.name == service) and p.popen.poll() is None]
+
+    def _running(self, name: str) -> Process:
+        """The running process ``name``, or the last running replica of the
+        service ``name``."""
+        found = [p for p in self.processes if p.name == name and p.popen.poll() is None]
+        found = found or [p for p in self.processes
+                          if p.service == name and p.popen.poll() is None]
+        if not found:
+            raise LaunchError(f"no running process named {name!r}")
+        return found[-1]
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> None:
+        """Fault injection: ``signum`` (SIGKILL by default: no goodbye, unacked
+        messages go back to their queues) to the running process ``name`` (a
+        replica, or a service's last replica) and its children; waits for it
+        to exit (``stop_grace``, then SIGKILL)."""
+        with self._lock:
+            process = self._running(name)
+            self.processes.remove(process)
+        _signal_group(process.popen.pid, signum)
+        try:
+            process.popen.wait(timeout=self.config.stop_grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.popen.pid, signal.SIGKILL)
+            process.popen.wait(timeout=5)
+
+    def send_signal(self, name: str, signum: int = signal.SIGTERM) -> Process:
+        """Sends ``signum`` to the running process ``name`` (its leader only,
+        as Kubernetes does to a container's first process) and returns at
+        once; ``wait_exit`` then gives its code."""
+        with self._lock:
+            process = self._running(name)
+        process.popen.send_signal(signum)
+        return process
+
+    def wait_exit(self, process: Process, timeout: float) -> int | None:
+        """The exit code of ``process`` once it exited, None if it still
+        runs after ``timeout`` seconds (it is left running). An exited
+        process is no longer one of the system's."""
+        try:
+            code = process.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        with self._lock:
+            if process in self.processes:
+                self.processes.remove(process)
+        _signal_group(process.popen.pid, signal.SIGKILL)  # children left behind
+        return code
+
+    def terminate(self, name: str, timeout: float | None = None) -> tuple[int | None, float]:
+        """SIGTERM to ``name``; waits for its exit (``timeout``, default
+        ``stop_grace``) and returns (exit code or None, seconds taken)."""
+        started = time.monotonic()
+        process = self.send_signal(name, signal.SIGTERM)
+        code = self.wait_exit(process, self.config.stop_grace if timeout is None else timeout)
+        return code, time.monotonic() - started
+
+    def restart(self, name: str, signum: int = signal.SIGKILL) -> Process:
+        """``kill`` (if it still runs) then the same command again, as it was
+        last started (its log continues in ``logs/<name>-<n>.log``)."""
+        with self._lock:
+            started = [p for p in self._started if p.name == name]
+            if not started:  # a service's name: its last replica
+                started = [p for p in self._started if p.service == name]
+                name = started[-1].name if started else name
+            running = any(p.name == name and p.popen.poll() is None for p in self.processes)
+        if not started:
+            raise LaunchError(f"no process named {name!r} was started")
+        if running:
+            self.kill(name, signum)
+        previous = started[-1]
+        runs = len(list(self.logs_dir.glob(f"{name}-*.log"))) + 2
+        return self.spawn(name, list(previous.argv), previous.env, log_name=f"{name}-{runs}")
 
     def check_alive(self) -> None:
         """Raises LaunchError if a long-running process has exited."""
@@ -453,9 +578,9 @@ class System:
             if not service_available(name, self.config.root):
                 self.skipped[name] = f"services/{name}/{name}/service.py does not exist"
                 continue
-            self.spawn(name, [self.config.python, "-m", "nameko", "run", "--config",
-                              "deploy/nameko.yaml", f"{name}.service"],
-                       service_env(common, name, self.config.root))
+            env = service_env(common, name, self.config.root)
+            for replica in replica_names(name, self.config.replica_count(name)):
+                self.spawn(replica, service_argv(self.config.python, name), env)
             self.started_services.append(name)
 
     def _start_gateway(self, common: Mapping[str, str]) -> None:
@@ -556,9 +681,9 @@ class System:
     # stop
 
     def stop(self) -> None:
-        """Stops every process this System started: SIGINT to each process
-        group (nameko exits at once on SIGINT, not on SIGTERM), SIGKILL after
-        the grace period. Safe to call twice, before ``start`` or after a
+        """Stops every process this System started: SIGTERM to each process
+        group (kit.runner and gunicorn drain on it), SIGKILL after
+        ``stop_grace``. Safe to call twice, before ``start`` or after a
         failed one."""
         with self._lock:
             self._stopped = True
@@ -568,7 +693,7 @@ class System:
         # belong to someone else by now.
         processes = [p for p in processes if p.popen.poll() is None]
         for process in reversed(processes):  # the gateway first, helpers last
-            _signal_group(process.popen.pid, signal.SIGINT)
+            _signal_group(process.popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.stop_grace
         for process in processes:
             try:
@@ -707,7 +832,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python deploy/launcher.py run\n\n"
               "Starts every service, the gateway, a mail catcher and a SIRENE stand-in.\n"
               "Environment: DATA_DIR (./data), AMQP_URI, GATEWAY_PORT (8600), SMTP_PORT (8625),\n"
-              "MAIL_HTTP_PORT (8680), SIRENE_PORT (8690), <SERVICE>_DB_URL, SESSION_SECRET.",
+              "MAIL_HTTP_PORT (8680), SIRENE_PORT (8690), <SERVICE>_DB_URL, SESSION_SECRET,\n"
+              "REPLICAS (e.g. survey=3,notify=2), SHUTDOWN_GRACE_SECONDS (30), STOP_GRACE (40).",
               file=sys.stderr)
         return 2
     return run(os.environ)

@@ -4,6 +4,10 @@
 # SIRENE stand-in). RabbitMQ is the one server it needs (AMQP_URI); a local
 # rabbitmq-server is started when installed and not running.
 # Usage: bash deploy/run.sh    (Ctrl-C stops everything it started)
+#   REPLICAS=survey=3,notify=2 bash deploy/run.sh   several processes of a service
+#   (PostgreSQL databases needed: <SERVICE>_DB_URL; logs/survey.1.log, ...).
+#   SHUTDOWN_GRACE_SECONDS (30): how long a stopping service or gateway lets
+#   its in-flight work finish; STOP_GRACE (40): when the launcher kills.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

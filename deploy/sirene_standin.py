@@ -11,9 +11,17 @@ establishments (``matching_etablissements`` is then empty). Callers must check
 the returned SIRET themselves.
 
     python deploy/sirene_standin.py --port 8690 [--host 127.0.0.1] [--data FILE]
+                                    [--mode normal|hang|error]
 
-``--port 0`` picks a free port. The first stdout line is always ``{"port": N}``.
-Stdlib only; stops cleanly on SIGINT and SIGTERM.
+``--port 0`` picks a free port.
+
+Fault injection (DESIGN.md §9 "Dependencies fail soft"): in ``hang`` mode a
+search is accepted and never answered (the connection stays open, as a
+registry that hangs), until the mode changes or ``HANG_MAX_SECONDS`` pass;
+in ``error`` mode it answers 503. ``POST /_standin/mode?mode=hang`` switches
+the mode at run time (``GET /_standin/mode`` reads it); loopback tools only.
+
+The first stdout line is always ``{"port": N}``. Stdlib only; stops cleanly on SIGINT and SIGTERM.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ DEFAULT_DATA = Path(__file__).resolve().with_name("sirene_data.json")
 PER_PAGE_MAX = 25
 MATCHING_DEFAULT = 10
 MATCHING_MAX = 100
+
+MODES = ("normal", "hang", "error")
+HANG_MAX_SECONDS = 300.0
 
 # the real API's wording
 MISSING_QUERY = "Veuillez indiquer au moins un paramètre de recherche."
@@ -162,7 +173,30 @@ def search_response(registry: Registry, raw_query: str) -> dict:
     }
 
 
-def make_handler(registry: Registry, verbose: bool = False):
+class Mode:
+    """The stand-in's behaviour, switched at run time; hanging requests wait
+    on it and are answered as soon as the mode is no longer ``hang``."""
+
+    def __init__(self, mode: str = "normal"):
+        self._cond = threading.Condition()
+        self.set(mode)
+
+    def set(self, mode: str) -> None:
+        if mode not in MODES:
+            raise BadRequest(f"mode inconnu : {mode!r} (attendu : {', '.join(MODES)})")
+        with self._cond:
+            self.value = mode
+            self._cond.notify_all()
+
+    def wait_while_hanging(self, limit: float = HANG_MAX_SECONDS) -> str:
+        with self._cond:
+            self._cond.wait_for(lambda: self.value != "hang", timeout=limit)
+            return self.value
+
+
+def make_handler(registry: Registry, verbose: bool = False, mode: Mode | None = None):
+    mode = mode or Mode()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "sirene-standin/1"
 
@@ -175,10 +209,31 @@ def make_handler(registry: Registry, verbose: bool = False):
             if self.command != "HEAD":
                 self.wfile.write(data)
 
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            url = urlsplit(self.path)
+            if url.path.rstrip("/") != "/_standin/mode":
+                self._send(404, {"erreur": "Not found"})
+                return
+            try:
+                mode.set((parse_qs(url.query).get("mode") or [""])[0])
+            except BadRequest as exc:
+                self._send(400, {"erreur": str(exc)})
+                return
+            self._send(200, {"mode": mode.value})
+
         def do_GET(self):  # noqa: N802 - http.server's naming
             url = urlsplit(self.path)
+            if url.path.rstrip("/") == "/_standin/mode":
+                self._send(200, {"mode": mode.value})
+                return
             if url.path.rstrip("/") != "/search":
                 self._send(404, {"erreur": "Not found"})
+                return
+            current = mode.value
+            if current == "hang":
+                current = mode.wait_while_hanging()
+            if current == "error":
+                self._send(503, {"erreur": "Service momentanément indisponible"})
                 return
             try:
                 self._send(200, search_response(registry, url.query))
@@ -195,10 +250,12 @@ def make_handler(registry: Registry, verbose: bool = False):
 
 
 def make_server(
-    host: str, port: int, registry: Registry, verbose: bool = False
+    host: str, port: int, registry: Registry, verbose: bool = False, mode: str = "normal"
 ) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(registry, verbose))
+    state = Mode(mode)
+    server = ThreadingHTTPServer((host, port), make_handler(registry, verbose, state))
     server.daemon_threads = True
+    server.mode = state  # type: ignore[attr-defined]
     return server
 
 
@@ -208,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8690, help="0 picks a free port")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="bundled data set (JSON)")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    parser.add_argument("--mode", choices=MODES, default="normal", help="fault injection")
     args = parser.parse_args(argv)
 
-    server = make_server(args.host, args.port, Registry.load(args.data), args.verbose)
+    server = make_server(args.host, args.port, Registry.load(args.data), args.verbose, args.mode)
 
     def stop(signum, frame):
         # shutdown() waits for serve_forever to return: not from its own thread

@@ -23,7 +23,10 @@ preload_app = False
 # A worker silent for this long is killed; every RPC is bounded by RPC_TIMEOUT
 # (5 s), so only a real hang gets here.
 timeout = int(os.environ.get("GATEWAY_WORKER_TIMEOUT") or 30)
-graceful_timeout = 20
+# SIGTERM: the master stops accepting, each worker finishes the requests it
+# has within this grace period, then exits (SIGKILL after it). Kubernetes'
+# terminationGracePeriodSeconds must exceed it.
+graceful_timeout = int(float(os.environ.get("SHUTDOWN_GRACE_SECONDS") or 30))  # an int for gunicorn
 keepalive = 5
 
 # Bounded request heads (the body is bounded by MAX_CONTENT_LENGTH in the app).
@@ -42,6 +45,6 @@ if os.path.isdir("/dev/shm"):
 
 # Metrics across the worker processes and JSON logs (gateway/gateway/gunicorn_hooks.py).
 sys.path.insert(0, _here)
-from gateway.gunicorn_hooks import child_exit, logging_config, on_exit, on_starting, when_ready  # noqa: E402,F401,I001
+from gateway.gunicorn_hooks import child_exit, logging_config, on_exit, on_starting, when_ready, worker_exit  # noqa: E402,F401,I001,E501
 
 logconfig_dict = logging_config(loglevel, accesslog)

@@ -193,9 +193,9 @@ def test_stop_before_start_does_nothing(tmp_path):
     System(_config(tmp_path)).stop()
 
 
-def test_stop_kills_a_child_that_ignores_sigint_after_the_grace_period(tmp_path):
+def test_stop_kills_a_child_that_ignores_sigterm_after_the_grace_period(tmp_path):
     system = System(_config(tmp_path, stop_grace=0.5))
-    child = system.spawn("stubborn", ["bash", "-c", "trap '' INT; sleep 60 & wait"])
+    child = system.spawn("stubborn", ["bash", "-c", "trap '' TERM INT; sleep 60 & wait"])
     time.sleep(0.3)  # let bash install its trap
     started = time.monotonic()
     system.stop()
@@ -214,6 +214,47 @@ def test_stop_reaches_grandchildren_through_the_process_group(tmp_path):
     grandchild = int(pid_file.read_text())
     system.stop()
     assert _wait_gone(grandchild)
+
+
+def test_replicas_come_from_the_config_or_replicas_in_the_environment(tmp_path):
+    assert launcher.parse_replicas("survey=3, notify=2") == {"survey": 3, "notify": 2}
+    assert launcher.parse_replicas("") == {}
+    for bad in ("survey", "survey=0", "survey=x", "nobody=2"):
+        with pytest.raises(LaunchError):
+            launcher.parse_replicas(bad)
+    config = Config.from_env({"DATA_DIR": str(tmp_path), "REPLICAS": "survey=3"})
+    assert config.replica_count("survey") == 3 and config.replica_count("notify") == 1
+    assert launcher.replica_names("survey", 3) == ["survey.1", "survey.2", "survey.3"]
+    assert launcher.replica_names("notify", 1) == ["notify"]
+
+
+def test_services_run_under_kit_runner_with_the_shared_config():
+    argv = launcher.service_argv("py", "survey")
+    assert argv == ["py", "-m", "kit.runner", "--config", "deploy/nameko.yaml", "survey.service"]
+
+
+def test_replicas_are_killed_terminated_and_restarted_one_by_one(tmp_path):
+    system = System(_config(tmp_path, stop_grace=5))
+    try:
+        script = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))"
+        for name in ("survey.1", "survey.2", "survey.3"):
+            system.spawn(name, [sys.executable, "-c", script + "\ntime.sleep(60)"])
+        time.sleep(0.5)  # the handlers are installed
+        assert system.replicas("survey") == ["survey.1", "survey.2", "survey.3"]
+
+        code, took = system.terminate("survey.2")
+        assert code == 7 and took < 5
+        assert system.replicas("survey") == ["survey.1", "survey.3"]
+
+        system.kill("survey")  # a service's name: its last running replica
+        assert system.replicas("survey") == ["survey.1"]
+
+        system.restart("survey.3")
+        assert system.replicas("survey") == ["survey.1", "survey.3"]
+        assert (tmp_path / "logs" / "survey.3-2.log").is_file()
+    finally:
+        system.stop()
+    assert system.processes == []
 
 
 def test_a_process_that_dies_is_reported_with_the_end_of_its_log(tmp_path):

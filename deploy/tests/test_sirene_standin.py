@@ -214,3 +214,38 @@ def test_the_data_set_is_valid_and_documented():
     for unit in units:
         assert sum(e["est_siege"] for e in unit["etablissements"]) == 1
         assert all(e["siret"].startswith(unit["siren"]) for e in unit["etablissements"])
+
+
+def _set_mode(base_url, mode):
+    req = urllib.request.Request(f"{base_url}/_standin/mode?mode={mode}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())["mode"]
+
+
+def test_hang_mode_holds_a_search_until_released_and_error_mode_is_503():
+    import threading
+    import time
+
+    proc, url = start()
+    try:
+        assert _set_mode(url, "hang") == "hang"
+        with pytest.raises((TimeoutError, urllib.error.URLError)):
+            urllib.request.urlopen(f"{url}/search?q=boulangerie", timeout=0.5)
+        answers = []
+        waiter = threading.Thread(
+            target=lambda: answers.append(get(url, "/search", q="boulangerie")[0])
+        )
+        started = time.monotonic()
+        waiter.start()
+        time.sleep(0.3)
+        assert not answers  # still hanging
+        assert _set_mode(url, "error") == "error"
+        waiter.join(5)
+        assert answers == [503] and time.monotonic() - started < 4
+        assert get(url, "/_standin/mode") == (200, {"mode": "error"})
+        assert _set_mode(url, "normal") == "normal"
+        assert get(url, "/search", q="boulangerie")[0] == 200
+        with pytest.raises(urllib.error.HTTPError):
+            _set_mode(url, "sideways")
+    finally:
+        stop(proc)

@@ -21,11 +21,13 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from flask import Flask
 
     from gateway import auth, config, errors, health, metrics, openapi, rpc, web
-    from gateway.api import carte, identity, survey
+    from gateway.api import carte, identity, partners, survey
     from gateway.pages import accounts as account_pages
     from gateway.pages import agency_surveys as agency_survey_pages
     from gateway.pages import carte_admin as carte_admin_pages
+    from gateway.pages import partners as partner_pages
     from gateway.pages import surveys as survey_pages
+    from gateway.pages import undelivered_emails as undelivered_email_pages
 
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
@@ -47,4 +49,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app.register_blueprint(survey.bp, url_prefix="/api/v1")
     app.register_blueprint(survey_pages.bp)
     app.register_blueprint(agency_survey_pages.bp)
+    app.register_blueprint(partners.bp, url_prefix="/api/v1")
+    app.register_blueprint(partners.admin, url_prefix="/api/v1")
+    app.register_blueprint(partner_pages.bp)
+    app.register_blueprint(undelivered_email_pages.bp)
     return app

@@ -28,12 +28,27 @@ ways), persistent, context data as ``nameko.<key>`` headers plus
 by kombu and errors rebuilt with ``nameko.exceptions.deserialize``, so
 ``kit.errors`` classes arrive typed, exactly as with nameko's proxy.
 
+Calls expire (DESIGN.md §9, ``kit.entrypoints``): each request carries the
+AMQP ``expiration`` (the milliseconds left of the call's timeout when it is
+published) and the ``nameko.deadline`` header (its absolute deadline, epoch
+seconds), so a service that comes back after its callers gave up drops their
+calls unexecuted.
+
+A service with no consumer fails fast: before publishing, the client looks
+up the consumer count of ``rpc-<service>`` in a per-process cache
+(:class:`ConsumerCounts`, refreshed at most every ``CONSUMER_CHECK_TTL``
+seconds by a passive ``queue.declare`` on a side channel of the client's own
+connection: one round trip per service per second and per process); with no
+consumer (or no queue) the call raises :class:`NoConsumer` without
+publishing anything.
+
 A client is confined to one thread at a time (the pool in ``gateway.rpc``
 lends it) and never shared across a fork. Failures of the link raise
 :class:`LinkError` (a ``ConnectionError``); before publishing, a client whose
 connection died while idle (broker restart, cut link) reconnects once, so
 only a broker that cannot be reached again fails the call. A link lost
-*after* publishing is not retried: the service may have acted already.
+*after* publishing is not retried, and raises :class:`OutcomeUnknown`: the
+service may have acted already (or may still, before the deadline).
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ import logging
 import os
 import select
 import socket
+import threading
 import time
 import uuid
 from typing import Any
@@ -52,6 +68,8 @@ import kombu.serialization
 from kombu.utils.url import parse_url
 from nameko.constants import HEADER_PREFIX, PERSISTENT
 from nameko.exceptions import RpcTimeout, UnknownService, deserialize
+
+from kit.entrypoints import DEADLINE_HEADER, expiration_ms, format_deadline
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +91,66 @@ _LINK_FAILURES: tuple[type[BaseException], ...] = (
 _LEFTOVER_READ_TIMEOUT = 0.05
 
 
+# Seconds a consumer count is trusted (per process and per service).
+CONSUMER_CHECK_TTL = 1.0
+RPC_QUEUE_TEMPLATE = "rpc-{}"  # nameko.rpc's
+
+
 class LinkError(ConnectionError):
     """The connection to the broker failed or could not be (re-)established."""
+
+
+class OutcomeUnknown(LinkError):
+    """The link failed after the request was published: the service may have
+    acted, or may still act before the call's deadline."""
+
+
+class NoConsumer(UnknownService):
+    """No process consumes the service's RPC queue (or the queue does not
+    exist): nothing was published."""
+
+
+class ConsumerCounts:
+    """Consumer counts of RPC queues, shared by the clients of one process:
+    ``{(broker, vhost, queue): (monotonic time checked, count)}``. A missing
+    queue counts 0. Plain dict reads and writes: no lock on the hot path (two
+    threads refreshing the same entry at once only cost a second look-up)."""
+
+    def __init__(self, ttl: float = CONSUMER_CHECK_TTL) -> None:
+        self.ttl = ttl
+        self._counts: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.checks = 0  # passive declares sent (tests, figures)
+
+    def fresh(self, key: tuple[str, str, str], now: float) -> int | None:
+        entry = self._counts.get(key)
+        if entry is None or now - entry[0] > self.ttl:
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, str, str], count: int, now: float) -> None:
+        self._counts[key] = (now, count)
+
+    def forget(self, key: tuple[str, str, str] | None = None) -> None:
+        if key is None:
+            self._counts.clear()
+        else:
+            self._counts.pop(key, None)
+
+
+consumer_counts = ConsumerCounts()
+_consumer_counts_pid = os.getpid()
+_consumer_counts_lock = threading.Lock()
+
+
+def _process_consumer_counts() -> ConsumerCounts:
+    """The cache of this process (a fresh one after a fork)."""
+    global consumer_counts, _consumer_counts_pid
+    if _consumer_counts_pid != os.getpid():
+        with _consumer_counts_lock:
+            if _consumer_counts_pid != os.getpid():
+                consumer_counts = ConsumerCounts(consumer_counts.ttl)
+                _consumer_counts_pid = os.getpid()
+    return consumer_counts
 
 
 def connection_params(uri: str) -> dict[str, Any]:
@@ -135,6 +211,10 @@ class AmqpRpcClient:
         self._waiting: str | None = None
         self._reply: amqp.Message | None = None
         self._returned = False
+        # a side channel for consumer counts: a passive declare of a missing
+        # queue closes its channel, which must not be the one replies come on
+        self._check_channel: tuple[amqp.Connection | None, amqp.Channel | None] = (None, None)
+        self.check_consumers = True
         self.connect()
 
     # --- connection ------------------------------------------------------------
@@ -229,7 +309,9 @@ class AmqpRpcClient:
         if message.properties.get("correlation_id") == self._waiting:
             self._returned = True
 
-    def _message(self, args: tuple, kwargs: dict, context: dict, correlation_id: str):
+    def _message(
+        self, args: tuple, kwargs: dict, context: dict, correlation_id: str, deadline: float
+    ):
         content_type, content_encoding, body = kombu.serialization.dumps(
             {"args": args, "kwargs": kwargs}, SERIALIZER
         )
@@ -237,6 +319,7 @@ class AmqpRpcClient:
             f"{HEADER_PREFIX}.{key}": value for key, value in context.items() if value is not None
         }
         headers[CALL_ID_STACK_HEADER] = [f"{CALL_ID_PREFIX}{uuid.uuid4()}"]
+        headers[DEADLINE_HEADER] = format_deadline(deadline)
         return amqp.Message(
             body,
             content_type=content_type,
@@ -248,8 +331,48 @@ class AmqpRpcClient:
             reply_to=self.reply_to,
         )
 
-    def _publish(self, routing_key: str, message: amqp.Message) -> None:
+    def _publish(self, routing_key: str, message: amqp.Message, deadline: float) -> None:
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            raise RpcTimeout(self.timeout)
+        message.properties["expiration"] = expiration_ms(remaining)
         self.channel.basic_publish(message, self.exchange, routing_key, mandatory=True)
+
+    # --- consumer counts -------------------------------------------------------------
+
+    def _cache_key(self, service: str) -> tuple[str, str, str]:
+        params = self.params
+        broker = repr(params.get("host"))
+        return (broker, str(params.get("virtual_host", "/")), RPC_QUEUE_TEMPLATE.format(service))
+
+    def consumer_count(self, service: str) -> int:
+        """Consumers of ``rpc-<service>`` now (0 if the queue does not exist),
+        by a passive declare on the side channel; the cache is updated."""
+        queue = RPC_QUEUE_TEMPLATE.format(service)
+        connection = self.connection
+        owner, channel = self._check_channel
+        if owner is not connection or channel is None or not channel.is_open:
+            channel = connection.channel()
+            self._check_channel = (connection, channel)
+        cache = _process_consumer_counts()
+        cache.checks += 1
+        try:
+            _name, _messages, count = channel.queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound:
+            # the broker closed the side channel; the next check opens another
+            self._check_channel = (connection, None)
+            count = 0
+        cache.put(self._cache_key(service), count, time.monotonic())
+        return count
+
+    def _has_consumer(self, service: str) -> bool:
+        key = self._cache_key(service)
+        count = _process_consumer_counts().fresh(key, time.monotonic())
+        if count is None:
+            count = self.consumer_count(service)
+        return count > 0
+
+    # --- calls -------------------------------------------------------------------
 
     def call(
         self,
@@ -261,31 +384,43 @@ class AmqpRpcClient:
     ) -> Any:
         """``service.method(*args, **kwargs)``; its result, or its error raised.
 
-        Raises ``UnknownService`` when no queue is bound for ``service``,
-        ``RpcTimeout`` after ``timeout`` seconds without a reply, ``LinkError``
-        when the broker cannot be reached, and the service's own (deserialised)
-        error otherwise.
+        Raises ``NoConsumer`` (an ``UnknownService``) without publishing when
+        nobody consumes the service's queue, ``UnknownService`` when no queue
+        is bound for ``service``, ``RpcTimeout`` after ``timeout`` seconds
+        without a reply, ``LinkError`` when the broker cannot be reached before
+        publishing, ``OutcomeUnknown`` when the link fails after publishing,
+        and the service's own (deserialised) error otherwise.
         """
         if self.pid != os.getpid():
             raise RuntimeError("an RPC client cannot be used across a fork")
+        deadline = time.time() + self.timeout
+        wait_until = time.monotonic() + self.timeout
         correlation_id = str(uuid.uuid4())
         routing_key = f"{service}.{method}"
+        published = False
         try:
             self._ensure_link()
-            message = self._message(tuple(args), dict(kwargs or {}), context or {}, correlation_id)
+            if self.check_consumers and not self._has_consumer(service):
+                raise NoConsumer(service)
+            message = self._message(
+                tuple(args), dict(kwargs or {}), context or {}, correlation_id, deadline
+            )
             self._waiting, self._reply, self._returned = correlation_id, None, False
             try:
-                self._publish(routing_key, message)
+                self._publish(routing_key, message, deadline)
             except _LINK_FAILURES:
                 # Nothing reached the broker whole (a failed write leaves at most a
                 # partial frame, which the broker discards): one new connection.
                 log.info("RPC publish failed; reconnecting once", exc_info=True)
                 self.connect()
                 message.properties["reply_to"] = self.reply_to
-                self._publish(routing_key, message)
-            reply = self._wait(service)
+                self._publish(routing_key, message, deadline)
+            published = True
+            reply = self._wait(service, wait_until)
         except _LINK_FAILURES as exc:
             self._discard_connection()
+            if published:
+                raise OutcomeUnknown(str(exc) or type(exc).__name__) from exc
             if isinstance(exc, LinkError):
                 raise
             raise LinkError(str(exc) or type(exc).__name__) from exc
@@ -294,13 +429,13 @@ class AmqpRpcClient:
             self._reply = None
         return self._result(reply)
 
-    def _wait(self, service: str) -> amqp.Message:
+    def _wait(self, service: str, deadline: float) -> amqp.Message:
         connection = self.connection
-        deadline = time.monotonic() + self.timeout
         while True:
             if self._reply is not None:
                 return self._reply
             if self._returned:
+                _process_consumer_counts().forget(self._cache_key(service))
                 raise UnknownService(service)
             remaining = deadline - time.monotonic()
             if remaining <= 0:

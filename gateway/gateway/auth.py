@@ -3,11 +3,20 @@
 Sign-in goes through identity once; the gateway then hands out a token it
 signs itself (session id, user, organisation, roles). Each request checks the
 signature and a per-process set of revoked session ids, which a background
-thread refreshes from identity (``revoked_sessions``) every second: sign-out,
-password changes and deactivations take effect within about a second in
-every gunicorn worker, and at once in the worker that handled them. If that
-list is more than ``REVOCATION_MAX_STALENESS`` seconds old (identity down),
-authenticated requests fail closed with 503.
+thread refreshes from identity (``revoked_sessions``) every
+``REVOCATION_POLL_SECONDS`` (1 s): sign-out, password changes and
+deactivations take effect within about a second in every gunicorn worker,
+and at once in the worker that handled them.
+
+If the list could not be refreshed for more than ``REVOCATION_MAX_STALENESS``
+seconds (default 300), authenticated requests fail closed with 503
+``auth.unavailable``; anonymous requests are served. The bound is what a
+revoked session may still be honoured by a gateway process that cannot reach
+identity while identity itself still records revocations (a partial
+failure: when identity is down, nothing can be revoked at all). Five minutes
+is the usual lifetime of a short-lived access token, and long enough for
+identity to restart or be rescheduled without taking every signed-in page
+down. ``/health/ready`` reports the list's age and the bound.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ class AuthUnavailable(ServiceError):
 class Revocations:
     """Revoked session ids, refreshed from identity by a daemon thread."""
 
-    def __init__(self, fetch, interval: float = 1.0, max_staleness: float = 30.0):
+    def __init__(self, fetch, interval: float = 1.0, max_staleness: float = 300.0):
         self.fetch = fetch  # fetch(since_iso | None) -> {"now", "revoked"}
         self.interval = interval
         self.max_staleness = max_staleness
@@ -89,6 +98,13 @@ class Revocations:
         with self.lock:
             self.revoked[sid] = time.monotonic()
 
+    def age(self) -> float | None:
+        """Seconds since the list was last refreshed (``None``: never loaded)."""
+        with self.lock:
+            if not self.loaded.is_set():
+                return None
+            return max(0.0, time.monotonic() - self.fresh_at)
+
     def is_revoked(self, sid: str) -> bool:
         self.ensure_started()
         if not self.loaded.wait(timeout=3):
@@ -99,26 +115,29 @@ class Revocations:
             return sid in self.revoked
 
 
-def _rpc_fetch(app):
-    """A dedicated client for the poller thread (clients are not thread-safe)."""
-    from nameko.standalone.rpc import ClusterRpcProxy
+REVOCATION_RPC_TIMEOUT = 2.0
 
-    state = {}
+
+def _rpc_fetch(app):
+    """A dedicated client for the poller thread (clients are not thread-safe):
+    the gateway's one RPC client, as the views' pool uses."""
+    from gateway.amqp_rpc import AmqpRpcClient
+    from kit.context import CALLER_KEY, SYSTEM
+
+    state: dict = {}
+    caller = Caller(user_id="gateway", roles=(SYSTEM,)).to_header()
 
     def fetch(since):
-        if "proxy" not in state:
-            holder = ClusterRpcProxy({"AMQP_URI": app.config["AMQP_URI"]}, timeout=2)
-            state["holder"], state["proxy"] = holder, holder.start()
+        client = state.get("client")
+        if client is None or client.pid != os.getpid():
+            client = state["client"] = AmqpRpcClient(
+                app.config["AMQP_URI"], REVOCATION_RPC_TIMEOUT, connect_timeout=2.0
+            )
         try:
-            return state["proxy"].identity.revoked_sessions(since)
-        except Exception:
-            holder = state.pop("holder", None)
-            state.pop("proxy", None)
-            if holder is not None:
-                try:
-                    holder.stop()
-                except Exception:  # noqa: BLE001
-                    pass
+            return client.call("identity", "revoked_sessions", (since,), {}, {CALLER_KEY: caller})
+        except (OSError, ConnectionError):
+            state.pop("client", None)
+            client.close()
             raise
 
     return fetch
@@ -248,6 +267,6 @@ def init_app(app) -> None:
     app.extensions["revocations"] = Revocations(
         fetch,
         interval=float(app.config.get("REVOCATION_POLL_SECONDS", 1.0)),
-        max_staleness=float(app.config.get("REVOCATION_MAX_STALENESS", 30.0)),
+        max_staleness=float(app.config.get("REVOCATION_MAX_STALENESS", 300.0)),
     )
     app.before_request(_load_caller)

@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SERVICES = ("identity", "survey", "files", "carte", "notify")
 RELAXED_ENVS = {"development", "dev", "testing", "test"}
-RPC_CLIENTS = ("lean", "nameko")
 
 # One random secret per process when none is given in development, so that
 # several apps created by one process (tests) agree with each other.
@@ -66,8 +65,14 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "HEALTH_RPC_TIMEOUT": _number(env, "HEALTH_RPC_TIMEOUT", 1.0),
         # idle clients kept per process and per timeout (gthread: 8 threads)
         "RPC_POOL_MAX_IDLE": _number(env, "RPC_POOL_MAX_IDLE", 16, int),
-        # RPC client: "lean" (py-amqp, gateway.amqp_rpc) or "nameko" (ClusterRpcProxy)
-        "RPC_CLIENT": (env.get("RPC_CLIENT") or "lean").strip().lower() or "lean",
+        # seconds the gateway trusts a service's RPC consumer count (0 consumers:
+        # an immediate 503 without sending the call)
+        "RPC_CONSUMER_CHECK_SECONDS": _number(env, "RPC_CONSUMER_CHECK_SECONDS", 1.0),
+        # seconds authenticated requests are served with a revocation list that
+        # could not be refreshed from identity; older, they fail closed with 503
+        # auth.unavailable (gateway.auth)
+        "REVOCATION_MAX_STALENESS": _number(env, "REVOCATION_MAX_STALENESS", 300.0),
+        "REVOCATION_POLL_SECONDS": _number(env, "REVOCATION_POLL_SECONDS", 1.0),
         "MAX_CONTENT_LENGTH": _number(env, "MAX_CONTENT_LENGTH", 12 * 1024 * 1024, int),
         "MAX_JSON_BYTES": _number(env, "MAX_JSON_BYTES", 64 * 1024, int),
         "SESSION_SECRET": env.get("SESSION_SECRET") or None,
@@ -105,13 +110,13 @@ def load(
     # Flask signs its own cookies with SECRET_KEY
     settings.setdefault("SECRET_KEY", settings["SESSION_SECRET"])
 
-    if settings["RPC_CLIENT"] not in RPC_CLIENTS:
-        raise ConfigError(
-            f"RPC_CLIENT must be one of {', '.join(RPC_CLIENTS)}, got {settings['RPC_CLIENT']!r}"
-        )
-    for name in ("RPC_TIMEOUT", "HEALTH_RPC_TIMEOUT"):
+    for name in ("RPC_TIMEOUT", "HEALTH_RPC_TIMEOUT", "REVOCATION_POLL_SECONDS"):
         if not settings[name] > 0:
             raise ConfigError(f"{name} must be positive")
+    if settings["REVOCATION_MAX_STALENESS"] < 2 * settings["REVOCATION_POLL_SECONDS"]:
+        raise ConfigError(
+            "REVOCATION_MAX_STALENESS must be at least twice REVOCATION_POLL_SECONDS"
+        )
     if settings["MAX_JSON_BYTES"] > settings["MAX_CONTENT_LENGTH"]:
         raise ConfigError("MAX_JSON_BYTES must not exceed MAX_CONTENT_LENGTH")
     return settings

@@ -6,12 +6,20 @@ table in :func:`problem_for` is the whole mapping: typed service errors keep
 their status, code, message and details; bus failures become 503/504 with
 ``Retry-After``; anything unexpected is a logged 500 that leaks nothing.
 
+« État inconnu »: when a request that changes something was sent to a
+service and no answer came back (the link failed after sending: 503
+``service.outcome_unknown``; the timeout passed: 504 ``service.timeout``),
+the service may have acted before the call's deadline. The title says so,
+``details.outcome`` is ``"unknown"``, and a retry with the same
+``Idempotency-Key`` is safe. Reads (GET, HEAD) keep the plain titles.
+
 The request id lives here too because every problem carries it, and the RPC
 module forwards it to services in the caller context.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -26,6 +34,7 @@ from flask import Flask, Response, current_app, g, request
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from werkzeug.exceptions import HTTPException
 
+from gateway.amqp_rpc import OutcomeUnknown
 from kit.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -70,9 +79,22 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "http.method_not_allowed": (405, "Méthode non autorisée pour cette ressource."),
     "service.unavailable": (503, "Le service est momentanément indisponible."),
     "service.timeout": (504, "Le service n'a pas répondu à temps."),
+    "service.outcome_unknown": (
+        503,
+        "La liaison avec le service a été perdue après l'envoi de votre demande : elle a "
+        "peut-être été prise en compte. Vérifiez avant de la refaire, ou renvoyez-la avec la "
+        "même clé Idempotency-Key, sans risque de doublon.",
+    ),
     "broker.unavailable": (503, "La messagerie interne est momentanément indisponible."),
     "internal": (500, "Une erreur interne est survenue."),
 }
+# The 504 of a request that changes something (POST, PUT, PATCH, DELETE).
+TIMEOUT_OUTCOME_UNKNOWN = (
+    "Le service n'a pas répondu à temps : votre demande a peut-être été prise en compte. "
+    "Vérifiez avant de la refaire, ou renvoyez-la avec la même clé Idempotency-Key, sans "
+    "risque de doublon."
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MALFORMED_JSON = "Le corps de la requête n'est pas un JSON valide."
 NOT_AN_OBJECT = "Le corps de la requête doit être un objet JSON."
 NUL_CHARACTER = "La requête contient un caractère nul (U+0000), qui n'est accepté nulle part."
@@ -137,6 +159,28 @@ def _catalogued(code: str, retry_after: int | None = None) -> Problem:
     return Problem(status, code, title, headers=headers)
 
 
+def _changes_something() -> bool:
+    """Whether the current request may have changed something (not a read)."""
+    try:
+        return request.method not in SAFE_METHODS
+    except RuntimeError:  # outside a request (a thread of the readiness check)
+        return False
+
+
+def _timeout() -> Problem:
+    problem = _catalogued("service.timeout", RETRY_AFTER_SERVICE)
+    if not _changes_something():
+        return problem
+    return dataclasses.replace(
+        problem, title=TIMEOUT_OUTCOME_UNKNOWN, extra={"outcome": "unknown"}
+    )
+
+
+def _outcome_unknown() -> Problem:
+    problem = _catalogued("service.outcome_unknown", RETRY_AFTER_SERVICE)
+    return dataclasses.replace(problem, extra={"outcome": "unknown"})
+
+
 def _from_service_error(exc: ServiceError) -> Problem:
     details = dict(exc.details or {})
     fields = details.pop("fields", None)
@@ -148,6 +192,9 @@ def _from_service_error(exc: ServiceError) -> Problem:
             headers["Retry-After"] = str(max(1, int(-(-float(retry_after) // 1))))
         except (TypeError, ValueError):
             log.warning("ignoring malformed retry_after %r on %s", retry_after, exc.code)
+    if int(exc.status) == 401 and exc.code.startswith("partner."):
+        # RFC 9110 §15.5.2: say how to authenticate (the partner endpoints' key)
+        headers["WWW-Authenticate"] = 'Bearer realm="partner"'
     return Problem(
         status=int(exc.status),
         code=exc.code,
@@ -193,8 +240,9 @@ def _from_remote_error(exc: RemoteError) -> Problem:
 TABLE: list[tuple[tuple[type[BaseException], ...], Any]] = [
     ((ServiceError,), _from_service_error),
     ((UnknownService,), lambda exc: _catalogued("service.unavailable", RETRY_AFTER_SERVICE)),
-    ((RpcTimeout,), lambda exc: _catalogued("service.timeout", RETRY_AFTER_SERVICE)),
+    ((RpcTimeout,), lambda exc: _timeout()),
     ((RemoteError,), lambda exc: _from_remote_error(exc)),
+    ((OutcomeUnknown,), lambda exc: _outcome_unknown()),
     (BROKER_ERRORS, lambda exc: _catalogued("broker.unavailable", RETRY_AFTER_BROKER)),
     ((HTTPException,), _from_http_exception),
 ]

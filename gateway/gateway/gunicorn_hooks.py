@@ -27,6 +27,7 @@ import shutil
 import tempfile
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+EXTENSION_NAME = "gateway.rpc"  # gateway.rpc.EXTENSION
 _created: list[str] = []
 
 
@@ -58,6 +59,21 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    """In the worker, after its last request (graceful stop, max requests):
+    closes the RPC clients so their AMQP connections end with a close frame
+    rather than a reset."""
+    app = getattr(worker, "wsgi", None)
+    if app is None or EXTENSION_NAME not in getattr(app, "extensions", {}):
+        return
+    try:
+        from gateway.rpc import close_pools
+
+        close_pools(app)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        server.log.warning("closing the RPC clients failed", exc_info=True)
 
 
 def on_exit(server) -> None:

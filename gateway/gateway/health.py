@@ -4,7 +4,11 @@
 ``/health/ready`` checks the broker, then calls ``health()`` on every service
 of ``SERVICES`` at once, each in its own thread with its own short-timeout
 client, so the whole check is bounded by about ``HEALTH_RPC_TIMEOUT`` + 0.5 s
-whatever is down.
+whatever is down (a service with no consumer answers at once: see
+``gateway.amqp_rpc``). It also reports the age of this process's revocation
+list and its bound (``REVOCATION_MAX_STALENESS``); a stale list does not make
+the gateway unready by itself (identity down already does, and anonymous
+pages are still served), it says why signed-in requests answer 503.
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def _check(pool: rpc_module.RpcPool, caller: Caller, service: str, results: dict
         results[service] = UNAVAILABLE
 
 
+def revocations_state() -> dict:
+    """``{"status": "ok"|"stale"|"loading", "age_seconds", "max_staleness_seconds"}``."""
+    revocations = current_app.extensions.get("revocations")
+    if revocations is None:
+        return {"status": UNAVAILABLE}
+    revocations.ensure_started()
+    age = revocations.age()
+    bound = revocations.max_staleness
+    if age is None:
+        status = "loading"
+    else:
+        status = OK if age <= bound else "stale"
+    return {
+        "status": status,
+        "age_seconds": None if age is None else round(age, 3),
+        "max_staleness_seconds": bound,
+    }
+
+
 def check_services(services: list[str], timeout: float, caller: Caller) -> dict[str, str]:
     """``{service: "ok" | "unavailable" | "timeout"}``, all checked concurrently."""
     pool = rpc_module.pool_for(current_app._get_current_object(), timeout)
@@ -78,19 +101,26 @@ def check_services(services: list[str], timeout: float, caller: Caller) -> dict[
 def ready() -> tuple[Response, int] | tuple[Response, int, dict]:
     """200 when the broker and every service answer ``health()``, else 503.
 
-    Body: ``{"status": "ok"|"unavailable", "broker": ..., "services": {name: state}}``.
+    Body: ``{"status": "ok"|"unavailable", "broker": ..., "services": {name: state},
+    "revocations": {"status", "age_seconds", "max_staleness_seconds"}}``.
     """
     config = current_app.config
     timeout = float(config["HEALTH_RPC_TIMEOUT"])
     services = list(config["SERVICES"])
     if not broker_reachable(config["AMQP_URI"], timeout):
         states = {name: UNAVAILABLE for name in services}
-        body = {"status": UNAVAILABLE, "broker": UNAVAILABLE, "services": states}
+        body = {"status": UNAVAILABLE, "broker": UNAVAILABLE, "services": states,
+                "revocations": revocations_state()}
         return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}
     caller = Caller(roles=(SYSTEM,), request_id=current_request_id())
     states = check_services(services, timeout, caller)
     healthy = all(state == OK for state in states.values())
-    body = {"status": OK if healthy else UNAVAILABLE, "broker": OK, "services": states}
+    body = {
+        "status": OK if healthy else UNAVAILABLE,
+        "broker": OK,
+        "services": states,
+        "revocations": revocations_state(),
+    }
     if healthy:
         return jsonify(body), 200
     return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}

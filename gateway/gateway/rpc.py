@@ -1,25 +1,23 @@
 """RPC clients for views: pooled, time-bounded, carrying the caller.
 
-A standalone ``ClusterRpcProxy`` is neither thread- nor fork-safe and costs
-~13 ms to start, against ~2 ms per call once started (STACK.md #12). So each
-worker process keeps a LIFO pool of started clients per timeout, created
-lazily after fork (a pid check discards anything inherited), and lends one
-client per request (and per timeout) through Flask's ``g``; the client goes back
-at ``teardown_appcontext``. A client is returned after a success, a typed
-service error or an ``RpcTimeout``, and dropped after a connection error.
+A client (``gateway.amqp_rpc.AmqpRpcClient``: py-amqp speaking nameko's wire
+format) owns a connection and is not thread-safe, and connecting costs far
+more than a call. So each worker process keeps a LIFO pool of started clients
+per timeout, created lazily after fork (a pid check discards anything
+inherited), and lends one client per request (and per timeout) through
+Flask's ``g``; the client goes back at ``teardown_appcontext``. A client is
+returned after a success, a typed service error or an ``RpcTimeout``, and
+dropped after a connection error.
 
 Views call ``rpc().identity.get_user(user_id)``. Every call sends the caller
 (``g.caller``, anonymous if absent) with the request id as nameko context data,
-and is bounded: the reply wait by ``RPC_TIMEOUT``, connecting and publishing by
-short retry policies, so a service or broker that is down gives 503/504 within
-about the timeout instead of kombu's multi-second retries.
-
-Two client implementations sit behind the same pool (setting ``RPC_CLIENT``):
-``lean`` (default), our py-amqp client speaking nameko's wire format without
-publisher confirms (``gateway.amqp_rpc``: less CPU per call), and ``nameko``,
-a started ``ClusterRpcProxy``. Views see no difference: same results, same
-typed errors, ``UnknownService`` for a service nobody serves, ``RpcTimeout``,
-and ``BrokerUnavailable`` when the broker cannot be reached.
+and expires (``kit.entrypoints``): the reply wait is bounded by
+``RPC_TIMEOUT``, and the service drops the call unexecuted once that time has
+passed. Views see typed service errors as raised by the service,
+``UnknownService`` for a service nobody serves (``NoConsumer`` at once when
+its queue has no consumer), ``RpcTimeout``, ``BrokerUnavailable`` when the
+broker cannot be reached (nothing was sent), and ``OutcomeUnknown`` when the
+link failed after the request was sent.
 """
 
 from __future__ import annotations
@@ -38,15 +36,9 @@ import kombu.exceptions
 from amqp.abstract_channel import IGNORED_METHOD_DURING_CHANNEL_CLOSE
 from flask import Flask, current_app, g, has_request_context
 from nameko.exceptions import RpcTimeout
-from nameko.rpc import ServiceProxy
-from nameko.standalone.rpc import (
-    ClusterProxy,
-    ClusterRpcProxy,
-    PollingQueueConsumer,
-    SingleThreadedReplyListener,
-)
 
-from gateway.amqp_rpc import AmqpRpcClient
+from gateway import amqp_rpc
+from gateway.amqp_rpc import AmqpRpcClient, OutcomeUnknown
 from gateway.errors import BrokerUnavailable, current_request_id
 from gateway.metrics import observe_rpc
 from kit.context import CALLER_KEY, Caller
@@ -64,125 +56,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     kombu.exceptions.ConnectionError,
 )
 
-# One quick reconnection when a pooled publishing connection went stale (a
-# broker restart), instead of nameko's three retries with 1-second pauses.
-PUBLISH_RETRY_POLICY = {
-    "max_retries": 1,
-    "interval_start": 0,
-    "interval_step": 0.5,
-    "interval_max": 0.5,
-}
-
 # Clients left over from a parent process: never used, never closed (their
 # sockets belong to the parent), only kept referenced so that nothing closes them.
 _inherited: list[Any] = []
-
-
-class _FailFastConsumer(PollingQueueConsumer):
-    """Connects once with a bounded timeout (kombu would retry after 2 s)."""
-
-    connect_timeout = 2.0
-
-    def _setup_consumer(self):
-        self.connection.connect_timeout = self.connect_timeout
-        self.connection.ensure_connection(max_retries=0)
-        super()._setup_consumer()
-
-
-class _ReplyListener(SingleThreadedReplyListener):
-    def __init__(self, timeout=None):
-        super().__init__(timeout=timeout)
-        self.queue_consumer = _FailFastConsumer(timeout=timeout)
-
-
-class _Services(ClusterProxy):
-    """``ClusterProxy`` whose service proxies publish with our options."""
-
-    def __init__(self, worker_ctx, reply_listener, **options):
-        super().__init__(worker_ctx, reply_listener)
-        self._options = options
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        proxies = self._proxies
-        if name not in proxies:
-            proxies[name] = ServiceProxy(
-                self._worker_ctx, name, self._reply_listener, **self._options
-            )
-        return proxies[name]
-
-
-class _NamekoClient:
-    """One started ``ClusterRpcProxy``, used by one thread at a time."""
-
-    def __init__(self, config: dict, timeout: float, connect_timeout: float):
-        self.pid = os.getpid()
-        self._dirty = False  # a timeout left a late reply or a channel behind
-        standalone = ClusterRpcProxy(config, timeout=timeout, reply_listener_cls=_ReplyListener)
-        standalone._proxy = _Services(
-            standalone._worker_ctx,
-            standalone._reply_listener,
-            retry_policy=PUBLISH_RETRY_POLICY,
-            confirm_timeout=timeout,
-        )
-        standalone._reply_listener.queue_consumer.connect_timeout = connect_timeout
-        self.standalone = standalone
-        try:
-            self.proxy = standalone.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def call(self, service: str, method: str, args: tuple, kwargs: dict, context: dict) -> Any:
-        ctx = self.proxy._worker_ctx
-        ctx.data = dict(context)
-        # a fresh nameko call id per call rather than one per pooled client
-        ctx._call_id = None
-        ctx._call_id_stack = None
-        return getattr(getattr(self.proxy, service), method)(*args, **kwargs)
-
-    @property
-    def _consumer(self) -> PollingQueueConsumer:
-        return self.standalone._reply_listener.queue_consumer
-
-    @property
-    def dirty(self) -> bool:
-        """Whether :meth:`tidy` has something to undo before the next lend."""
-        return self._dirty or bool(self._consumer.replies)
-
-    @dirty.setter
-    def dirty(self, value: bool) -> None:
-        self._dirty = value
-
-    def usable(self) -> bool:
-        consumer = self._consumer
-        return not consumer.stopped and consumer.connection.connected is not False
-
-    def tidy(self) -> None:
-        """Undo what a timeout leaves behind, so a client can live forever.
-
-        A reply that arrives after its call timed out is kept unacknowledged in
-        ``replies``; and nameko re-creates the consumer on a new channel after
-        each timeout without closing the old one (2047 channels per connection).
-        """
-        listener = self.standalone._reply_listener
-        consumer = self._consumer
-        for correlation_id in [c for c in consumer.replies if c not in listener._reply_events]:
-            _body, message = consumer.replies.pop(correlation_id)
-            message.ack()
-        connection = consumer.connection.connection
-        current = consumer.consumer.channel
-        for number, channel in list(connection.channels.items()):
-            if number != 0 and channel is not current:
-                channel.close()
-        self._dirty = False
-
-    def close(self) -> None:
-        try:
-            self.standalone.stop()
-        except Exception:  # already broken: nothing more to release
-            log.debug("error while stopping an RPC client", exc_info=True)
 
 
 class _LeanClient(AmqpRpcClient):
@@ -199,10 +75,6 @@ class _LeanClient(AmqpRpcClient):
 
     def tidy(self) -> None:
         self.dirty = False
-
-
-# RPC_CLIENT setting -> client class
-CLIENTS: dict[str, type] = {"lean": _LeanClient, "nameko": _NamekoClient}
 
 
 class RpcPool:
@@ -316,13 +188,10 @@ class Lease:
         except RpcTimeout:
             client.dirty = True
             raise
-        except CONNECTION_ERRORS as exc:
+        except OutcomeUnknown:
             self._drop(client)
-            raise BrokerUnavailable(str(exc)) from exc
-        except RuntimeError as exc:
-            # nameko's "This consumer has been stopped/disconnected"
-            if "consumer" not in str(exc):
-                raise
+            raise  # sent, then the link failed: gateway.errors says « état inconnu »
+        except CONNECTION_ERRORS as exc:
             self._drop(client)
             raise BrokerUnavailable(str(exc)) from exc
         except Exception:
@@ -404,7 +273,6 @@ class _Registry:
                     config,
                     timeout,
                     max_idle=app.config.get("RPC_POOL_MAX_IDLE", 16),
-                    client_cls=CLIENTS[app.config.get("RPC_CLIENT", "lean")],
                 )
             return pool
 
@@ -467,8 +335,9 @@ def close_pools(app: Flask) -> None:
 
 
 class _IgnoreUnroutedNoise(logging.Filter):
-    """py-amqp logs a warning for every call to an unknown service (the publish
-    confirm arrives while kombu closes the channel); the 503 already says it."""
+    """py-amqp logs a warning when a frame arrives for a channel it is closing
+    (the consumer-count side channel closed by a passive declare of a missing
+    queue, kombu's publishers to an unknown service); the 503 already says it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.msg != IGNORED_METHOD_DURING_CHANNEL_CLOSE
@@ -476,6 +345,8 @@ class _IgnoreUnroutedNoise(logging.Filter):
 
 def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = _Registry()
+    # seconds a consumer count is trusted (per process; copied by forks)
+    amqp_rpc.consumer_counts.ttl = float(app.config.get("RPC_CONSUMER_CHECK_SECONDS", 1.0))
     app.teardown_appcontext(_return_leases)
     amqp_logger = logging.getLogger("amqp")
     if not any(isinstance(f, _IgnoreUnroutedNoise) for f in amqp_logger.filters):

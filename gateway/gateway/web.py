@@ -9,7 +9,7 @@ design system (its licence forbids it).
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template_string, request
+from flask import Blueprint, g, redirect, render_template, render_template_string, request
 
 from gateway import auth
 from gateway.ratelimit import client_ip, limit
@@ -89,11 +89,18 @@ def navigation() -> list[tuple[str, str]]:
     if caller.is_agency:
         links.append(("/agence/inscriptions", "Inscriptions à valider"))
         links.append(("/agence/enquetes", "Enquêtes (agence)"))
+        links.append(("/agence/partenaires", "Partenaires"))
+        links.append(("/agence/courriels", "Courriels non remis"))
     return links
 
 
-def page(title, body="", status=200, error=None, success=None, **context):
-    inner = render_template_string(body, **context) if body else ""
+def page(title, body="", status=200, error=None, success=None, template=None, **context):
+    """The layout around ``body`` (a template string) or ``template`` (a file
+    of ``gateway/templates``), rendered with ``context``."""
+    if template:
+        inner = render_template(template, **context)
+    else:
+        inner = render_template_string(body, **context) if body else ""
     html = render_template_string(
         LAYOUT, title=title, body=inner, error=error, success=success, nav=navigation()
     )

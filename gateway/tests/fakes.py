@@ -31,3 +31,21 @@ class FakeRpc:
 
     def methods(self):
         return [f"{s}.{m}" for s, m, _a in self.calls]
+
+
+def signed_in(app, roles, org_id=None):
+    """A test client with the session cookie of user ``u1`` holding ``roles``."""
+    from gateway.auth import COOKIE, issue_token
+
+    client = app.test_client()
+    with app.app_context():
+        token = issue_token("sid", {"user_id": "u1", "org_id": org_id, "roles": list(roles)})
+    client.set_cookie(COOKIE, token)
+    return client
+
+
+def page_text(response) -> str:
+    """A page's HTML with its entities decoded, for ``in`` assertions."""
+    import html
+
+    return html.unescape(response.get_data(as_text=True))

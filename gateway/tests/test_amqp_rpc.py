@@ -20,8 +20,16 @@ from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import rpc as nameko_rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from gateway.amqp_rpc import AmqpRpcClient, LinkError, connection_params
+from gateway.amqp_rpc import (
+    AmqpRpcClient,
+    LinkError,
+    NoConsumer,
+    OutcomeUnknown,
+    connection_params,
+    consumer_counts,
+)
 from kit.context import CALLER_KEY, CallerProvider
+from kit.entrypoints import DEADLINE_HEADER
 from kit.errors import Conflict
 
 SERVICE = "leanprobe"
@@ -123,20 +131,27 @@ def test_the_request_is_the_one_nameko_sends(rabbit_config, make_client):
                 proxy.capture.probe(1, "é", when=[1, 2])
 
     def by_lean():
+        client = make_client(timeout=0.3)
+        client.check_consumers = False  # the capture queue has no consumer
         with pytest.raises(RpcTimeout):
-            make_client(timeout=0.3).call("capture", "probe", (1, "é"), {"when": [1, 2]}, context)
+            client.call("capture", "probe", (1, "é"), {"when": [1, 2]}, context)
 
     theirs, ours = capture(uri, by_nameko), capture(uri, by_lean)
 
     assert ours.body == theirs.body
     assert ours.delivery_info["routing_key"] == theirs.delivery_info["routing_key"]
-    volatile = ("correlation_id", "reply_to", "application_headers")
+    volatile = ("correlation_id", "reply_to", "application_headers", "expiration")
     assert {k: v for k, v in ours.properties.items() if k not in volatile} == {
         k: v for k, v in theirs.properties.items() if k not in volatile
     }
     ours_headers = ours.properties["application_headers"]
     theirs_headers = theirs.properties["application_headers"]
-    assert ours_headers.keys() == theirs_headers.keys() == {"nameko.caller", "nameko.call_id_stack"}
+    assert theirs_headers.keys() == {"nameko.caller", "nameko.call_id_stack"}
+    # and what calls that expire add (kit.entrypoints)
+    assert ours_headers.keys() == {"nameko.caller", "nameko.call_id_stack", DEADLINE_HEADER}
+    assert 0 < int(ours.properties["expiration"]) <= 300
+    deadline = float(ours_headers[DEADLINE_HEADER])
+    assert time.time() - 5 < deadline < time.time() + 0.3
     assert ours_headers["nameko.caller"] == theirs_headers["nameko.caller"]
     (call_id,) = ours_headers["nameko.call_id_stack"]
     assert call_id.rsplit(".", 1)[0] == theirs_headers["nameko.call_id_stack"][0].rsplit(".", 1)[0]
@@ -229,7 +244,9 @@ def test_late_replies_left_while_idle_are_dropped_before_the_next_call(probe, ma
     assert client.connects == 1
 
 
-def test_a_service_queue_without_consumers_times_out(rabbit_config, make_client):
+def test_a_service_queue_without_consumers_answers_at_once_without_publishing(
+    rabbit_config, make_client
+):
     # the queue exists (as a stopped service leaves it) but nobody consumes
     params = connection_params(rabbit_config["AMQP_URI"])
     connection = amqp.Connection(**params)
@@ -238,10 +255,44 @@ def test_a_service_queue_without_consumers_times_out(rabbit_config, make_client)
     channel.exchange_declare("nameko-rpc", "topic", durable=True, auto_delete=False)
     channel.queue_declare("rpc-sleeper", durable=True, auto_delete=False)
     channel.queue_bind("rpc-sleeper", "nameko-rpc", "sleeper.*")
+
+    started = time.monotonic()
+    with pytest.raises(NoConsumer):
+        make_client(timeout=5).call("sleeper", "anything")
+    assert time.monotonic() - started < 0.5
+
+    _name, messages, consumers = channel.queue_declare("rpc-sleeper", passive=True)
+    assert (messages, consumers) == (0, 0)  # nothing was published
     connection.close()
 
-    with pytest.raises(RpcTimeout):
-        make_client(timeout=0.3).call("sleeper", "anything")
+
+def test_the_consumer_count_is_looked_up_once_a_second_per_service(probe, make_client):
+    consumer_counts.forget()
+    client = make_client()
+    before = consumer_counts.checks
+    for _ in range(20):
+        client.call(SERVICE, "echo")
+    assert consumer_counts.checks == before + 1
+    # a missing queue counts 0, and the side channel it closes is reopened
+    with pytest.raises(NoConsumer):
+        client.call("nobody", "anything")
+    assert client.call(SERVICE, "echo") == {"args": [], "kwargs": {}}
+    consumer_counts.forget()
+    assert client.call(SERVICE, "echo") == {"args": [], "kwargs": {}}
+    assert consumer_counts.checks == before + 3
+
+
+def test_a_lost_link_after_publishing_is_outcome_unknown(probe, make_client):
+    client = make_client(timeout=3)
+    client.call(SERVICE, "echo")
+
+    def cut_after_publish(routing_key, message, deadline, publish=client._publish):
+        publish(routing_key, message, deadline)
+        client.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+
+    client._publish = cut_after_publish
+    with pytest.raises(OutcomeUnknown):
+        client.call(SERVICE, "echo")
 
 
 # --- the link ------------------------------------------------------------------------

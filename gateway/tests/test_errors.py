@@ -298,3 +298,44 @@ def test_an_error_on_a_web_page_asked_by_a_browser_is_an_html_page_without_inter
     assert response.mimetype == "text/html"
     assert "hunter2" not in response.get_data(as_text=True)
     assert "Une erreur interne est survenue." in response.get_data(as_text=True)
+
+
+# --- « état inconnu » (calls that expire) ------------------------------------------
+
+
+def test_a_lost_link_after_sending_is_a_503_outcome_unknown(app):
+    from gateway.amqp_rpc import OutcomeUnknown
+    from gateway.errors import problem_for
+
+    with app.test_request_context("/api/v1/x", method="POST"):
+        problem = problem_for(OutcomeUnknown("cut"))
+    assert (problem.status, problem.code) == (503, "service.outcome_unknown")
+    assert problem.extra == {"outcome": "unknown"}
+    assert "Idempotency-Key" in problem.title and "peut-être" in problem.title
+    assert problem.headers["Retry-After"]
+
+
+def test_a_timeout_is_outcome_unknown_for_a_write_and_plain_for_a_read(app):
+    from nameko.exceptions import RpcTimeout
+
+    from gateway.errors import problem_for
+
+    with app.test_request_context("/api/v1/x", method="POST"):
+        write = problem_for(RpcTimeout(5))
+    with app.test_request_context("/api/v1/x", method="GET"):
+        read = problem_for(RpcTimeout(5))
+    assert (write.status, write.code) == (504, "service.timeout")
+    assert write.extra == {"outcome": "unknown"}
+    assert "Idempotency-Key" in write.title
+    assert (read.status, read.code, read.extra) == (504, "service.timeout", {})
+    assert read.title == "Le service n'a pas répondu à temps."
+
+
+def test_no_consumer_is_a_503_service_unavailable(app):
+    from gateway.amqp_rpc import NoConsumer
+    from gateway.errors import problem_for
+
+    with app.test_request_context("/api/v1/x"):
+        problem = problem_for(NoConsumer("survey"))
+    assert (problem.status, problem.code) == (503, "service.unavailable")
+    assert problem.headers["Retry-After"] == "5"

@@ -10,10 +10,10 @@ import logging
 import eventlet
 import pytest
 from flask import Blueprint
-from nameko.rpc import rpc as nameko_rpc
 
 from gateway.rpc import rpc
 from kit.db import Database
+from kit.entrypoints import rpc as nameko_rpc
 from kit.errors import NotFound
 from kit.logs import ContextFilter, JsonFormatter
 from kit.service import ServiceBase

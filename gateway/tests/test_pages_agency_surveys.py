@@ -4,14 +4,11 @@ per-field refusals, a campaign's statuses, blocking, pagination, exports."""
 
 from __future__ import annotations
 
-import html
-
 import pytest
 
-from gateway.auth import COOKIE, issue_token
 from gateway.pages import agency_surveys as pages
 from kit.errors import InvalidInput, NotFound
-from tests.fakes import FakeRpc
+from tests.fakes import FakeRpc, page_text, signed_in
 
 CAMPAIGN = {
     "id": "c1",
@@ -66,15 +63,10 @@ def app(make_app):
 
 
 def browser(app, roles=("agency_admin",)):
-    client = app.test_client()
-    with app.app_context():
-        token = issue_token("sid", {"user_id": "u1", "org_id": None, "roles": list(roles)})
-    client.set_cookie(COOKIE, token)
-    return client
+    return signed_in(app, roles)
 
 
-def text(response) -> str:
-    return html.unescape(response.get_data(as_text=True))
+text = page_text
 
 
 def test_visitors_go_to_sign_in_and_organisations_are_refused(app, fake):

@@ -14,7 +14,17 @@ from gateway.auth import COOKIE, issue_token
 from gateway.pages import surveys as pages
 from kit.errors import Conflict, Forbidden, InvalidInput
 from tests.fakes import FakeRpc
-from tests.test_survey_views import PLAN
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PLAN = {
+    "store": "store_xlsx",
+    "meta": {
+        "kind": "survey_form",
+        "name": "Enquête CFA_CFA 1 - 20210310_1225.xlsx",
+        "content_type": XLSX,
+        "owner_org_id": "org-a",
+    },
+}
 
 ROW = {
     "id": "s1",

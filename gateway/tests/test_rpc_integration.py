@@ -3,7 +3,7 @@
 Each test gets its own RabbitMQ vhost (``rabbit_config``) and runs the service
 in this process (``container_factory``; the root conftest monkey-patched
 eventlet). Views call it through ``rpc()`` exactly as the lead's views do.
-Every test runs with both clients (``RPC_CLIENT`` = ``lean`` and ``nameko``).
+The service uses ``kit.entrypoints.rpc`` (calls that expire), as ours do.
 """
 
 from __future__ import annotations
@@ -19,23 +19,16 @@ import urllib.parse
 import eventlet
 import pytest
 from flask import Blueprint, g, request
-from nameko.rpc import rpc as nameko_rpc
 
 from gateway.errors import PROBLEM_JSON
 from gateway.rpc import pool_for, rpc
 from kit.context import USER, Caller, CallerProvider
+from kit.entrypoints import rpc as nameko_rpc
 from kit.errors import NotFound
 
 pytestmark = pytest.mark.integration
 
 SERVICE = "gwprobe"
-
-
-@pytest.fixture(autouse=True, params=["lean", "nameko"])
-def rpc_client(request, monkeypatch):
-    """The RPC client every app of the test uses (read from the environment)."""
-    monkeypatch.setenv("RPC_CLIENT", request.param)
-    return request.param
 
 
 class ProbeService:
@@ -186,7 +179,7 @@ def test_a_slow_method_gives_504_within_the_timeout(probe_app):
     assert 0.9 < elapsed < 2.0
 
 
-def test_a_client_survives_timeouts_and_their_late_replies(probe_app, rpc_client):
+def test_a_client_survives_timeouts_and_their_late_replies(probe_app):
     app = probe_app(RPC_TIMEOUT=0.5)
     client = app.test_client()
     for _ in range(3):
@@ -201,14 +194,10 @@ def test_a_client_survives_timeouts_and_their_late_replies(probe_app, rpc_client
     pool = pool_for(app)
     assert pool.stats()["created"] == 1
     (pooled,) = pool._idle
-    if rpc_client == "lean":
-        assert pooled.connects == 1  # the same connection throughout
-        assert sorted(pooled.connection.channels) == [0, pooled.channel.channel_id]
-        return
-    consumer = pooled.standalone._reply_listener.queue_consumer
-    assert consumer.replies == {}  # late replies acknowledged, not hoarded
-    channels = consumer.connection.connection.channels
-    assert sorted(channels) == [0, consumer.consumer.channel.channel_id]  # none leaked
+    assert pooled.connects == 1  # the same connection throughout
+    _owner, checks = pooled._check_channel  # the consumer-count side channel
+    assert sorted(pooled.connection.channels) == sorted([0, pooled.channel.channel_id,
+                                                         checks.channel_id])
 
 
 def test_clients_are_reused_across_requests(probe_app):
@@ -365,7 +354,7 @@ def cutter(rabbit_config):
     relay.stop()
 
 
-def test_a_link_cut_between_requests_heals_within_the_next_call(probe_app, cutter, rpc_client):
+def test_a_link_cut_between_requests_heals_within_the_next_call(probe_app, cutter):
     relay, uri = cutter
     app = probe_app(AMQP_URI=uri)
     client = app.test_client()
@@ -377,9 +366,9 @@ def test_a_link_cut_between_requests_heals_within_the_next_call(probe_app, cutte
 
     assert response.status_code == 200
     assert time.monotonic() - started < 2.0
-    if rpc_client == "lean":  # the same client, reconnected before publishing
-        assert pool_for(app).stats() == {"idle": 1, "in_use": 0, "created": 1, "dropped": 0}
-        assert pool_for(app)._idle[0].connects == 2
+    # the same client, reconnected before publishing
+    assert pool_for(app).stats() == {"idle": 1, "in_use": 0, "created": 1, "dropped": 0}
+    assert pool_for(app)._idle[0].connects == 2
 
 
 def test_a_client_whose_broker_went_away_is_dropped_then_replaced(probe_app, cutter):
@@ -416,7 +405,37 @@ def test_ready_is_200_when_every_service_answers(probe_app):
     response, _ = ready(client)
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "broker": "ok", "services": {SERVICE: "ok"}}
+    body = response.get_json()
+    revocations = body.pop("revocations")
+    assert body == {"status": "ok", "broker": "ok", "services": {SERVICE: "ok"}}
+    # the age of this process's revocation list, and its bound (REVOCATION_MAX_STALENESS)
+    assert revocations["max_staleness_seconds"] == 300.0
+    assert revocations["status"] in ("ok", "loading")
+    if revocations["status"] == "ok":
+        assert 0 <= revocations["age_seconds"] <= 300
+
+
+def test_ready_reports_a_stale_revocation_list(probe_app):
+    calls = []
+
+    def failing(since):
+        calls.append(since)
+        if len(calls) > 1:
+            raise ConnectionError("identity is down")
+        return {"now": None, "revoked": []}
+
+    app = probe_app(SERVICES=[SERVICE], REVOCATION_SOURCE=failing,
+                    REVOCATION_POLL_SECONDS=0.05, REVOCATION_MAX_STALENESS=0.3)
+    client = app.test_client()
+    ready(client)
+    app.extensions["revocations"].loaded.wait(3)
+    time.sleep(0.5)
+
+    revocations = ready(client)[0].get_json()["revocations"]
+
+    assert revocations["status"] == "stale"
+    assert revocations["age_seconds"] > 0.3
+    assert revocations["max_staleness_seconds"] == 0.3
 
 
 def test_ready_is_503_with_the_missing_service_marked(probe_app):
@@ -425,7 +444,9 @@ def test_ready_is_503_with_the_missing_service_marked(probe_app):
     response, elapsed = ready(client)
 
     assert response.status_code == 503
-    assert response.get_json() == {
+    body = response.get_json()
+    body.pop("revocations")
+    assert body == {
         "status": "unavailable",
         "broker": "ok",
         "services": {SERVICE: "ok", "ghost": "unavailable"},
@@ -465,7 +486,9 @@ def test_ready_is_503_when_the_broker_is_unreachable(make_app):
     response, elapsed = ready(client)
 
     assert response.status_code == 503
-    assert response.get_json() == {
+    body = response.get_json()
+    assert body.pop("revocations")["max_staleness_seconds"] == 300.0
+    assert body == {
         "status": "unavailable",
         "broker": "unavailable",
         "services": {SERVICE: "unavailable"},

@@ -7,7 +7,6 @@ import itertools
 import pytest
 
 from gateway import rpc as rpc_module
-from gateway.config import ConfigError
 from gateway.rpc import Lease, RpcPool
 
 
@@ -144,28 +143,10 @@ def test_rpc_timeout_selects_a_separate_pool(make_app):
     assert rpc_module.pool_for(app, 5.0) is rpc_module.pool_for(app)
 
 
-@pytest.mark.parametrize(
-    ("setting", "client_cls"),
-    [
-        (None, rpc_module._LeanClient),
-        ("lean", rpc_module._LeanClient),
-        ("nameko", rpc_module._NamekoClient),
-        (" Nameko ", rpc_module._NamekoClient),
-    ],
-)
-def test_rpc_client_selects_the_client_class(make_app, monkeypatch, setting, client_cls):
-    if setting is None:
-        monkeypatch.delenv("RPC_CLIENT", raising=False)
-    else:
-        monkeypatch.setenv("RPC_CLIENT", setting)
+def test_the_pool_lends_the_one_rpc_client(make_app, monkeypatch):
+    monkeypatch.setenv("RPC_CLIENT", "nameko")  # the setting is gone: ignored
 
     app = make_app()
 
-    assert rpc_module.pool_for(app).client_cls is client_cls
-
-
-def test_an_unknown_rpc_client_is_a_configuration_error(make_app, monkeypatch):
-    monkeypatch.setenv("RPC_CLIENT", "kombu")
-
-    with pytest.raises(ConfigError, match="RPC_CLIENT"):
-        make_app()
+    assert rpc_module.pool_for(app).client_cls is rpc_module._LeanClient
+    assert not hasattr(rpc_module, "_NamekoClient")

@@ -46,25 +46,8 @@ def upload(content=b"PK\x03\x04 form", name="formulaire.xlsx"):
     return {"file": (io.BytesIO(content), name)}
 
 
-PLAN = {
-    "store": "store_xlsx",
-    "meta": {
-        "kind": "survey_form",
-        "name": "Enquête CFA_CFA 1 - 20210310_1225.xlsx",
-        "content_type": XLSX,
-        "owner_org_id": "org-a",
-    },
-}
-
-
-def test_a_transmission_is_allowed_then_stored_by_files_then_recorded(app, fake):
-    fake.answers.update(
-        {
-            "survey.prepare_upload": PLAN,
-            "files.store_xlsx": {"id": "f1"},
-            "survey.submit_response": {"id": "t1", "number": 1, "status": "recorded"},
-        }
-    )
+def test_a_transmission_is_one_rpc_to_survey_with_the_bytes(app, fake):
+    fake.answers["survey.transmit"] = {"id": "t1", "number": 1, "status": "recorded"}
     response = app.test_client().post(
         "/api/v1/surveys/s1/transmissions",
         headers={**headers(app), "Idempotency-Key": "key-0000001"},
@@ -72,27 +55,19 @@ def test_a_transmission_is_allowed_then_stored_by_files_then_recorded(app, fake)
         content_type="multipart/form-data",
     )
     assert response.status_code == 201 and response.json["id"] == "t1"
-    assert fake.methods() == ["survey.prepare_upload", "files.store_xlsx", "survey.submit_response"]
-    _s, _m, (survey_id, purpose, info) = fake.calls[0]
-    assert (survey_id, purpose, info["name"], info["size"]) == (
-        "s1",
-        "response",
-        "formulaire.xlsx",
-        9,
-    )
-    assert base64.b64decode(info["head_b64"]) == b"PK\x03\x04 form"
-    assert fake.calls[1][2] == (PLAN["meta"], base64.b64encode(b"PK\x03\x04 form").decode())
-    assert fake.calls[2][2] == ("s1", "f1", "key-0000001")
+    assert response.json["download_url"] == "/api/v1/surveys/s1/transmissions/t1/file"
+    # survey has files check and store the bytes: they cross the bus once from here
+    assert fake.methods() == ["survey.transmit"]
+    _s, _m, (survey_id, sent, key) = fake.calls[0]
+    assert (survey_id, key) == ("s1", "key-0000001")
+    assert sent == {
+        "name": "formulaire.xlsx",
+        "content_b64": base64.b64encode(b"PK\x03\x04 form").decode(),
+    }
 
 
 def test_a_retried_transmission_answers_200(app, fake):
-    fake.answers.update(
-        {
-            "survey.prepare_upload": PLAN,
-            "files.store_xlsx": {"id": "f2"},
-            "survey.submit_response": {"id": "t1", "status": "already_recorded"},
-        }
-    )
+    fake.answers["survey.transmit"] = {"id": "t1", "status": "already_recorded"}
     response = app.test_client().post(
         "/api/v1/surveys/s1/transmissions",
         headers=headers(app),
@@ -100,10 +75,11 @@ def test_a_retried_transmission_answers_200(app, fake):
         content_type="multipart/form-data",
     )
     assert response.status_code == 200
+    assert fake.calls[0][2][2] is None  # no Idempotency-Key header
 
 
-def test_a_plain_user_is_refused_before_any_byte_is_stored(app, fake):
-    fake.answers["survey.prepare_upload"] = Forbidden(
+def test_a_plain_user_is_refused_with_surveys_answer(app, fake):
+    fake.answers["survey.transmit"] = Forbidden(
         "survey.manager_only",
         "Seuls les gestionnaires de compte peuvent déposer le formulaire d'enquête.",
     )
@@ -116,30 +92,24 @@ def test_a_plain_user_is_refused_before_any_byte_is_stored(app, fake):
     assert response.status_code == 403
     assert response.json["code"] == "survey.manager_only"
     assert "gestionnaires de compte" in response.json["title"]
-    assert fake.methods() == ["survey.prepare_upload"]
+    assert fake.methods() == ["survey.transmit"]
 
 
 def test_a_refused_form_lists_every_problem_by_cell(app, fake):
-    fake.answers.update(
+    fake.answers["survey.transmit"] = InvalidInput(
+        "survey.form_invalid",
+        "Le formulaire comporte 2 erreurs.",
         {
-            "survey.prepare_upload": PLAN,
-            "files.store_xlsx": {"id": "f1"},
-            "survey.submit_response": InvalidInput(
-                "survey.form_invalid",
-                "Le formulaire comporte 2 erreurs.",
-                {
-                    "fields": {
-                        "Charges!D12": ["montant négatif"],
-                        "Produits!E5": ["formule interdite"],
-                    },
-                    "problems": [
-                        "Charges!D12 : montant négatif",
-                        "Produits!E5 : formule interdite",
-                    ],
-                    "count": 2,
-                },
-            ),
-        }
+            "fields": {
+                "Charges!D12": ["montant négatif"],
+                "Produits!E5": ["formule interdite"],
+            },
+            "problems": [
+                "Charges!D12 : montant négatif",
+                "Produits!E5 : formule interdite",
+            ],
+            "count": 2,
+        },
     )
     response = app.test_client().post(
         "/api/v1/surveys/s1/transmissions",

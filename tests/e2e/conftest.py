@@ -78,18 +78,45 @@ def e2e_databases():
     sandbox.drop_databases(created, PG_ADMIN_DSN)
 
 
+@pytest.fixture(scope="session")
+def e2e_partner_vhost():
+    """The partners' own vhost (their exchange, queues and users)."""
+    name = f"e2e_{uuid.uuid4().hex[:10]}_partners"
+    try:
+        uri = sandbox.create_vhost(name, AMQP_URI, RABBIT_API)
+    except LaunchError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield uri
+    sandbox.delete_vhost(name, RABBIT_API)
+
+
+# partners' webhooks on the loopback (the SSRF guard refuses it otherwise),
+# retried within seconds instead of hours
+PARTNER_ENV = {
+    "WEBHOOK_ALLOWED_HOSTS": "127.0.0.0/8",
+    "WEBHOOK_RETRY_SCHEDULE": "0.5,1,2,2,2,2,2,2,2,2",
+    "WEBHOOK_TIMEOUT": "3",
+}
+
+
 # --- the system --------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def system(e2e_vhost, e2e_databases, tmp_path_factory):
+def system(e2e_vhost, e2e_partner_vhost, e2e_databases, tmp_path_factory):
     """Every service, the gateway, the mail catcher and the SIRENE stand-in."""
     config = Config(
         data_dir=tmp_path_factory.mktemp("system"),
         amqp_uri=e2e_vhost,
         # the gateway trusts one proxy hop: each test client below presents its
         # own address, so per-address rate limits hold without tests sharing one
-        env=dict(e2e_databases, TRUSTED_PROXIES="1"),
+        env=dict(
+            e2e_databases,
+            TRUSTED_PROXIES="1",
+            PARTNER_AMQP_URI=e2e_partner_vhost,
+            PARTNER_RABBIT_API=RABBIT_API,
+            **PARTNER_ENV,
+        ),
         ready_timeout=READY_TIMEOUT,
     )
     running = System(config)

@@ -8,6 +8,9 @@ reaches the files service once: the survey service first says whether the
 caller may upload it there and how files must store it (``prepare_upload``,
 before any byte is kept), files runs its safety checks while storing
 (``store_xlsx`` for spreadsheets), then the survey service takes the file id.
+A transmission, the deadline's hot path, is one RPC instead (``survey.transmit``
+does those three steps inside survey, the bytes crossing the bus once to
+survey and once to files, never back).
 Heavy routes (uploads, generated workbooks, exports) are bounded per worker
 process: beyond ``SURVEY_HEAVY_CONCURRENCY`` at once, 503 ``survey.busy``
 with ``Retry-After``. Error codes are those of the survey and files services
@@ -311,8 +314,11 @@ def transmit(survey_id):
     """« Envoyer » (multipart ``file``; header ``Idempotency-Key`` optional):
     201 when recorded, 200 when the same transmission was already recorded."""
     key = request.headers.get("Idempotency-Key") or None
-    stored = store_upload(survey_id, "response")
-    result = rpc(HEAVY_TIMEOUT).survey.submit_response(survey_id, stored["id"], key)
+    name, content = read_upload()
+    # one RPC: survey checks, has files check and store the bytes, then checks
+    # the form with them in hand (survey.transmit)
+    upload = {"name": name, "content_b64": base64.b64encode(content).decode()}
+    result = rpc(HEAVY_TIMEOUT).survey.transmit(survey_id, upload, key)
     _transmission_links(survey_id, [result])
     return jsonify(result), 201 if result.get("status") == "recorded" else 200
 

@@ -95,12 +95,31 @@ class TooManyRequests(ServiceError):
 
 
 @deserialize_to_instance
+class BadRequest(ServiceError):
+    """A malformed request parameter that is not a form field (e.g. a cursor)."""
+
+    status = 400
+    default_code = "bad_request"
+    default_message = "Requête mal formée."
+
+
+@deserialize_to_instance
 class Gone(ServiceError):
     """What existed is no longer kept (e.g. a feed cursor past the retention)."""
 
     status = 410
     default_code = "gone"
     default_message = "Cette ressource n'est plus disponible."
+
+
+@deserialize_to_instance
+class Unavailable(ServiceError):
+    """A dependency (database, registry, another service) cannot answer now:
+    503, with ``details["retry_after"]`` in seconds. Never a 500."""
+
+    status = 503
+    default_code = "service.unavailable"
+    default_message = "Le service est momentanément indisponible, réessayez dans quelques instants."
 
 
 ERROR_CLASSES = (
@@ -110,7 +129,9 @@ ERROR_CLASSES = (
     Forbidden,
     Unauthenticated,
     TooManyRequests,
+    BadRequest,
     Gone,
+    Unavailable,
 )
 
 

@@ -8,12 +8,13 @@ import warnings
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
+from nameko.dependency_providers import Config  # noqa: E402
 from nameko.events import EventDispatcher  # noqa: E402
-from nameko.rpc import rpc  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from kit.context import CallerProvider  # noqa: E402
+from kit.entrypoints import rpc  # noqa: E402  (calls that expire)
 from kit.logs import LogContext  # noqa: E402
 from kit.metrics import ServiceMetrics  # noqa: E402
 from kit.outbox import relay  # noqa: E402
@@ -27,6 +28,9 @@ class ServiceBase:
     upload_methods: tuple[str, ...] = ()  # RPCs whose InvalidInput is an upload refused
 
     dispatch = EventDispatcher()
+    # the outbox's: mandatory, so an event no queue received stays pending
+    outbox_dispatch = EventDispatcher(mandatory=True)
+    nameko_config = Config()
     caller = CallerProvider()
     metrics = ServiceMetrics()  # kit.metrics: Prometheus on METRICS_PORT
     log_context = LogContext()  # kit.logs: request id on log lines, one line per RPC
@@ -41,9 +45,22 @@ class ServiceBase:
     def relay_outbox(self) -> None:
         """Catches events left unpublished (crash between commit and relay)."""
         if self.outbox_model is not None:
-            relay(self.db, self.outbox_model, self.dispatch)
+            relay(
+                self.db, self.outbox_model, self.outbox_dispatch, service=self.name,
+                on_unroutable=self._declare_consumers,
+            )
+
+    def _declare_consumers(self, event_type: str) -> bool:
+        """The relay's fallback when an event reaches no queue (kit.topology)."""
+        from kit.topology import declare_consumers_of
+
+        uri = self.nameko_config["AMQP_URI"]
+        return bool(declare_consumers_of(uri, self.name, event_type))
 
     def publish_pending(self) -> None:
         """Called by entrypoints after their use case committed."""
         if self.outbox_model is not None:
-            relay(self.db, self.outbox_model, self.dispatch)
+            relay(
+                self.db, self.outbox_model, self.outbox_dispatch, service=self.name,
+                on_unroutable=self._declare_consumers,
+            )

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 from nameko.events import event_handler
-from nameko.rpc import rpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from kit.db import Database, OutboxMixin, make_base
+from kit.entrypoints import rpc
 from kit.errors import InvalidInput, NotFound
 from kit.service import ServiceBase
 

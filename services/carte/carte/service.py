@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 
-from nameko.events import event_handler
-from nameko.rpc import ServiceProxy, rpc
+from nameko.rpc import ServiceProxy
 
 from carte import use_cases as uc
 from carte.models import Outbox
@@ -24,6 +23,8 @@ from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
 from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.db import Database
+from kit.entrypoints import rpc
+from kit.handlers import event_handler  # retries, then parks (never loses an event)
 from kit.rpc import BoundedRpcProxy
 
 
@@ -223,6 +224,31 @@ class CarteService(kit_service.ServiceBase):
     def request_pdf(self, request_id: int) -> dict:
         """The request as a PDF {name, content_type, content_b64}."""
         return uc.request_pdf(self.db, self.actor, request_id)
+
+    # -- partners (DESIGN §8) --------------------------------------------------
+
+    @rpc
+    def get_partner_request(self, request_id: int, scope: dict) -> dict:
+        """A partner agency reads a validated request. Only the gateway calls
+        this, once notify has authenticated the partner's API key
+        (``authenticate_partner``): the caller is role ``partner``, user_id
+        ``partner:<id>`` (no carte account), and ``scope`` is that partner's
+        scope as notify returned it (``kit.partner_scope``, kind carte:
+        academy). Output {request_id, status, status_label, campaign_id,
+        school_year, school_year_label, filer_kind, referent_uai,
+        concerned_uai, department(_label), academy(_label), training_site,
+        modality(_label), variant_id, diploma {variant_id, label, cfd, rncp,
+        title, duration, level, level_label}, diploma_code, measure(_label),
+        linked, linked_request_id, priority, current_capacity, new_capacity,
+        first_filing, previous_filing_year, cp_ca_date, recruitment_zones,
+        works_needed, works_description, equipment_needed,
+        equipment_description, other_impacts, opportunity_report, annex_count,
+        validated_at}: never filed_by, the filer's identifier, the manager's
+        name, phone or e-mail, nor annex names. Errors: NotFound
+        carte.request_not_found (unknown, a draft, or outside the scope),
+        Forbidden forbidden.partners_only (not a partner caller), InvalidInput
+        partner.scope_invalid (scope not an object of lists)."""
+        return uc.get_partner_request(self.db, self.caller, request_id, scope)
 
     # -- reviewers -----------------------------------------------------------
 

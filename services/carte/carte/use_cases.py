@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carte import repository as repo
 from carte import tabular
-from carte.domain import access, export, territory
+from carte.domain import access, export, partners, territory
 from carte.domain import catalogue as cat
 from carte.domain import codes as carte_codes
 from carte.domain import requests as form
@@ -39,7 +39,7 @@ from carte.models import (
     Variant,
 )
 from kit import events
-from kit.context import AGENCY_ADMIN, SYSTEM, Caller
+from kit.context import AGENCY_ADMIN, PARTNER, SYSTEM, Caller
 from kit.cpu import offload
 from kit.db import utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -61,6 +61,10 @@ FILERS_ONLY = (
 REVIEWERS_ONLY = (
     "forbidden.carte_reviewers_only",
     "Réservé aux relecteurs (Région, académies, DRAAF) et aux administrateurs.",
+)
+PARTNERS_ONLY = (
+    "forbidden.partners_only",
+    "Réservé aux partenaires authentifiés par leur clé d'API.",
 )
 ADMIN_ONLY = (
     "forbidden.carte_admin_only",
@@ -909,6 +913,26 @@ def get_request(session, actor: Actor, request_id) -> dict:
     """« Continuer la saisie » / « Consulter ». Errors: carte.request_not_found."""
     req = _visible(session, actor, request_id)
     return _full(session, req, actor)
+
+
+def get_partner_request(session, caller: Caller, request_id, scope) -> dict:
+    """A validated request as a partner agency sees it (``partners.partner_view``:
+    the project, no person). The caller is a partner (``kit.context.PARTNER``,
+    set by the gateway once notify has authenticated the key), not a carte
+    account; ``scope`` is that partner's, as notify stores it. Unknown, still
+    a draft and outside the scope are the same 404 carte.request_not_found."""
+    caller.require_authenticated()
+    if PARTNER not in caller.roles:
+        raise Forbidden(*PARTNERS_ONLY)
+    problem = partners.scope_problem(scope)
+    if problem:
+        raise InvalidInput.fields({"scope": [problem]}, "partner.scope_invalid", problem)
+    req = repo.request(session, request_id)
+    if req is None or not partners.sees(scope, status=req.status, academy=req.academy):
+        raise NotFound(*REQUEST_NOT_FOUND)
+    # a reader that may edit nothing: request_dict's « editable » is false
+    reader = Actor(user_id=caller.user_id, kind="partner", identifier="")
+    return partners.partner_view(_full(session, req, reader))
 
 
 def _validate(session, actor: Actor, req: Request, campaign: Campaign) -> None:

@@ -16,9 +16,6 @@ files.not_found`` exactly as if it did not exist.
 
 from __future__ import annotations
 
-from eventlet import tpool
-from nameko.rpc import rpc
-
 from files import use_cases
 from files.models import Outbox
 from files.settings import Settings
@@ -27,7 +24,9 @@ from files.storage import Storage
 # imported as a module, not by name: `nameko run files.service` takes every
 # class of this module that has entrypoints for a service, ServiceBase included
 from kit import service as kit_service
+from kit.cpu import heavy  # XLSX checks in a process pool: light calls keep their latency
 from kit.db import Database
+from kit.entrypoints import rpc
 
 
 class FilesService(kit_service.ServiceBase):
@@ -95,7 +94,7 @@ class FilesService(kit_service.ServiceBase):
             meta,
             content_b64,
             limits=self.settings.xlsx,
-            offload=tpool.execute,
+            offload=heavy,
         )
         self.publish_pending()
         return result
@@ -144,7 +143,7 @@ class FilesService(kit_service.ServiceBase):
             self.caller,
             file_id,
             limits=self.settings.xlsx,
-            offload=tpool.execute,
+            offload=heavy,
         )
 
     @rpc

@@ -156,8 +156,10 @@ def awaiting_agency(session) -> list[tuple[User, Organisation]]:
 
 
 def pending_sirene(session, limit: int = 20) -> list[Organisation]:
-    return list(
-        session.scalars(
-            select(Organisation).where(Organisation.sirene_status == "pending").limit(limit)
-        )
-    )
+    """Organisations awaiting the registry. On PostgreSQL they are locked
+    (SKIP LOCKED) until the caller commits: with several identity replicas,
+    each organisation is looked up by one of them only."""
+    query = select(Organisation).where(Organisation.sirene_status == "pending").limit(limit)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from identity import carte as carte_accounts
@@ -18,6 +17,7 @@ from identity.models import Outbox
 from identity.sirene import SireneClient
 from kit import service as kit_service  # not imported by name: nameko run would see it
 from kit.db import Database
+from kit.entrypoints import rpc
 
 
 class SireneProvider(DependencyProvider):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from notify.models import FAILED, PENDING, Delivery
+from notify.models import FAILED, PENDING, UNDELIVERED, Delivery
 
 
 def add_deliveries(session: Session, rows: list[Delivery]) -> None:
@@ -19,24 +19,46 @@ def deliveries_of_event(session: Session, source_event_id: str) -> list[Delivery
     return list(session.scalars(query.order_by(Delivery.created_at, Delivery.to)))
 
 
-def due_for_retry(
-    session: Session, now: dt.datetime, backoff, max_attempts: int, limit: int
-) -> list[Delivery]:
-    """Failed deliveries whose wait after their last attempt is over.
-
-    ``backoff(n)`` is the wait after the n-th attempt; one condition per
-    attempt count keeps the choice in SQL (and in the status index)."""
-    waits = [
-        and_(Delivery.attempts == n, Delivery.last_attempt_at <= now - backoff(n))
-        for n in range(1, max_attempts)
-    ]
+def due_for_retry(session: Session, now: dt.datetime, limit: int) -> list[Delivery]:
+    """Failed deliveries whose next attempt is due (rows from before the
+    retry window have no ``next_attempt_at``: due at once)."""
     query = (
         select(Delivery)
-        .where(Delivery.status == FAILED, or_(*waits))
-        .order_by(Delivery.last_attempt_at)
+        .where(
+            Delivery.status == FAILED,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        )
+        .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def undelivered(session: Session, limit: int, offset: int = 0) -> list[Delivery]:
+    query = (
+        select(Delivery)
+        .where(Delivery.status == UNDELIVERED)
+        .order_by(Delivery.last_attempt_at.desc(), Delivery.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(query))
+
+
+def count_undelivered(session: Session) -> int:
+    query = select(func.count()).select_from(Delivery).where(Delivery.status == UNDELIVERED)
+    return int(session.scalar(query) or 0)
+
+
+def resend(session: Session, delivery_id: str, now: dt.datetime, give_up_at: dt.datetime) -> bool:
+    """An undelivered e-mail back in the retry queue, due at once, with a new window."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == UNDELIVERED)
+        .values(status=FAILED, next_attempt_at=now, give_up_at=give_up_at)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def stale_pending(session: Session, before: dt.datetime, limit: int) -> list[Delivery]:

@@ -230,6 +230,21 @@ def transmission(session, survey_id: str, transmission_id) -> Transmission | Non
     return row if row is not None and row.survey_id == survey_id else None
 
 
+def transmission_anywhere(session, transmission_id):
+    """``(Transmission, Survey, Campaign, Organisation | None)`` of one
+    transmission whatever its organisation (a partner's read: the caller
+    filters by scope), or None."""
+    if not is_id(transmission_id):
+        return None
+    return session.execute(
+        select(Transmission, Survey, Campaign, Organisation)
+        .join(Survey, Survey.id == Transmission.survey_id)
+        .join(Campaign, Campaign.id == Survey.campaign_id)
+        .outerjoin(Organisation, Organisation.id == Survey.org_id)
+        .where(Transmission.id == transmission_id)
+    ).first()
+
+
 def transmission_by(session, survey_id: str, **where) -> Transmission | None:
     query = select(Transmission).where(Transmission.survey_id == survey_id)
     for name, value in where.items():

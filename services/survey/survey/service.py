@@ -15,13 +15,12 @@ identity or files do not answer in time.
 
 from __future__ import annotations
 
-from nameko.events import event_handler
-from nameko.rpc import rpc
-
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
-from kit.cpu import offload as cpu  # spreadsheet work off the hub (STACK.md #10)
+from kit.cpu import heavy as cpu  # spreadsheet work in a process pool (STACK.md #10)
 from kit.db import Database
+from kit.entrypoints import rpc
+from kit.handlers import event_handler  # retries, then parks (never loses an event)
 from kit.rpc import BoundedRpcProxy
 from survey import use_cases as uc
 from survey.models import Outbox
@@ -44,7 +43,12 @@ class SurveyService(kit_service.ServiceBase):
     name = "survey"
     db = Database("survey")
     outbox_model = Outbox
-    upload_methods = ("prepare_upload", "submit_response", "import_certifications")  # kit.metrics
+    upload_methods = (  # kit.metrics
+        "prepare_upload",
+        "submit_response",
+        "transmit",
+        "import_certifications",
+    )
     settings = Settings()
     identity = BoundedRpc("identity")
     files = BoundedRpc("files")
@@ -225,6 +229,28 @@ class SurveyService(kit_service.ServiceBase):
         return result
 
     @rpc
+    def transmit(self, survey_id: str, upload: dict, idempotency_key: str | None = None) -> dict:
+        """« Envoyer » in one call, the way the gateway transmits: upload
+        {name, content_b64}; survey checks who may send it here, has files
+        check and store it (files.store_xlsx, kind survey_form), then checks
+        the form with the bytes in hand and records it. Output and errors:
+        those of prepare_upload (purpose response), files.store_xlsx and
+        submit_response together; a known idempotency key stores nothing."""
+        result = uc.transmit(
+            self.db,
+            self.caller,
+            survey_id,
+            upload,
+            self.files,
+            self.identity,
+            self.settings.form_secret,
+            cpu,
+            idempotency_key=idempotency_key,
+        )
+        self.publish_pending()
+        return result
+
+    @rpc
     def list_transmissions(self, survey_id: str) -> list:
         """« Liste des fichiers transmis »: #, file name, date, name, e-mail."""
         return uc.list_transmissions(self.db, self.caller, survey_id)
@@ -238,6 +264,26 @@ class SurveyService(kit_service.ServiceBase):
     def get_response_values(self, survey_id: str, transmission_id: str) -> dict:
         """One transmission with the values extracted from it."""
         return uc.get_response_values(self.db, self.caller, survey_id, transmission_id)
+
+    # -- partners (DESIGN §8) ---------------------------------------------------
+
+    @rpc
+    def get_partner_transmission(self, transmission_id: str, scope: dict) -> dict:
+        """A partner agency reads a transmission. Only the gateway calls this,
+        once notify has authenticated the partner's API key
+        (``authenticate_partner``): the caller is role ``partner``, user_id
+        ``partner:<id>``, and ``scope`` is that partner's scope as notify
+        returned it (``kit.partner_scope``, kind organisations: account_type,
+        siret). Output {transmission_id, survey_id, campaign_id,
+        campaign_name, siret, uai, account_type, seq, form_version, sha256,
+        size, file_name, submitted_at, file_id, values} — values as extracted
+        from the form, amounts as decimal strings in euros, without the person
+        to contact; never who submitted it. The file's bytes: files.get_file
+        (file_id) as the system caller. Errors: NotFound
+        survey.transmission_not_found (unknown or outside the scope),
+        Forbidden forbidden.partners_only (not a partner caller),
+        InvalidInput partner.scope_invalid (scope not an object of lists)."""
+        return uc.get_partner_transmission(self.db, self.caller, transmission_id, scope)
 
     # -- « Pièces à fournir » -------------------------------------------------
 

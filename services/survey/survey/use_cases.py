@@ -20,7 +20,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError
 
 from kit import events
-from kit.context import Caller
+from kit.context import PARTNER, Caller
 from kit.db import new_id, utcnow
 from kit.errors import Conflict, FieldErrors, Forbidden, InvalidInput, NotFound
 from kit.outbox import emit
@@ -31,6 +31,7 @@ from survey.domain import campaigns as rules
 from survey.domain import certifications as cert_rules
 from survey.domain import export as export_rules
 from survey.domain import form as form_rules
+from survey.domain import partners as partner_rules
 from survey.domain.codes import BadCode, parse_positive_int
 from survey.domain.problems import Problem, count_label, details
 from survey.models import Attachment, Campaign, Certification, Form, Outbox, Survey, Transmission
@@ -46,6 +47,7 @@ def direct(fn, *args, **kwargs):
 
 SURVEY_NOT_FOUND = ("survey.not_found", "Enquête introuvable.")
 CAMPAIGN_NOT_FOUND = ("survey.campaign_not_found", "Enquête introuvable.")
+TRANSMISSION_NOT_FOUND = ("survey.transmission_not_found", "Fichier transmis introuvable.")
 ORGANISATIONS_ONLY = ("survey.organisations_only", "Réservé aux organismes de formation.")
 MANAGER_ONLY = (
     "survey.manager_only",
@@ -1278,15 +1280,71 @@ def submit_response(
         _discard(files, file_id)
         raise Forbidden(*MANAGER_ONLY)
     stored = _stored_file(files, file_id, survey, "survey_form")
+    data = base64.b64decode(stored["content_b64"])
+    return _check_and_record(
+        session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
+    )
+
+
+def transmit(
+    session,
+    caller: Caller,
+    survey_id,
+    upload: dict,
+    files,
+    identity,
+    secret: bytes,
+    cpu=direct,
+    now: Clock = utcnow,
+    idempotency_key: str | None = None,
+) -> dict:
+    """« Envoyer » in one call: what ``prepare_upload`` (purpose
+    ``response``), ``files.store_xlsx`` and ``submit_response`` do one after
+    the other, with the bytes crossing the bus once on their way to files and
+    never coming back: ``upload = {name, content_b64}``. Same rules, same
+    order of refusals and the same error codes as those three calls; a retry
+    with a key already recorded stores nothing. Nothing is stored before the
+    caller is known to be a manager of an open survey."""
+    if not isinstance(upload, dict):
+        upload = {}
+    name = upload.get("name") if isinstance(upload.get("name"), str) else ""
+    content_b64 = upload.get("content_b64") if isinstance(upload.get("content_b64"), str) else ""
+    at = now()
+    survey, campaign = _submittable(session, caller, survey_id, rules.today_in_france(at))
+    _require_xlsx_name(name.strip())
+    key = _clean_key(idempotency_key)
+    done = _existing(session, survey.id, key=key)
+    if done is not None:
+        return dict(transmission_dict(done), status="already_recorded")
+    org = repo.organisation(session, survey.org_id)
+    meta = {
+        "kind": "survey_form",
+        "name": rules.transmission_file_name(campaign.name, org.name if org else "organisme", at),
+        "content_type": xlsx.XLSX_CONTENT_TYPE,
+        "owner_org_id": survey.org_id,
+    }
+    session.commit()
+    me = identity.get_me()
+    if me.get("role") != "manager":  # no longer a manager since signing in
+        raise Forbidden(*MANAGER_ONLY)
+    stored = files.store_xlsx(meta, content_b64)  # files' checks, then its record and blob
+    data = base64.b64decode(content_b64)
+    return _check_and_record(
+        session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
+    )
+
+
+def _check_and_record(
+    session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
+) -> dict:
+    """The stored form checked, then recorded (or the transmission that it repeats)."""
     done = _existing(session, survey.id, sha256=stored.get("sha256"))
     if done is not None:
         if done.file_id != stored["id"]:
             _discard(files, stored["id"])
         return dict(transmission_dict(done), status="already_recorded")
     try:
-        version, values = validate_form(
-            session, survey, base64.b64decode(stored["content_b64"]), secret, cpu
-        )
+        version, values = validate_form(session, survey, data, secret, cpu)
     except (InvalidInput, Conflict):
         _discard(files, stored["id"])
         raise
@@ -1360,7 +1418,7 @@ def get_transmission(
     survey, _campaign = _visible(session, caller, survey_id, rules.today_in_france(now()))
     row = repo.transmission(session, survey.id, transmission_id)
     if row is None:
-        raise NotFound("survey.transmission_not_found", "Fichier transmis introuvable.")
+        raise NotFound(*TRANSMISSION_NOT_FOUND)
     return dict(transmission_dict(row), file_id=row.file_id)
 
 
@@ -1376,8 +1434,66 @@ def get_response_values(
     survey, _campaign = _visible(session, caller, survey_id, rules.today_in_france(now()))
     row = repo.transmission(session, survey.id, transmission_id)
     if row is None:
-        raise NotFound("survey.transmission_not_found", "Fichier transmis introuvable.")
+        raise NotFound(*TRANSMISSION_NOT_FOUND)
     return dict(transmission_dict(row), values=form_rules.in_euros(row.values))
+
+
+# ---------------------------------------------------------------- partners
+
+PARTNERS_ONLY = (
+    "forbidden.partners_only",
+    "Réservé aux partenaires authentifiés par leur clé d'API.",
+)
+
+
+def require_partner(caller: Caller, scope) -> dict:
+    """A partner caller (``kit.context.PARTNER``, set by the gateway once
+    notify has authenticated the key) and its scope as notify stores it."""
+    caller.require_authenticated()
+    if PARTNER not in caller.roles:
+        raise Forbidden(*PARTNERS_ONLY)
+    problem = partner_rules.scope_problem(scope)
+    if problem:
+        raise InvalidInput.fields({"scope": [problem]}, "partner.scope_invalid", problem)
+    return scope
+
+
+def get_partner_transmission(session, caller: Caller, transmission_id, scope) -> dict:
+    """A transmission as a partner agency sees it: the public facts of the
+    ``survey.response_submitted`` event, the file's id in files and the
+    extracted values (amounts as decimal strings in euros) without the person
+    to contact. Unknown and outside the scope are the same 404."""
+    scope = require_partner(caller, scope)
+    found = repo.transmission_anywhere(session, transmission_id)
+    if found is None:
+        raise NotFound(*TRANSMISSION_NOT_FOUND)
+    row, survey, campaign, org = found
+    if not partner_rules.sees_organisation(
+        scope,
+        account_type=org.account_type if org else None,
+        siret=org.siret if org else None,
+    ):
+        raise NotFound(*TRANSMISSION_NOT_FOUND)
+    values = form_rules.in_euros(partner_rules.public_values(row.values))
+    if "unit" in values:
+        values["unit"] = "euros"  # in_euros turned every amount into euros
+    return {
+        "transmission_id": row.id,
+        "survey_id": survey.id,
+        "campaign_id": campaign.id,
+        "campaign_name": campaign.name,
+        "siret": org.siret if org else None,
+        "uai": org.uai if org else None,
+        "account_type": org.account_type if org else None,
+        "seq": row.seq,
+        "form_version": row.form_version,
+        "sha256": row.sha256,
+        "size": row.size,
+        "file_name": row.file_name,
+        "submitted_at": iso(row.submitted_at),
+        "file_id": row.file_id,
+        "values": values,
+    }
 
 
 # ---------------------------------------------------------------- « Pièces à fournir »

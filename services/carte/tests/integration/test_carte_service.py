@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 
 from carte.service import CarteService
 from kit.codes import uai_check_letter
-from kit.context import Caller
+from kit.context import PARTNER, Caller
 from kit.db import make_engine
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from kit.migrate import upgrade
@@ -69,6 +69,41 @@ def announce(config, container, user_id, kind, identifier, **extra):
     return Caller(user_id=user_id, roles=(f"carte_{kind}",))
 
 
+def import_catalogue(url, admin):
+    """The catalogue through the use case (the files service is not running here)."""
+    from sqlalchemy.orm import sessionmaker
+
+    from carte import use_cases as uc
+
+    engine = make_engine(url)
+    with sessionmaker(engine)() as session:
+        uc.import_catalogue(session, uc.acting(session, admin), "c.csv", lambda: CSV)
+    engine.dispose()
+
+
+def complete_form(rpc) -> dict:
+    variants = rpc.carte.get_catalogue("ébéniste")["levels"][0]["diplomas"][0]["variants"]
+    return {
+        "concerned_uai": UAI,
+        "manager_name": "R. Projet",
+        "manager_phone": "0561000000",
+        "manager_email": "p@lycee.example",
+        "modality": "S",
+        "variant_id": variants[0]["id"],
+        "measure": "ouverture",
+        "linked": False,
+        "priority": 1,
+        "current_capacity": 0,
+        "new_capacity": 12,
+        "first_filing": True,
+        "cp_ca_date": "2019-11-20",
+        "recruitment_zones": ["local"],
+        "works_needed": False,
+        "equipment_needed": False,
+        "opportunity_report": "Synthèse.",
+    }
+
+
 def test_the_migration_builds_every_table(carte):
     _config, _container, _listener, url = carte
     engine = make_engine(url)
@@ -97,39 +132,11 @@ def test_a_request_is_validated_and_announced_once_through_the_outbox(carte):
             {"school_year": 2099, "opens_on": "2000-01-01", "closes_on": "2099-01-01"}
         )
         assert campaign["state"] == "open"
-    # the catalogue through the use case (the files service is not running here)
-    from sqlalchemy.orm import sessionmaker
-
-    from carte import use_cases as uc
-
-    engine = make_engine(carte[3])
-    with sessionmaker(engine)() as session:
-        uc.import_catalogue(session, uc.acting(session, admin), "c.csv", lambda: CSV)
-    engine.dispose()
+    import_catalogue(carte[3], admin)
 
     with proxy(config, lycee) as rpc:
-        variants = rpc.carte.get_catalogue("ébéniste")["levels"][0]["diplomas"][0]["variants"]
         draft = rpc.carte.create_request({"measure": "ouverture"})
-        form = {
-            "concerned_uai": UAI,
-            "manager_name": "R. Projet",
-            "manager_phone": "0561000000",
-            "manager_email": "p@lycee.example",
-            "modality": "S",
-            "variant_id": variants[0]["id"],
-            "measure": "ouverture",
-            "linked": False,
-            "priority": 1,
-            "current_capacity": 0,
-            "new_capacity": 12,
-            "first_filing": True,
-            "cp_ca_date": "2019-11-20",
-            "recruitment_zones": ["local"],
-            "works_needed": False,
-            "equipment_needed": False,
-            "opportunity_report": "Synthèse.",
-        }
-        rpc.carte.save_request(draft["id"], form)
+        rpc.carte.save_request(draft["id"], complete_form(rpc))
         checked = rpc.carte.check_request(draft["id"])
         with entrypoint_waiter(listener, "on_request_validated", timeout=10):
             done = rpc.carte.confirm_request(draft["id"], checked["version"])
@@ -177,3 +184,38 @@ def test_every_error_class_arrives_typed(carte):
     with proxy(config) as rpc:
         with pytest.raises(Unauthenticated):
             rpc.carte.dashboard()
+
+
+def test_a_partner_reads_a_validated_request_of_its_academies_only(carte):
+    config, container, _listener, url = carte
+    admin = Caller(user_id="agent", roles=("agency_admin",))
+    lycee = announce(config, container, "lycee", "establishment", UAI, uai=UAI)
+    with proxy(config, admin) as rpc:
+        rpc.carte.create_campaign(
+            {"school_year": 2097, "opens_on": "2000-01-01", "closes_on": "2097-01-01"}
+        )
+    import_catalogue(url, admin)
+    with proxy(config, lycee) as rpc:
+        draft = rpc.carte.create_request(complete_form(rpc))
+        draft_only = rpc.carte.create_request(dict(complete_form(rpc), priority=2))
+        checked = rpc.carte.check_request(draft["id"])
+        rpc.carte.confirm_request(draft["id"], checked["version"])
+    partner = Caller(user_id="partner:p1", roles=(PARTNER,))
+    with proxy(config, partner) as rpc:
+        got = rpc.carte.get_partner_request(draft["id"], {"academies": ["toulouse"]})
+        assert got["request_id"] == draft["id"] and got["academy"] == "toulouse"
+        assert got["concerned_uai"] == UAI and got["diploma_code"] == "50023418"
+        assert not {"manager_name", "manager_phone", "manager_email", "filer_identifier"} & set(got)
+        assert "p@lycee.example" not in str(got)
+        for request_id, scope in (
+            (draft["id"], {"academies": ["montpellier"]}),
+            (draft_only["id"], {}),
+            (2**31, {}),
+        ):
+            with pytest.raises(NotFound) as caught:
+                rpc.carte.get_partner_request(request_id, scope)
+            assert caught.value.code == "carte.request_not_found"
+    with proxy(config, lycee) as rpc:
+        with pytest.raises(Forbidden) as forbidden:
+            rpc.carte.get_partner_request(draft["id"], {})
+        assert forbidden.value.code == "forbidden.partners_only"

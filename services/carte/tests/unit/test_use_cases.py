@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import json
 
 import pytest
 
 from carte import use_cases as uc
 from carte.models import Outbox, Request
 from kit.context import Caller
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 LATER = dt.datetime(2020, 3, 2, 10, 0, tzinfo=dt.UTC)  # after the campaign closed
 
@@ -522,3 +523,100 @@ def test_the_dashboard_and_the_reviewers_list_cost_the_same_few_queries_however_
     result = uc.list_validated(session, world.region, {}, 1, 50, now=now)
     assert result["total"] == 6 and all(len(item["annexes"]) == 1 for item in result["items"])
     assert result["items"][0]["diploma"]["label"] == "CAP Ébéniste en 2 ans"
+
+
+# ---------------------------------------------------------------- partners (DESIGN §8)
+
+PARTNER = Caller(user_id="partner:p1", roles=("partner",))
+
+
+def validated(session, actor, form, now, **changes):
+    draft = uc.create_request(session, actor, form(**changes), now=now)
+    checked = uc.check_request(session, actor, draft["id"], now=now)
+    return uc.confirm_request(session, actor, draft["id"], checked["version"], now=now)
+
+
+def test_a_partner_reads_a_validated_request_of_its_academies(session, world, form, now):
+    done = validated(session, world.lycee, form, now)
+    got = uc.get_partner_request(session, PARTNER, done["id"], {"academies": ["toulouse"]})
+    [event] = events(session, "request_validated")
+    for key in (
+        "request_id",
+        "campaign_id",
+        "school_year",
+        "concerned_uai",
+        "referent_uai",
+        "academy",
+        "department",
+        "measure",
+        "modality",
+        "diploma_code",
+        "validated_at",
+    ):
+        assert got[key] == event[key], key
+    assert got["academy"] == "toulouse" and got["department"] == "31"
+    assert got["status"] == "validated" and got["school_year"] == 2020
+    assert got["diploma"]["cfd"] == got["diploma_code"] == "50023418"
+    assert got["new_capacity"] == 12 and got["measure_label"] == "Ouverture"
+    assert got["opportunity_report"] == "Forte demande des entreprises du bois."
+    assert got["annex_count"] == 0
+    # no restriction on academies: every validated request
+    assert uc.get_partner_request(session, PARTNER, str(done["id"]), {})["request_id"] == done["id"]
+
+
+def test_a_partner_never_receives_personal_data_of_a_request(session, world, form, now):
+    done = validated(session, world.network, form, now)
+    assert done["manager_email"] == "projet@lycee.example"  # kept for those who may see it
+    got = uc.get_partner_request(session, PARTNER, done["id"], {})
+    assert not {
+        "filed_by",
+        "filer_identifier",
+        "validated_by",
+        "manager_name",
+        "manager_phone",
+        "manager_email",
+        "annexes",
+    } & set(got)
+    text = json.dumps(got, ensure_ascii=False)
+    for personal in ("Responsable Projet", "05 61 00 00 00", "projet@lycee.example", "RES-TLS"):
+        assert personal not in text
+
+
+def test_a_draft_an_unknown_request_and_another_academy_are_not_found(session, world, form, now):
+    draft = uc.create_request(session, world.lycee, form(), now=now)
+    done = validated(session, world.other, form, now, concerned_uai=world.other.uai)
+    assert done["academy"] == "montpellier"
+    cases = [
+        (draft["id"], {}),  # still a draft, even with no restriction
+        (done["id"], {"academies": ["toulouse"]}),
+        (done["id"], {"academies": []}),
+        (999_999, {}),
+        ("nope", {}),
+        (None, {}),
+    ]
+    for request_id, scope in cases:
+        with pytest.raises(NotFound) as caught:
+            uc.get_partner_request(session, PARTNER, request_id, scope)
+        assert caught.value.code == "carte.request_not_found", (request_id, scope)
+    # the scope's organisation keys do not apply to carte requests
+    scope = {"academies": ["montpellier"], "sirets": [], "account_types": []}
+    assert uc.get_partner_request(session, PARTNER, done["id"], scope)["request_id"] == done["id"]
+
+
+def test_only_a_partner_caller_with_a_stored_scope_reads_partner_requests(
+    session, world, form, now
+):
+    done = validated(session, world.lycee, form, now)
+    with pytest.raises(Unauthenticated):
+        uc.get_partner_request(session, Caller(), done["id"], {})
+    for caller in (
+        Caller(user_id="lycee", roles=("carte_establishment",)),
+        Caller(user_id="agent", roles=("agency_admin",)),
+    ):
+        with pytest.raises(Forbidden) as caught:
+            uc.get_partner_request(session, caller, done["id"], {})
+        assert caught.value.code == "forbidden.partners_only"
+    for scope in (None, "toulouse", {"academies": "toulouse"}, {"region": ["occitanie"]}):
+        with pytest.raises(InvalidInput) as caught:
+            uc.get_partner_request(session, PARTNER, done["id"], scope)
+        assert caught.value.code == "partner.scope_invalid"

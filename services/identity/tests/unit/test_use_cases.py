@@ -417,3 +417,15 @@ def test_history_and_organisation_list_are_for_the_agency_only(session, manager)
         uc.organisation_history(session, manager, manager.org_id)
     with pytest.raises(Forbidden):
         uc.list_organisations(session, manager)
+
+
+def test_a_revocation_stamped_before_a_poll_but_committed_after_it_is_still_seen(session, manager):
+    sid = uc.authenticate(session, "claire@example.org", PASSWORD)["session_id"]
+    stamped = utcnow()
+    # the gateway polls while the revoking transaction is still open (hashing)
+    poll = uc.revoked_sessions(session, None, now=stamped + dt.timedelta(milliseconds=300))
+    assert sid not in poll["revoked"]
+    session.get(Session, sid).revoked_at = stamped  # …then it commits
+    session.commit()
+    later = uc.revoked_sessions(session, poll["now"], now=stamped + dt.timedelta(seconds=1))
+    assert sid in later["revoked"]

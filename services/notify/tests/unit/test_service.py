@@ -60,7 +60,7 @@ def test_handler_sends_the_invitation_once(session):
     assert [m.to for m in sent] == ["sam@example.test"]
     assert "http://front.test/invitation?token=inv-1" in sent[0].text
     assert session.scalars(select(Delivery.status)).all() == [SENT]
-    service.dispatch.assert_not_called()
+    service.outbox_dispatch.assert_not_called()
 
 
 def test_handler_publishes_email_failed_after_a_failed_send(session):
@@ -70,7 +70,7 @@ def test_handler_publishes_email_failed_after_a_failed_send(session):
     service = worker_factory(NotifyService, db=session, send=down, settings=Settings())
     service.on_user_invited(invitation())
     assert session.scalars(select(Delivery.status)).all() == [FAILED]
-    [call] = service.dispatch.call_args_list
+    [call] = service.outbox_dispatch.call_args_list
     event_type, payload = call.args
     assert event_type == events.EMAIL_FAILED
     assert payload["source_event_id"] == "evt-inv" and payload["template"] == "user_invited"
@@ -87,7 +87,7 @@ def test_retry_timer_sends_what_failed_once_due(session):
     service = worker_factory(NotifyService, db=session, send=flaky, settings=Settings())
     service.on_user_invited(invitation())
     row = session.scalars(select(Delivery)).one()
-    row.last_attempt_at = row.last_attempt_at.replace(year=2000)  # its wait is over
+    row.next_attempt_at = row.next_attempt_at.replace(year=2000)  # its wait is over
     session.commit()
     service.retry_deliveries()
     assert len(attempts) == 2

@@ -8,6 +8,7 @@ survey and files are the real ones."""
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 from nameko.events import event_handler
@@ -16,7 +17,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter
 
 from files.service import FilesService
-from kit.context import CALLER_KEY, Caller, CallerProvider
+from kit.context import CALLER_KEY, PARTNER, SYSTEM, Caller, CallerProvider
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from kit.migrate import upgrade
 from survey.service import SurveyService
@@ -196,3 +197,23 @@ def test_a_hostile_upload_is_stopped_by_files_before_survey_sees_it(rpc_as):
     with pytest.raises(InvalidInput) as caught:
         manager.files.store_xlsx(plan["meta"], b64(b"%PDF-1.4 renamed"))
     assert caught.value.code.startswith("files.xlsx.")
+
+
+def test_a_partner_reads_a_transmission_of_its_scope_and_its_file_as_the_gateway_does(rpc_as):
+    manager, survey_id = ready_survey(rpc_as)
+    form = manager.survey.generate_form(survey_id, "official")
+    sent = transmit(manager, survey_id, fill_form(base64.b64decode(form["content_b64"])))
+    partner = rpc_as(Caller(user_id="partner:p1", roles=(PARTNER,)))
+    got = partner.survey.get_partner_transmission(sent["id"], {"sirets": ["41816609600051"]})
+    assert got["transmission_id"] == sent["id"] and got["survey_id"] == survey_id
+    assert got["account_type"] == "OFA" and len(got["values"]["lines"]) == 4
+    assert "contact" not in got["values"] and "DURAND" not in str(got)
+    with pytest.raises(NotFound) as outside:
+        partner.survey.get_partner_transmission(sent["id"], {"sirets": ["73282932000074"]})
+    with pytest.raises(NotFound) as unknown:
+        partner.survey.get_partner_transmission("nope", {})
+    assert outside.value.code == unknown.value.code == "survey.transmission_not_found"
+    # the gateway then reads the bytes from files as the system caller
+    system = rpc_as(Caller(user_id="partner:p1", roles=(SYSTEM,)))
+    stored = system.files.get_file(got["file_id"])
+    assert hashlib.sha256(base64.b64decode(stored["content_b64"])).hexdigest() == got["sha256"]

@@ -4,6 +4,7 @@ database with fakes of identity and files."""
 import base64
 import datetime as dt
 import io
+import json
 
 import openpyxl
 import pytest
@@ -23,6 +24,7 @@ from survey.testing import (
     ORGS,
     SECRET,
     USER_A,
+    FakeFiles,
     FakeIdentity,
     Text,
     fill_form,
@@ -99,7 +101,29 @@ def download(session, caller, survey_id, purpose="official", at=NOW):
     return base64.b64decode(result["content_b64"]), result
 
 
+@pytest.fixture(params=["three calls", "survey.transmit"])
+def files(request):
+    """Every test with files runs twice: the form stored by files first, then
+    submit_response (``prepare_upload`` as the pages do it), and the one call
+    survey.transmit that the gateway makes."""
+    fake = FakeFiles()
+    fake.path = request.param
+    return fake
+
+
 def transmit(session, files, survey_id, content, caller=MANAGER_A, at=NOW, key=None):
+    if getattr(files, "path", None) == "survey.transmit":
+        return uc.transmit(
+            session,
+            caller,
+            survey_id,
+            {"name": "Compte.xlsx", "content_b64": base64.b64encode(content).decode()},
+            files,
+            FakeIdentity(caller),
+            SECRET,
+            now=clock(at),
+            idempotency_key=key,
+        )
     stored = files.store(caller, "survey_form", "Compte.xlsx", content)
     return uc.submit_response(
         session,
@@ -489,6 +513,46 @@ def test_enquetes_en_ligne_filters_on_the_last_sent_date(session, files, ready):
         assert list(caught.value.details["fields"]) == [field]
 
 
+def test_one_call_stores_once_and_a_known_key_stores_nothing(session, files, ready):
+    content, _ = download(session, MANAGER_A, ready["id"])
+    filled = fill_form(content)
+    upload = {"name": "Compte cfa.xlsx", "content_b64": base64.b64encode(filled).decode()}
+
+    def send(caller=MANAGER_A, key="cle-00000001", sent=upload):
+        return uc.transmit(
+            session,
+            caller,
+            ready["id"],
+            sent,
+            files,
+            FakeIdentity(caller),
+            SECRET,
+            now=clock(),
+            idempotency_key=key,
+        )
+
+    before = set(files.records)
+    with pytest.raises(InvalidInput) as caught:  # the name first, as prepare_upload
+        send(sent={"name": "compte.ods", "content_b64": upload["content_b64"]})
+    assert caught.value.code == "survey.xlsx_only"
+    with pytest.raises(Forbidden) as caught:  # a plain user's token: refused at once
+        send(caller=USER_A)
+    assert caught.value.code == "survey.manager_only"
+    demoted = Caller(user_id="user-a", org_id="org-a", roles=("manager",))  # an older token
+    with pytest.raises(Forbidden):
+        send(caller=demoted)
+    assert set(files.records) == before and files.deleted == []
+    first = send()
+    [stored] = set(files.records) - before
+    assert first["status"] == "recorded" and first["file_name"].endswith(".xlsx")
+    record = files.records[stored]
+    assert (record["kind"], record["owner_org_id"]) == ("survey_form", "org-a")
+    assert send()["id"] == first["id"]  # the retry: answered, nothing stored
+    assert set(files.records) - before == {stored}
+    assert send(key="cle-00000002")["status"] == "already_recorded"  # same bytes: its copy goes
+    assert set(files.records) - before == {stored}
+
+
 def test_only_a_manager_transmits(session, files, ready):
     content, _ = download(session, USER_A, ready["id"])
     with pytest.raises(Forbidden) as caught:
@@ -874,3 +938,89 @@ def test_a_validation_in_identity_refreshes_the_agencys_copy_at_once(session, ca
     soon = clock(NOW + dt.timedelta(seconds=5))
     rows = uc.list_statuses(session, AGENT, identity, now=soon)["items"]
     assert "CFA TOUT JUSTE VALIDE" in [r["organisation"] for r in rows]
+
+
+# ---------------------------------------------------------------- partners (DESIGN §8)
+
+PARTNER = Caller(user_id="partner:p1", roles=("partner",))
+ORG_A = ORGS["org-a"]  # OFA, SIRET 41816609600051
+
+
+@pytest.fixture
+def transmitted(session, files, ready):
+    content, _ = download(session, MANAGER_A, ready["id"])
+    return transmit(session, files, ready["id"], fill_form(content))
+
+
+def partner_read(session, transmission_id, scope, caller=PARTNER):
+    return uc.get_partner_transmission(session, caller, transmission_id, scope)
+
+
+def test_a_partner_reads_a_transmission_of_its_scope_with_its_values(session, transmitted):
+    scope = {"account_types": ["OFA"], "sirets": [ORG_A["siret"]]}
+    got = partner_read(session, transmitted["id"], scope)
+    [event] = events(session, "response_submitted")
+    public = (
+        "transmission_id survey_id campaign_id campaign_name siret uai account_type seq "
+        "form_version sha256 size file_name submitted_at file_id"
+    ).split()
+    assert {k: got[k] for k in public} == {k: event[k] for k in public}
+    assert (got["siret"], got["uai"], got["account_type"]) == (ORG_A["siret"], "0750654D", "OFA")
+    assert got["file_id"] and got["seq"] == 1 and got["campaign_name"] == "Enquête CFA"
+    values = got["values"]
+    assert len(values["lines"]) == 4 and values["form_version"] == 1
+    assert values["unit"] == "euros" and isinstance(values["sums"]["charges"], str)
+    assert partner_read(session, transmitted["id"], {})["transmission_id"] == transmitted["id"]
+
+
+def test_a_partner_never_learns_who_submitted_or_whom_to_contact(session, transmitted):
+    got = partner_read(session, transmitted["id"], {})
+    agency = uc.get_response_values(session, AGENT, got["survey_id"], got["transmission_id"])
+    assert agency["values"]["contact"]["name"] == "Claire Durand"  # kept, but not for partners
+    assert "contact" not in got["values"]
+    assert not {"submitted_by", "submitter_name", "submitter_email"} & set(got)
+    text = json.dumps(got, ensure_ascii=False)
+    for personal in ("DURAND Claire", "claire@cfa-a.example", "Claire Durand", "claire@example"):
+        assert personal not in text
+    assert MANAGER_A.user_id not in text
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        {"sirets": [ORGS["org-b"]["siret"]]},
+        {"account_types": ["OG"]},
+        {"account_types": ["OFA"], "sirets": []},
+        {"sirets": [ORG_A["siret"]], "account_types": []},
+    ],
+)
+def test_a_transmission_outside_the_scope_does_not_exist_for_a_partner(session, transmitted, scope):
+    with pytest.raises(NotFound) as outside:
+        partner_read(session, transmitted["id"], scope)
+    with pytest.raises(NotFound) as unknown:
+        partner_read(session, "t" * 32, scope)
+    assert outside.value.code == unknown.value.code == "survey.transmission_not_found"
+    assert outside.value.message == unknown.value.message == "Fichier transmis introuvable."
+
+
+@pytest.mark.parametrize("transmission_id", ["unknown", "", None, "../x", "a\x00b", 12])
+def test_an_unknown_transmission_is_not_found_for_a_partner(session, transmitted, transmission_id):
+    with pytest.raises(NotFound) as caught:
+        partner_read(session, transmission_id, {})
+    assert caught.value.code == "survey.transmission_not_found"
+
+
+def test_only_a_partner_caller_with_a_stored_scope_reads_partner_transmissions(
+    session, transmitted
+):
+    with pytest.raises(Unauthenticated):
+        partner_read(session, transmitted["id"], {}, caller=Caller())
+    for caller in (MANAGER_A, AGENT):
+        with pytest.raises(Forbidden) as caught:
+            partner_read(session, transmitted["id"], {}, caller=caller)
+        assert caught.value.code == "forbidden.partners_only"
+    # a missing scope would mean « everything »: refused, never assumed
+    for scope in (None, [], {"sirets": ORG_A["siret"]}, {"regions": ["occitanie"]}):
+        with pytest.raises(InvalidInput) as caught:
+            partner_read(session, transmitted["id"], scope)
+        assert caught.value.code == "partner.scope_invalid"

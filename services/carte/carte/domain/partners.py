@@ -1,0 +1,89 @@
+"""What a partner agency (DESIGN §8) may read of a carte request.
+
+A partner sees the validated requests of the academies its scope names
+(``kit.partner_scope``, kind carte), and of each only the project: where,
+what, how many places, when. Nothing that names or reaches a person — the
+filer's account, the project manager's name, phone and e-mail, who
+validated it — nor the annexes' file names (counted only). The fields are
+listed, not filtered out: a field added to requests stays private until it
+is added here.
+"""
+
+from __future__ import annotations
+
+from kit import partner_scope
+
+VALIDATED = "validated"
+SCOPE_KEYS = ("account_types", "sirets", "academies")
+
+# keys of ``use_cases.request_dict`` a partner receives as they are
+PUBLIC_FIELDS = (
+    "status",
+    "status_label",
+    "campaign_id",
+    "school_year",
+    "school_year_label",
+    "filer_kind",
+    "referent_uai",
+    "concerned_uai",
+    "department",
+    "department_label",
+    "academy",
+    "academy_label",
+    "training_site",
+    "modality",
+    "modality_label",
+    "variant_id",
+    "diploma",
+    "measure",
+    "measure_label",
+    "linked",
+    "linked_request_id",
+    "priority",
+    "current_capacity",
+    "new_capacity",
+    "first_filing",
+    "previous_filing_year",
+    "cp_ca_date",
+    "recruitment_zones",
+    "works_needed",
+    "works_description",
+    "equipment_needed",
+    "equipment_description",
+    "other_impacts",
+    "opportunity_report",
+    "validated_at",
+)
+
+
+def scope_problem(scope) -> str | None:
+    """Why ``scope`` is not a scope as notify stores it, or None. A missing
+    scope would mean « no restriction »: it is refused, never assumed."""
+    if not isinstance(scope, dict):
+        return "Le périmètre du partenaire doit être un objet JSON."
+    for key, value in scope.items():
+        if key not in SCOPE_KEYS:
+            return f"Clé de périmètre inconnue : {key}."
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            return f"« {key} » doit être une liste ou null."
+    return None
+
+
+def sees(scope: dict, *, status: str, academy: str | None) -> bool:
+    """A validated request of an academy within the scope (drafts: never)."""
+    return status == VALIDATED and partner_scope.matches(
+        scope, partner_scope.CARTE, {"academy": academy}
+    )
+
+
+def partner_view(full: dict) -> dict:
+    """``request_dict``'s output reduced to what a partner receives."""
+    diploma = full.get("diploma") or {}
+    return {
+        "request_id": full["id"],
+        **{key: full.get(key) for key in PUBLIC_FIELDS},
+        "diploma_code": diploma.get("cfd"),
+        "annex_count": len(full.get("annexes") or ()),
+    }
