@@ -145,7 +145,7 @@ class OutboxSampler:
 
         conns = {name: psycopg.connect(dsn, autocommit=True) for name, dsn in self.dsns.items()}
         try:
-            while not self._stop.wait(SAMPLE_EVERY):
+            while True:  # a first sample at once, a last one after the stop
                 oldest = 0.0
                 for conn in conns.values():
                     try:
@@ -158,6 +158,8 @@ class OutboxSampler:
                         continue
                     oldest = max(oldest, float(row[0] or 0.0))
                 self.samples.append(oldest)
+                if self._stop.wait(SAMPLE_EVERY):
+                    break
         finally:
             for conn in conns.values():
                 conn.close()

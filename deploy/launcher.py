@@ -559,8 +559,14 @@ class System:
                 running.append(self.spawn(
                     f"migrate-{name}", [self.config.python, "-m", "kit.migrate", name],
                     service_env(common, name, self.config.root), long_running=False))
+        # the durable event queues of every consumer (kit.topology), alongside
+        # the migrations: an event published before its consumer starts is kept
+        env = dict(common, PYTHONPATH=str(self.config.root / "libs" / "kit"))
+        topology = self.spawn("topology", [self.config.python, "-m", "kit.topology", "declare"],
+                              env, long_running=False)
         for process in running:
             self._wait_exit(process, f"the migrations of {process.name[len('migrate-'):]}")
+        self._wait_exit(topology, "the event queues' declaration (python -m kit.topology declare)")
 
     def _seed_carte(self, common: Mapping[str, str]) -> None:
         """carte's demo campaign and catalogue (``carte.seed``), written

@@ -67,3 +67,17 @@ RESPONSE_SUBMITTED = "response_submitted"
 #   siret, uai, account_type, campaign_name, at}
 SURVEY_BLOCKED = "survey_blocked"
 SURVEY_UNBLOCKED = "survey_unblocked"
+
+# Announced for observers and consumed by no service of the platform: the
+# outbox publishes these without ``mandatory`` (nobody listening is not an
+# alarm, and they are not kept for anyone). Every other event type must reach
+# a durable queue or its row stays pending and is counted (kit.outbox). A test
+# checks that each event type above is either consumed or listed here.
+UNCONSUMED = frozenset(
+    {
+        (IDENTITY, USER_DEACTIVATED),
+        (NOTIFY, EMAIL_FAILED),
+        (FILES, FILE_STORED),
+        (SURVEY, FORM_DOWNLOADED),
+    }
+)

@@ -13,6 +13,7 @@ from nameko.events import EventDispatcher  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from kit import events  # noqa: E402
 from kit.context import CallerProvider  # noqa: E402
 from kit.entrypoints import rpc  # noqa: E402  (calls that expire)
 from kit.logs import LogContext  # noqa: E402
@@ -44,11 +45,14 @@ class ServiceBase:
     @timer(interval=1)
     def relay_outbox(self) -> None:
         """Catches events left unpublished (crash between commit and relay)."""
-        if self.outbox_model is not None:
-            relay(
-                self.db, self.outbox_model, self.outbox_dispatch, service=self.name,
-                on_unroutable=self._declare_consumers,
-            )
+        self.publish_pending()
+
+    def _publish(self, event_type: str, payload: dict) -> None:
+        """Mandatory, except for the types no service consumes (kit.events.UNCONSUMED)."""
+        if (self.name, event_type) in events.UNCONSUMED:
+            self.dispatch(event_type, payload)
+        else:
+            self.outbox_dispatch(event_type, payload)
 
     def _declare_consumers(self, event_type: str) -> bool:
         """The relay's fallback when an event reaches no queue (kit.topology)."""
@@ -61,6 +65,6 @@ class ServiceBase:
         """Called by entrypoints after their use case committed."""
         if self.outbox_model is not None:
             relay(
-                self.db, self.outbox_model, self.outbox_dispatch, service=self.name,
+                self.db, self.outbox_model, self._publish, service=self.name,
                 on_unroutable=self._declare_consumers,
             )

@@ -48,13 +48,13 @@ def test_a_stored_file_is_announced_once_after_commit(service_for):
     stored = service.store_file(
         {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
     )
-    service.outbox_dispatch.assert_called_once()
-    event_type, payload = service.outbox_dispatch.call_args.args
+    service.dispatch.assert_called_once()
+    event_type, payload = service.dispatch.call_args.args
     assert event_type == "file_stored"
     assert payload["file_id"] == stored["id"]
     assert "content_b64" not in payload
     service.relay_outbox()
-    service.outbox_dispatch.assert_called_once()
+    service.dispatch.assert_called_once()
 
 
 def test_the_size_cap_comes_from_the_settings(service_for):
@@ -95,7 +95,7 @@ def test_store_xlsx_checks_in_a_native_thread_then_stores_and_announces(service_
         base64.b64encode(xlsx.valid()).decode(),
     )
     assert stored["sheets"] == ["Certifications"]
-    service.outbox_dispatch.assert_called_once()
+    service.dispatch.assert_called_once()
     assert service_for(MANAGER_A).check_xlsx(stored["id"]) == {
         "file_id": stored["id"],
         "ok": True,
@@ -112,7 +112,7 @@ def test_a_refused_workbook_announces_nothing(service_for, xlsx):
             base64.b64encode(xlsx.rezip(xlsx.valid(), add=[("xl/vbaProject.bin", b"x")])).decode(),
         )
     assert caught.value.code == "files.xlsx.macro"
-    service.outbox_dispatch.assert_not_called()
+    service.dispatch.assert_not_called()
 
 
 def test_settings_read_the_xlsx_limits(monkeypatch):

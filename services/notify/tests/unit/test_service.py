@@ -60,6 +60,7 @@ def test_handler_sends_the_invitation_once(session):
     assert [m.to for m in sent] == ["sam@example.test"]
     assert "http://front.test/invitation?token=inv-1" in sent[0].text
     assert session.scalars(select(Delivery.status)).all() == [SENT]
+    service.dispatch.assert_not_called()
     service.outbox_dispatch.assert_not_called()
 
 
@@ -70,7 +71,7 @@ def test_handler_publishes_email_failed_after_a_failed_send(session):
     service = worker_factory(NotifyService, db=session, send=down, settings=Settings())
     service.on_user_invited(invitation())
     assert session.scalars(select(Delivery.status)).all() == [FAILED]
-    [call] = service.outbox_dispatch.call_args_list
+    [call] = service.dispatch.call_args_list
     event_type, payload = call.args
     assert event_type == events.EMAIL_FAILED
     assert payload["source_event_id"] == "evt-inv" and payload["template"] == "user_invited"

@@ -57,11 +57,11 @@ def test_a_download_is_announced_once_after_commit(session, files):
     service.import_certifications(row["id"], stored["id"])
     form = service.generate_form(row["id"])
     assert base64.b64decode(form["content_b64"]).startswith(b"PK")
-    service.outbox_dispatch.assert_called_once()
-    event_type, payload = service.outbox_dispatch.call_args.args
+    service.dispatch.assert_called_once()
+    event_type, payload = service.dispatch.call_args.args
     assert event_type == "form_downloaded" and payload["survey_id"] == row["id"]
     service.relay_outbox()
-    service.outbox_dispatch.assert_called_once()
+    service.dispatch.assert_called_once()
 
 
 def test_the_form_secret_is_required_outside_development(tmp_path):
