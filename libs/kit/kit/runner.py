@@ -117,11 +117,14 @@ class GracefulContainer(ServiceContainer):
         if entrypoint is None or self._being_killed:
             return
         try:
-            worker = self.spawn_worker(entrypoint, (), {})
+            worker_ctx = self.spawn_worker(entrypoint, (), {})
         except Exception:  # noqa: BLE001 - a failed flush leaves rows for the next start
             log.warning("outbox flush of %s could not start", self.service_name, exc_info=True)
             return
-        if not _wait(worker, self.flush_timeout):
+        # nameko's spawn_worker returns the WorkerContext; its green thread is
+        # kept in _worker_threads until it ends
+        worker = self._worker_threads.get(worker_ctx)
+        if worker is not None and not _wait(worker, self.flush_timeout):
             worker.kill()
             log.warning("outbox flush of %s took more than %.0f s: left for the next start",
                         self.service_name, self.flush_timeout)

@@ -110,3 +110,31 @@ def test_grace_comes_from_the_config_then_the_environment():
     for bad in ("soon", "-1", "nan", "inf"):
         with pytest.raises(SystemExit):
             runner.seconds({}, "SHUTDOWN_GRACE_SECONDS", 30, {"SHUTDOWN_GRACE_SECONDS": bad})
+
+def test_stop_waits_for_a_slow_outbox_flush_to_finish(container_factory, rabbit_config):
+    state = {"flush_started": 0, "flush_done": 0}
+
+    class SlowFlush:
+        name = f"flush_{uuid.uuid4().hex[:8]}"
+
+        @rpc
+        def ping(self) -> str:
+            return "pong"
+
+        @timer(interval=3600)
+        def relay_outbox(self) -> None:
+            state["flush_started"] += 1
+            eventlet.sleep(1.5)
+            state["flush_done"] += 1
+
+    container, _config = start(container_factory, rabbit_config, SlowFlush, grace=10)
+    eventlet.sleep(0.1)
+    state.update(flush_started=0, flush_done=0)  # the timer's first tick at start
+
+    started = time.monotonic()
+    container.stop()
+    took = time.monotonic() - started
+
+    assert state["flush_started"] >= 1
+    assert state["flush_done"] == state["flush_started"], state  # waited for, not cut
+    assert 1.4 < took < 8, took
