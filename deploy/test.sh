@@ -94,7 +94,26 @@ ensure_postgres() {
     fi
 }
 
+# the offline checks of deploy/: kubectl renders the kustomize overlays and
+# docker compose validates docker-compose.yml (no engine needed for either)
+ensure_deploy_tools() {
+    local missing=()
+    command -v kubectl >/dev/null || missing+=(kubectl)
+    if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+        missing+=(docker-compose)
+    fi
+    ((${#missing[@]})) || return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing ${missing[*]} (offline manifest checks)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+            || say "could not install ${missing[*]}: their checks are skipped"
+    else
+        say "${missing[*]} missing: their checks are skipped (Debian: apt-get install ${missing[*]})"
+    fi
+}
+
 install
+ensure_deploy_tools
 ensure_rabbitmq
 if [[ -z "${TEST_PG_DSN:-}" ]]; then
     ensure_postgres

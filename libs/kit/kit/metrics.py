@@ -20,10 +20,22 @@ scrape on the service's own engine, the hub-friendly driver).
 
 Metric objects live at module level, as prometheus_client wants (one
 registry per process); nothing is served or queried until a container starts.
+
+The same HTTP server answers the orchestrator's probes (Kubernetes, see
+deploy/k8s/): ``GET /health/live`` is 200 while the process serves (no I/O);
+``GET /health/ready`` is 200 ``{"status": "ok", "service", "checks"}`` only
+when every AMQP consumer connection of the container is up and its database
+answers ``SELECT 1`` within ``READINESS_TIMEOUT`` seconds (nameko config or
+environment, default 2), else 503 with the checks that failed (``failed``).
+The connection state is kept by the consumers themselves (no broker round
+trip per probe); the database check runs in the request's own green thread,
+bounded by an ``eventlet.Timeout``, so a hung database never blocks the hub
+nor ``/metrics``. Every other path is ``/metrics`` exactly as before.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -34,12 +46,12 @@ from typing import Any
 import eventlet
 import eventlet.wsgi
 from nameko.extensions import DependencyProvider
-from nameko.messaging import Consumer
+from nameko.messaging import Consumer, QueueConsumer
 from nameko.rpc import Rpc
 from prometheus_client import REGISTRY, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from kit.db import Database
 from kit.errors import InvalidInput, ServiceError
@@ -312,6 +324,11 @@ class ServiceMetrics(DependencyProvider):
         self._started: dict[Any, float] = {}
         self._in_use = 0
         self._unregister: list[Callable[[], None]] = []
+        self.readiness_timeout = readiness_timeout(config)
+        self._amqp_up: dict[int, bool] = {}
+        for extension in self.container.subextensions:
+            if isinstance(extension, QueueConsumer):
+                self._watch_consumer(extension)
 
     def start(self) -> None:
         labels = ["service"]
@@ -346,7 +363,7 @@ class ServiceMetrics(DependencyProvider):
             # still works, without metrics, and says so
             log.error("metrics: cannot listen on %s:%s (%s)", self.address, self.port, exc)
             return
-        app = make_wsgi_app(REGISTRY)
+        app = health_app(make_wsgi_app(REGISTRY), self.readiness)
 
         def serve() -> None:
             # killed by the container once every extension has stopped
@@ -356,7 +373,13 @@ class ServiceMetrics(DependencyProvider):
                 sock.close()
 
         self.container.spawn_managed_thread(serve, identifier="metrics")
-        log.info("metrics: serving on %s:%s/metrics", self.address, self.port)
+        log.info(
+            "metrics: serving on %s:%s/metrics (and %s, %s)",
+            self.address,
+            self.port,
+            LIVE_PATH,
+            READY_PATH,
+        )
 
     def stop(self) -> None:
         for unregister in self._unregister:
@@ -391,3 +414,160 @@ class ServiceMetrics(DependencyProvider):
     def worker_teardown(self, worker_ctx) -> None:
         self._started.pop(worker_ctx, None)
         self._in_use -= 1
+
+    # readiness
+
+    def _watch_consumer(self, consumer: QueueConsumer) -> None:
+        """Keeps whether ``consumer``'s AMQP connection is up: kombu's
+        ``ConsumerMixin`` calls ``on_consume_ready`` after every (re)connection,
+        and ``consume`` returns or raises when the connection is lost or the
+        consumer stops. Both are wrapped on this one (per-container) instance,
+        before the consumer starts."""
+        key = id(consumer)
+        if key in self._amqp_up:
+            return
+        self._amqp_up[key] = False
+        up = self._amqp_up
+        on_consume_ready = consumer.on_consume_ready
+        consume = consumer.consume
+
+        def watched_on_consume_ready(*args, **kwargs):
+            up[key] = True
+            return on_consume_ready(*args, **kwargs)
+
+        def watched_consume(*args, **kwargs):
+            try:
+                yield from consume(*args, **kwargs)
+            finally:
+                up[key] = False
+
+        consumer.on_consume_ready = watched_on_consume_ready
+        consumer.consume = watched_consume
+
+    def amqp_state(self) -> str:
+        """``ok`` when every queue consumer of the container is connected (a
+        container without consumers has nothing to lose)."""
+        return OK if all(self._amqp_up.values()) else UNAVAILABLE_STATE
+
+    def database_state(self) -> str:
+        """``ok``, ``unavailable``, ``timeout`` or ``none`` (no ``Database``)."""
+        engines = [
+            dependency.engine
+            for dependency in self.container.dependencies
+            if isinstance(dependency, Database) and getattr(dependency, "engine", None) is not None
+        ]
+        if not engines:
+            return NONE_STATE
+        for engine in engines:
+            state = database_answers(engine, self.readiness_timeout)
+            if state != OK:
+                return state
+        return OK
+
+    def readiness(self) -> tuple[bool, dict]:
+        checks = {"amqp": self.amqp_state(), "database": self.database_state()}
+        failed = [name for name, state in checks.items() if state not in (OK, NONE_STATE)]
+        body: dict[str, Any] = {
+            "status": UNAVAILABLE_STATE if failed else OK,
+            "service": self.service,
+            "checks": checks,
+        }
+        if failed:
+            body["failed"] = failed
+        return not failed, body
+
+
+# --- liveness and readiness ---------------------------------------------------------
+
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+UNAVAILABLE_STATE = "unavailable"
+TIMEOUT_STATE = "timeout"
+NONE_STATE = "none"
+DEFAULT_READINESS_TIMEOUT = 2.0
+READY_RETRY_AFTER = "5"  # seconds, on a 503
+
+
+def readiness_timeout(config: Mapping[str, Any]) -> float:
+    """``READINESS_TIMEOUT`` (seconds) from the nameko config, else the
+    environment; default 2."""
+    raw = config.get("READINESS_TIMEOUT")
+    if raw in (None, ""):
+        raw = os.environ.get("READINESS_TIMEOUT", "")
+    try:
+        value = float(str(raw).strip() or DEFAULT_READINESS_TIMEOUT)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        log.error(
+            "READINESS_TIMEOUT must be a positive number of seconds, got %r: using %s",
+            raw,
+            DEFAULT_READINESS_TIMEOUT,
+        )
+        return DEFAULT_READINESS_TIMEOUT
+    return value
+
+
+def database_answers(engine, timeout: float) -> str:
+    """``SELECT 1`` on ``engine`` within ``timeout`` seconds: ``ok``,
+    ``unavailable`` (refused, failed) or ``timeout``. The driver waits through
+    the hub (``PSYCOPG_WAIT_FUNC=wait_select``), so the timeout can cut a
+    connect or a statement short; SQLAlchemy then discards that connection."""
+    timer = eventlet.Timeout(timeout)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return OK
+    except eventlet.Timeout as exc:
+        if exc is not timer:
+            raise
+        return TIMEOUT_STATE
+    except Exception as exc:  # noqa: BLE001 - a probe reports, it does not raise
+        log.info(
+            "readiness: database %s does not answer (%s)",
+            engine.url.database or "?",
+            type(exc).__name__,
+        )
+        return UNAVAILABLE_STATE
+    finally:
+        timer.cancel()
+
+
+def health_app(metrics_app: Callable, readiness: Callable[[], tuple[bool, dict]]) -> Callable:
+    """A WSGI app: the two probes, and ``metrics_app`` for every other path."""
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO") or "/"
+        if path == LIVE_PATH:
+            return _json(start_response, "200 OK", {"status": OK})
+        if path == READY_PATH:
+            try:
+                healthy, body = readiness()
+            except Exception as exc:  # noqa: BLE001 - the probe answers 503, never a 500
+                log.warning("readiness check failed: %s", exc)
+                healthy, body = False, {"status": UNAVAILABLE_STATE, "failed": ["check"]}
+            if healthy:
+                return _json(start_response, "200 OK", body)
+            return _json(
+                start_response,
+                "503 Service Unavailable",
+                body,
+                [("Retry-After", READY_RETRY_AFTER)],
+            )
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+def _json(start_response, status: str, body: dict, headers: Sequence = ()) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ],
+    )
+    return [data]
