@@ -278,6 +278,7 @@ class OutboxProbe:
     query per scrape (both gauges share it for a second)."""
 
     ttl = 1.0
+    timeout = 2.0  # seconds, as READINESS_TIMEOUT by default
 
     def __init__(self, engine, model, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
@@ -295,8 +296,18 @@ class OutboxProbe:
             query = select(func.count(), func.min(model.created_at)).where(
                 model.published_at.is_(None)
             )
-            with self.engine.connect() as conn:
-                pending, oldest = conn.execute(query).one()
+            # bounded like the readiness check: a hung database must not hold
+            # the scrape until Prometheus gives up (the gauge logs one line)
+            timer = eventlet.Timeout(self.timeout)
+            try:
+                with self.engine.connect() as conn:
+                    pending, oldest = conn.execute(query).one()
+            except eventlet.Timeout as exc:
+                if exc is not timer:
+                    raise
+                raise TimeoutError(f"outbox query over {self.timeout:g} s") from None
+            finally:
+                timer.cancel()
             age = 0.0
             if oldest is not None:
                 age = max(0.0, self.clock() - oldest.timestamp())
