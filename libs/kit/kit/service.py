@@ -51,8 +51,13 @@ class ServiceBase:
         """Mandatory, except for the types no service consumes (kit.events.UNCONSUMED)."""
         if (self.name, event_type) in events.UNCONSUMED:
             self.dispatch(event_type, payload)
-        else:
-            self.outbox_dispatch(event_type, payload)
+            return
+        uri = self.nameko_config.get("AMQP_URI")
+        if isinstance(uri, str):  # (a unit test's worker_factory gives a mock)
+            from kit.topology import ensure_consumers
+
+            ensure_consumers(uri, self.name, event_type)  # once a minute per type
+        self.outbox_dispatch(event_type, payload)
 
     def _declare_consumers(self, event_type: str) -> bool:
         """The relay's fallback when an event reaches no queue (kit.topology)."""

@@ -35,12 +35,15 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import amqp.exceptions
 from kombu import Connection
 from nameko.standalone.events import get_event_exchange
+from prometheus_client import Counter
 
 from kit.handlers import EventHandler, handler_queue, retry_exchange, service_queues
 
@@ -48,6 +51,15 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+# how often a publisher checks that every consumer's queue of a type exists
+CHECK_SECONDS = float(os.environ.get("TOPOLOGY_CHECK_SECONDS", "60"))
+RESTORED = Counter(
+    "topology_queues_restored_total",
+    "Event queues found missing by a publisher and declared again (a consumer's queue "
+    "deleted while others of the same event type remained).",
+    ["queue"],
+)
+_CHECKED: dict[tuple[str, str], float] = {}
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,54 @@ def declare_consumers_of(amqp_uri: str, source: str, event_type: str) -> list[st
     if not bindings:
         return []
     return declare_bindings(amqp_uri, bindings)
+
+
+def missing_queues(amqp_uri: str, bindings) -> list[Binding]:
+    """The bindings whose queue does not exist (a passive declare each)."""
+    missing = []
+    with Connection(amqp_uri) as conn:
+        for b in bindings:
+            channel = conn.channel()
+            try:
+                channel.queue_declare(b.queue, passive=True)
+            except amqp.exceptions.NotFound:
+                missing.append(b)
+                continue  # the broker closed that channel
+            channel.close()
+    return missing
+
+
+def ensure_consumers(amqp_uri: str, source: str, event_type: str, *,
+                     every: float | None = None, now: float | None = None) -> list[str]:
+    """At most once per ``every`` seconds (``TOPOLOGY_CHECK_SECONDS``, 60) per
+    event type and process, before a mandatory publication: every consumer's
+    queue of ``source.event_type`` known to the code exists, else it is
+    declared again, counted (``topology_queues_restored_total``) and logged.
+    Mandatory publication alone proves that *one* queue received an event: a
+    type with two consumers whose one queue was deleted would reach only the
+    other. Returns the queues declared again; never raises."""
+    every = CHECK_SECONDS if every is None else every
+    now = time.monotonic() if now is None else now
+    last = _CHECKED.get((source, event_type))
+    if last is not None and now - last < every:
+        return []
+    _CHECKED[(source, event_type)] = now
+    try:
+        wanted = (source, event_type)
+        bindings = [b for b in platform_bindings() if (b.source, b.event_type) == wanted]
+        missing = missing_queues(amqp_uri, bindings) if bindings else []
+        if not missing:
+            return []
+        names = declare_bindings(amqp_uri, missing)
+    except Exception:  # noqa: BLE001 - a check; the publication goes on
+        log.warning("topology: could not check the queues of %s.%s", source, event_type,
+                    exc_info=True)
+        return []
+    for b in missing:
+        RESTORED.labels(queue=b.queue).inc()
+        log.warning("topology: queue %s was missing: declared again (its consumer %s gets "
+                    "the events published from now on)", b.queue, b.service)
+    return [n for n in names if any(n == b.queue for b in missing)]
 
 
 def main(argv: list[str] | None = None) -> int:

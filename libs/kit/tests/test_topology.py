@@ -53,3 +53,30 @@ def test_an_event_published_after_declare_and_before_any_consumer_is_kept(rabbit
     assert (count, consumers) == (1, 0)
     assert "evt-1" in str(message.body)
     assert topology.declare(uri) == names  # idempotent
+
+
+@pytest.mark.integration
+def test_one_consumers_queue_deleted_while_another_remains_is_declared_again(rabbit_config):
+    """identity.user_validated has two consumers (notify and survey): with
+    survey's queue gone, a mandatory publication still succeeds (notify's
+    queue takes it), so only the publisher's periodic check restores it."""
+    uri = rabbit_config["AMQP_URI"]
+    topology.declare(uri)
+    gone = "evt-identity-user_validated--survey.on_user_validated"
+    with Connection(uri) as conn:
+        conn.channel().queue_delete(gone)
+    restored_before = topology.RESTORED.labels(queue=gone)._value.get()
+
+    assert topology.ensure_consumers(uri, "identity", "user_validated", now=1e9) == [gone]
+    with Connection(uri) as conn:
+        _name, count, _consumers = conn.channel().queue_declare(gone, passive=True)
+    assert count == 0
+    assert topology.RESTORED.labels(queue=gone)._value.get() == restored_before + 1
+    # checked again only after TOPOLOGY_CHECK_SECONDS; nothing missing then
+    assert topology.ensure_consumers(uri, "identity", "user_validated", now=1e9 + 1) == []
+    assert topology.ensure_consumers(uri, "identity", "user_validated", now=1e9 + 120) == []
+
+
+def test_the_check_never_raises_when_the_broker_is_away():
+    away = "amqp://guest:guest@127.0.0.1:1/"
+    assert topology.ensure_consumers(away, "identity", "user_validated", every=0) == []
