@@ -80,14 +80,32 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def amqp_uris(uri: str) -> list[str]:
+    """The nodes of an ``AMQP_URI``: one URI, or a cluster's nodes ``;``-separated
+    (kombu's failover list, read the same way by nameko and the gateway)."""
+    return [part.strip() for part in uri.split(";") if part.strip()] or [uri]
+
+
 def amqp_address(uri: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(uri)
+    """(host, port) of the first node of ``uri``."""
+    parts = urllib.parse.urlsplit(amqp_uris(uri)[0])
     default = 5671 if parts.scheme == "amqps" else 5672
     return parts.hostname or "127.0.0.1", parts.port or default
 
 
+def reachable_amqp_address(uri: str, timeout: float = 2.0) -> tuple[str, int] | None:
+    """(host, port) of the first node of ``uri`` that accepts a connection, else None."""
+    for one in amqp_uris(uri):
+        host, port = amqp_address(one)
+        if port_open(host, port, timeout=timeout):
+            return host, port
+    return None
+
+
 def mask_uri(uri: str) -> str:
-    """The URI without its password, for messages."""
+    """The URI (or each URI of a ``;``-separated list) without its password."""
+    if ";" in uri:
+        return ";".join(mask_uri(one) for one in amqp_uris(uri))
     parts = urllib.parse.urlsplit(uri)
     if parts.password is None:
         return uri
@@ -510,8 +528,7 @@ class System:
         return self
 
     def _check_broker(self) -> None:
-        host, port = amqp_address(self.config.amqp_uri)
-        if not port_open(host, port, timeout=2):
+        if reachable_amqp_address(self.config.amqp_uri, timeout=2) is None:
             raise LaunchError(f"RabbitMQ is not reachable at {mask_uri(self.config.amqp_uri)}")
 
     def _start_helpers(self) -> None:
@@ -742,11 +759,11 @@ def ensure_rabbitmq(uri: str, log: Path, timeout: float = 90.0) -> bool:
     """Makes sure the broker answers. Returns True when this call started a
     local ``rabbitmq-server`` (then the caller stops it); raises LaunchError
     with what to do otherwise."""
-    host, port = amqp_address(uri)
-    if port_open(host, port, timeout=2):
+    if reachable_amqp_address(uri, timeout=2) is not None:
         return False
+    host, port = amqp_address(uri)
     server = shutil.which("rabbitmq-server")
-    if host not in LOCAL_HOSTS or server is None:
+    if host not in LOCAL_HOSTS or server is None or len(amqp_uris(uri)) > 1:
         raise LaunchError(RABBIT_MISSING.format(uri=mask_uri(uri)))
     print("Démarrage de RabbitMQ / starting RabbitMQ (rabbitmq-server -detached)…", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,10 @@ In tests::
 
     with RabbitCluster() as cluster:
         cluster.amqp_uri("vhost")   # "amqp://guest:guest@127.0.0.1:p1/vhost;…;…:p3/vhost"
-        cluster.stop_node(1)
+        cluster.nodes[0].management_url      # the management API of node 1 (any node will do)
+        cluster.api("/api/vhosts", via=1)    # a GET on node 2's management API (JSON)
+        cluster.connections_by_node("vhost", via=1)  # {"rabbitA@localhost": 12, …}
+        cluster.stop_node(0)
 """
 
 from __future__ import annotations
@@ -119,6 +122,9 @@ class RabbitCluster:
             f"management.tcp.port = {node.management_port}\n"
             "management.tcp.ip = 127.0.0.1\n"
             "cluster_partition_handling = pause_minority\n"
+            # the management API's figures (connections, consumers) lag by at
+            # most this (default 5 s): tests read them
+            "collect_statistics_interval = 1000\n"
             "log.console = false\n"
         )
         (node.base / "advanced.config").write_text("[].\n")
@@ -236,6 +242,29 @@ class RabbitCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- clients -----------------------------------------------------------------
+
+    def index_of(self, node_name: str) -> int:
+        return [node.name for node in self.nodes].index(node_name)
+
+    def api(self, path: str, via: int = 0, timeout: float = 10):
+        """GET ``path`` on the management API of node ``via``; the decoded JSON."""
+        import base64
+        import json
+        import urllib.request
+
+        node = self.nodes[via]
+        request = urllib.request.Request(f"http://127.0.0.1:{node.management_port}{path}")
+        request.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def connections_by_node(self, vhost: str, via: int = 0) -> dict[str, int]:
+        """AMQP connections of ``vhost`` per node (every node named, 0 included)."""
+        path = urllib.parse.quote(vhost, safe="")
+        counts = {node.name: 0 for node in self.nodes}
+        for connection in self.api(f"/api/vhosts/{path}/connections?columns=node", via):
+            counts[connection["node"]] = counts.get(connection["node"], 0) + 1
+        return counts
 
     def amqp_uris(self, vhost: str = "/") -> list[str]:
         path = urllib.parse.quote(vhost, safe="")

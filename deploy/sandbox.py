@@ -22,11 +22,23 @@ def _rabbit_api(rabbit_api: str) -> tuple[str, tuple[str, str]]:
     return base, (parts.username or "guest", parts.password or "guest")
 
 
+def with_vhost(amqp_uri: str, name: str) -> str:
+    """``amqp_uri`` (one node, or a cluster's nodes ``;``-separated) pointing at vhost ``name``."""
+    path = "/" + urllib.parse.quote(name, safe="")
+    return ";".join(
+        urllib.parse.urlunsplit(urllib.parse.urlsplit(one.strip())._replace(path=path))
+        for one in amqp_uri.split(";")
+        if one.strip()
+    )
+
+
 def create_vhost(name: str, amqp_uri: str, rabbit_api: str) -> str:
-    """Creates vhost ``name`` for the user of ``amqp_uri``; returns the AMQP
-    URI pointing at it. Raises ``LaunchError`` if the management API refuses."""
+    """Creates vhost ``name`` for the user of ``amqp_uri`` through the
+    management API ``rabbit_api`` (of any node: a cluster shares its vhosts);
+    returns the AMQP URI pointing at it (every node of a ``;``-separated list).
+    Raises ``LaunchError`` if the management API refuses."""
     base, auth = _rabbit_api(rabbit_api)
-    user = urllib.parse.urlsplit(amqp_uri).username or "guest"
+    user = urllib.parse.urlsplit(amqp_uri.split(";")[0].strip()).username or "guest"
     try:
         requests.put(f"{base}/api/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
         requests.put(
@@ -40,8 +52,7 @@ def create_vhost(name: str, amqp_uri: str, rabbit_api: str) -> str:
             f"cannot create a RabbitMQ vhost through {base} ({exc}); "
             "is rabbitmq_management enabled? (bash deploy/test.sh does it)"
         ) from None
-    parts = urllib.parse.urlsplit(amqp_uri)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    return with_vhost(amqp_uri, name)
 
 
 def delete_vhost(name: str, rabbit_api: str) -> None:

@@ -49,6 +49,17 @@ connection died while idle (broker restart, cut link) reconnects once, so
 only a broker that cannot be reached again fails the call. A link lost
 *after* publishing is not retried, and raises :class:`OutcomeUnknown`: the
 service may have acted already (or may still, before the deadline).
+
+A RabbitMQ cluster: ``AMQP_URI`` may name several nodes, ``;``-separated
+(kombu's failover list, which nameko's own connections read the same way):
+``amqp://u:p@rabbit-1/vh;amqp://u:p@rabbit-2/vh;amqp://u:p@rabbit-3/vh``. A
+client connects to the first node that answers, starting with the one it was
+last connected to; a node whose connection failed (or that refused one) is
+tried last by every client of the process for ``NODE_DOWN_SECONDS``, so that
+after losing a node the clients do not each wait for it first. Each attempt
+is bounded by ``connect_timeout``; ``LinkError`` only when no node answers.
+The reply queue (exclusive, auto-delete) goes with its connection and is
+declared again on the new node.
 """
 
 from __future__ import annotations
@@ -90,6 +101,9 @@ _LINK_FAILURES: tuple[type[BaseException], ...] = (
 # Seconds to finish reading a frame that was only partly there when we looked.
 _LEFTOVER_READ_TIMEOUT = 0.05
 
+
+# Seconds a node whose connection failed is tried after the others (per process).
+NODE_DOWN_SECONDS = 10.0
 
 # Seconds a consumer count is trusted (per process and per service).
 CONSUMER_CHECK_TTL = 1.0
@@ -153,8 +167,45 @@ def _process_consumer_counts() -> ConsumerCounts:
     return consumer_counts
 
 
+def broker_uris(uri: str) -> list[str]:
+    """The URIs of an ``AMQP_URI`` naming one node or several (``;``-separated,
+    as kombu reads a failover list)."""
+    uris = [part.strip() for part in uri.split(";") if part.strip()]
+    if not uris:
+        raise ValueError("an empty AMQP URI")
+    return uris
+
+
+def connection_params_list(uri: str) -> list[dict[str, Any]]:
+    """py-amqp ``Connection`` arguments for each node of an ``AMQP_URI``, in order."""
+    return [connection_params(one) for one in broker_uris(uri)]
+
+
+class _NodesDown:
+    """Nodes (``host:port``) whose connection failed lately, shared by the
+    clients of a process: ``{host: monotonic time until which it is tried last}``."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def mark(self, host: str, seconds: float = NODE_DOWN_SECONDS) -> None:
+        self._until[host] = time.monotonic() + seconds
+
+    def clear(self, host: str) -> None:
+        self._until.pop(host, None)
+
+    def is_down(self, host: str, now: float | None = None) -> bool:
+        until = self._until.get(host)
+        return until is not None and (time.monotonic() if now is None else now) < until
+
+
+nodes_down = _NodesDown()
+
+
 def connection_params(uri: str) -> dict[str, Any]:
-    """py-amqp ``Connection`` arguments from an AMQP URI, read as kombu reads it."""
+    """py-amqp ``Connection`` arguments from an AMQP URI, read as kombu reads it
+    (one node: the first of a ``;``-separated list)."""
+    uri = broker_uris(uri)[0]
     parts = parse_url(uri)
     transport = parts.get("transport") or "amqp"
     if transport not in ("amqp", "amqps", "pyamqp"):
@@ -198,7 +249,9 @@ class AmqpRpcClient:
         connect_timeout: float = 5.0,
         exchange: str = RPC_EXCHANGE,
     ):
-        self.params = connection_params(uri)
+        self.nodes = connection_params_list(uri)
+        self.params = self.nodes[0]  # the node connected to (or tried) last
+        self._preferred = 0
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
         self.exchange = exchange
@@ -219,11 +272,38 @@ class AmqpRpcClient:
 
     # --- connection ------------------------------------------------------------
 
+    def _node_order(self) -> list[int]:
+        """Indexes of the nodes to try: from the preferred one on, those that
+        failed lately last."""
+        count = len(self.nodes)
+        ring = [(self._preferred + i) % count for i in range(count)]
+        now = time.monotonic()
+        return sorted(ring, key=lambda i: nodes_down.is_down(self.nodes[i]["host"], now))
+
     def connect(self) -> None:
-        """Open the connection, the channel and the reply queue (closing any old one)."""
+        """Open the connection, the channel and the reply queue on the first
+        node that answers (closing any old connection)."""
         self._discard_connection()
+        errors = []
+        for index in self._node_order():
+            params = self.nodes[index]
+            try:
+                self._connect_to(params)
+            except LinkError as exc:
+                nodes_down.mark(params["host"])
+                errors.append(f"{params['host']}: {exc.__cause__ or exc}")
+                continue
+            nodes_down.clear(params["host"])
+            if index != self._preferred and self.connects > 1:
+                log.info("RPC client connected to another node of the cluster: %s",
+                         params["host"])
+            self._preferred, self.params = index, params
+            return
+        raise LinkError(f"cannot connect to the broker: {'; '.join(errors)}")
+
+    def _connect_to(self, params: dict[str, Any]) -> None:
         connection = amqp.Connection(
-            **self.params,
+            **params,
             connect_timeout=self.connect_timeout,
             write_timeout=self.connect_timeout,
             heartbeat=0,
@@ -295,6 +375,7 @@ class AmqpRpcClient:
                 return
             except _LINK_FAILURES:
                 log.info("RPC connection lost while idle; reconnecting", exc_info=True)
+                nodes_down.mark(self.params["host"])
         self.connect()
 
     # --- calls ---------------------------------------------------------------------
@@ -341,9 +422,10 @@ class AmqpRpcClient:
     # --- consumer counts -------------------------------------------------------------
 
     def _cache_key(self, service: str) -> tuple[str, str, str]:
-        params = self.params
-        broker = repr(params.get("host"))
-        return (broker, str(params.get("virtual_host", "/")), RPC_QUEUE_TEMPLATE.format(service))
+        # the cluster, not the node: every node gives the same count
+        broker = ";".join(node["host"] for node in self.nodes)
+        vhost = str(self.params.get("virtual_host", "/"))
+        return (broker, vhost, RPC_QUEUE_TEMPLATE.format(service))
 
     def consumer_count(self, service: str) -> int:
         """Consumers of ``rpc-<service>`` now (0 if the queue does not exist),
@@ -412,12 +494,15 @@ class AmqpRpcClient:
                 # Nothing reached the broker whole (a failed write leaves at most a
                 # partial frame, which the broker discards): one new connection.
                 log.info("RPC publish failed; reconnecting once", exc_info=True)
+                nodes_down.mark(self.params["host"])
                 self.connect()
                 message.properties["reply_to"] = self.reply_to
                 self._publish(routing_key, message, deadline)
             published = True
             reply = self._wait(service, wait_until)
         except _LINK_FAILURES as exc:
+            if not isinstance(exc, LinkError):  # a LinkError marked its nodes already
+                nodes_down.mark(self.params["host"])
             self._discard_connection()
             if published:
                 raise OutcomeUnknown(str(exc) or type(exc).__name__) from exc

@@ -37,10 +37,11 @@ def live() -> Response:
 
 
 def broker_reachable(uri: str, timeout: float) -> bool:
-    """One connection attempt, no retry."""
+    """One connection attempt per node (``AMQP_URI`` may list a cluster's nodes,
+    ``;``-separated: kombu moves to the next one at once), no retry."""
     connection = Connection(uri, connect_timeout=timeout)
     try:
-        connection.ensure_connection(max_retries=0)
+        connection.ensure_connection(max_retries=max(len(connection.alt or ()) - 1, 0))
         return True
     except Exception:
         return False

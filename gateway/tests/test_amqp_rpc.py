@@ -26,10 +26,13 @@ from gateway.amqp_rpc import (
     NoConsumer,
     OutcomeUnknown,
     connection_params,
+    connection_params_list,
     consumer_counts,
+    nodes_down,
 )
 from kit.context import CALLER_KEY, CallerProvider
 from kit.entrypoints import DEADLINE_HEADER
+from kit.entrypoints import rpc as kit_rpc
 from kit.errors import Conflict
 
 SERVICE = "leanprobe"
@@ -365,3 +368,192 @@ def test_connection_params_read_uris_as_kombu_does(uri, expected):
     assert {key: params[key] for key in expected} == expected
     if "p%40ss" in uri:
         assert params["password"] == "p@ss"
+
+
+# --- a cluster's nodes: AMQP_URI lists them, ";"-separated --------------------------------
+
+
+def test_connection_params_list_reads_each_node_of_a_failover_list():
+    uri = "amqp://u:p@rabbit-1:5673/vh ; amqp://v:q@rabbit-2/vh;amqps://w:r@rabbit-3/vh;"
+
+    nodes = connection_params_list(uri)
+
+    assert [(n["host"], n["userid"], n["virtual_host"], n["ssl"]) for n in nodes] == [
+        ("rabbit-1:5673", "u", "vh", False),
+        ("rabbit-2:5672", "v", "vh", False),
+        ("rabbit-3:5671", "w", "vh", True),
+    ]
+    assert connection_params(uri) == nodes[0]  # one node: the first
+    assert connection_params_list("amqp://guest:guest@127.0.0.1:5672/") == [
+        connection_params("amqp://guest:guest@127.0.0.1:5672/")
+    ]
+
+
+class Node:
+    """A stand-in for one node of a cluster: a TCP relay to the test broker
+    that can be lost (its port refuses connections, its links are cut)."""
+
+    def __init__(self, broker_host: str):
+        host, port = broker_host.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = eventlet.listen(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.server = eventlet.spawn(self._serve)
+
+    def uri(self, vhost_uri: str) -> str:
+        parts = connection_params(vhost_uri)
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{parts['virtual_host']}"
+
+    def _serve(self):
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [downstream, upstream]
+            eventlet.spawn(self._pump, downstream, upstream)
+            eventlet.spawn(self._pump, upstream, downstream)
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except (OSError, EOFError):
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def lose(self):
+        """Refuses new connections and cuts the open ones (shut down, so that
+        the relay's readers wake up and leave: closing a socket another green
+        thread waits on would raise in the hub)."""
+        self.server.kill()
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        eventlet.sleep(0.05)
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
+
+
+@pytest.fixture
+def cluster_node(rabbit_config):
+    made = []
+
+    def make():
+        node = Node(connection_params(rabbit_config["AMQP_URI"])["host"])
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        node.lose()
+
+
+def test_a_client_connects_to_the_first_node_that_answers(probe, make_client, rabbit_config):
+    uri = rabbit_config["AMQP_URI"]
+    dead = closed_port_uri().rstrip("/") + "/" + connection_params(uri)["virtual_host"]
+    client = make_client(uri=f"{dead};{uri}")
+
+    assert client.call(SERVICE, "echo", (1,)) == {"args": [1], "kwargs": {}}
+    assert client.params["host"] == connection_params(uri)["host"]
+    assert nodes_down.is_down(connection_params(dead)["host"])
+    assert client.connects == 1
+
+
+def test_a_client_whose_node_is_lost_reconnects_to_another(
+    probe, make_client, rabbit_config, cluster_node
+):
+    uri = rabbit_config["AMQP_URI"]
+    first = cluster_node()
+    client = make_client(uri=f"{first.uri(uri)};{uri}")
+    assert client.call(SERVICE, "nap", (0, "on the first")) == "on the first"
+    assert client.params["host"] == f"127.0.0.1:{first.port}"
+
+    first.lose()  # connections cut, the port refuses new ones
+
+    started = time.monotonic()
+    assert client.call(SERVICE, "nap", (0, "on the second")) == "on the second"
+    assert time.monotonic() - started < 1.0
+    assert client.params["host"] == connection_params(uri)["host"]
+    assert client.connects == 2
+    # the other clients of the process try the lost node last
+    other = make_client(uri=f"{first.uri(uri)};{uri}")
+    assert other.params["host"] == connection_params(uri)["host"]
+    assert other.call(SERVICE, "nap", (0, "third")) == "third"
+
+
+def test_a_call_in_flight_when_its_node_is_lost_is_outcome_unknown_then_the_next_succeeds(
+    probe, make_client, rabbit_config, cluster_node
+):
+    uri = rabbit_config["AMQP_URI"]
+    first = cluster_node()
+    client = make_client(timeout=3, uri=f"{first.uri(uri)};{uri}")
+    eventlet.spawn_after(0.3, first.lose)
+
+    with pytest.raises(OutcomeUnknown):
+        client.call(SERVICE, "nap", (1.0, "lost"))
+    assert client.call(SERVICE, "nap", (0, "next")) == "next"
+    assert client.params["host"] == connection_params(uri)["host"]
+
+
+def test_no_node_answering_is_a_link_error_naming_each(make_client):
+    one, two = closed_port_uri(), closed_port_uri()
+    started = time.monotonic()
+    with pytest.raises(LinkError) as raised:
+        make_client(uri=f"{one};{two}")
+
+    assert time.monotonic() - started < 1.0
+    for uri in (one, two):
+        assert connection_params(uri)["host"] in str(raised.value)
+
+
+class QuorumProbe:
+    """A service on kit's ``rpc``: its queue ``rpc-quorumprobe`` is a quorum queue."""
+
+    name = "quorumprobe"
+
+    @kit_rpc
+    def echo(self, value):
+        return value
+
+
+def test_the_consumer_check_reads_quorum_rpc_queues(container_factory, rabbit_config, make_client):
+    container = container_factory(QuorumProbe, rabbit_config)
+    container.start()
+    consumer_counts.forget()
+    client = make_client()
+
+    assert client.consumer_count("quorumprobe") == 1
+    assert client.call("quorumprobe", "echo", ("q",)) == "q"
+
+    container.stop()
+    assert client.consumer_count("quorumprobe") == 0
+    with pytest.raises(NoConsumer):
+        client.call("quorumprobe", "echo", ("gone",))
+    # and the queue was quorum indeed: a classic declaration is refused
+    channel = client.connection.channel()
+    with pytest.raises(amqp.exceptions.PreconditionFailed):
+        channel.queue_declare("rpc-quorumprobe", durable=True, auto_delete=False)
+
+
+def test_the_readiness_broker_check_tries_every_node(rabbit_config):
+    from gateway.health import broker_reachable
+
+    uri = rabbit_config["AMQP_URI"]
+    started = time.monotonic()
+    assert broker_reachable(f"{closed_port_uri()};{closed_port_uri()};{uri}", timeout=1.0)
+    assert not broker_reachable(f"{closed_port_uri()};{closed_port_uri()}", timeout=1.0)
+    assert broker_reachable(uri, timeout=1.0)
+    assert time.monotonic() - started < 3.0

@@ -35,6 +35,18 @@ answered with ``kit.errors.BadRequest`` (codes ``rpc.malformed_request``,
 ``rpc.method_not_found``) on the request's ``reply_to``/``correlation_id``,
 and acknowledged. ``rpc_malformed_total{service}`` counts them.
 
+The RPC queue ``rpc-<service>`` is a durable **quorum** queue
+(``x-queue-type: quorum``; nameko declares a classic one): on a RabbitMQ
+cluster it survives the loss of a node (its replicas elect a new leader,
+queued calls are kept), and per-message expiration works on quorum queues
+since RabbitMQ 3.10. Upgrading from a classic queue: RabbitMQ refuses to
+redeclare a queue with another type (``PRECONDITION_FAILED``), so a service
+that finds a classic ``rpc-<service>`` logs a WARNING and consumes it as it
+is (still classic, still served); delete it once while no replica of the
+service runs (``rabbitmqctl delete_queue rpc-<service> -p <vhost>``) and the
+next start declares the quorum queue. ``rpc_queue_type(service)`` says which
+one a running service uses.
+
 Use ``from kit.entrypoints import rpc`` instead of ``from nameko.rpc import
 rpc``; every RPC of a service must use it (the RPC queue is consumed by one
 ``RpcConsumer`` class per service).
@@ -48,8 +60,10 @@ import time
 from functools import partial
 from typing import Any
 
+import amqp.exceptions
+from kombu import Queue
 from kombu.utils.encoding import safe_repr
-from nameko.amqp.publish import Publisher
+from nameko.amqp.publish import Publisher, get_connection
 from nameko.constants import (
     AMQP_SSL_CONFIG_KEY,
     AMQP_URI_CONFIG_KEY,
@@ -57,10 +71,10 @@ from nameko.constants import (
     LOGIN_METHOD_CONFIG_KEY,
 )
 from nameko.exceptions import ContainerBeingKilled, deserialize_to_instance, serialize
-from nameko.messaging import QueueConsumer
+from nameko.messaging import QueueConsumer as NamekoQueueConsumer
+from nameko.rpc import RPC_QUEUE_TEMPLATE, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
-from nameko.rpc import get_rpc_exchange
 from prometheus_client import Counter
 
 from kit.errors import BadRequest, ServiceError
@@ -70,6 +84,8 @@ log = logging.getLogger(__name__)
 DEADLINE_KEY = "deadline"
 DEADLINE_HEADER = f"{HEADER_PREFIX}.{DEADLINE_KEY}"
 
+QUORUM = {"x-queue-type": "quorum"}
+
 MALFORMED_REQUEST = "rpc.malformed_request"
 METHOD_NOT_FOUND = "rpc.method_not_found"
 
@@ -77,6 +93,12 @@ RPC_EXPIRED = Counter(
     "rpc_expired_total",
     "RPCs dropped unexecuted because their caller's deadline had passed, by service and method.",
     ["service", "method"],
+)
+RPC_REPLY_FAILED = Counter(
+    "rpc_reply_failed_total",
+    "RPCs executed whose reply could not be published (link to the broker lost, a "
+    "RabbitMQ node going down): the caller gives up at its deadline.",
+    ["service"],
 )
 RPC_MALFORMED = Counter(
     "rpc_malformed_total",
@@ -168,6 +190,33 @@ def reply_error(container: Any, message: Any, exc: ServiceError) -> bool:
     return True
 
 
+# Everything that means "this message's link to the broker is gone".
+LINK_FAILURES: tuple[type[BaseException], ...] = (OSError, amqp.exceptions.AMQPError)
+
+
+class QueueConsumer(NamekoQueueConsumer):
+    """nameko's queue consumer whose acknowledgements and requeues survive a
+    lost link. nameko skips them when it already knows the connection is gone
+    but only catches py-amqp's ``ConnectionError`` otherwise: a socket error
+    (the connection reset by a RabbitMQ node going down) escapes, and an
+    exception in a worker's ``handle_result`` kills the whole service. The
+    broker redelivers what was not acknowledged, as after any lost link."""
+
+    def ack_message(self, message):
+        try:
+            super().ack_message(message)
+        except LINK_FAILURES as exc:
+            log.info("could not acknowledge a message (%s: %s): the broker redelivers it",
+                     type(exc).__name__, exc)
+
+    def requeue_message(self, message):
+        try:
+            super().requeue_message(message)
+        except LINK_FAILURES as exc:
+            log.info("could not requeue a message (%s: %s): the broker redelivers it",
+                     type(exc).__name__, exc)
+
+
 class RpcQueueConsumer(QueueConsumer):
     """The queue consumer of RPC queues: a request whose body cannot be
     decoded gets an error reply (kombu's default logs and acks it, and the
@@ -200,11 +249,97 @@ class RpcQueueConsumer(QueueConsumer):
             self.ack_message(message)
 
 
+# --- the RPC queue ------------------------------------------------------------------
+
+_QUEUE_TYPES: dict[str, str] = {}  # service -> "quorum" | "classic" (what setup chose)
+
+
+def rpc_queue(service: str, config: dict, quorum: bool = True) -> Queue:
+    """``rpc-<service>``, bound to the RPC exchange by ``<service>.*``: durable,
+    a quorum queue unless ``quorum=False`` (a classic queue left by an older version)."""
+    return Queue(
+        RPC_QUEUE_TEMPLATE.format(service),
+        exchange=get_rpc_exchange(config),
+        routing_key=f"{service}.*",
+        durable=True,
+        queue_arguments=dict(QUORUM) if quorum else None,
+    )
+
+
+def declare_rpc_queue(service: str, config: dict) -> Queue:
+    """Declares ``rpc-<service>`` as a quorum queue and returns its definition;
+    if a classic queue of that name exists (``PRECONDITION_FAILED``), logs a
+    WARNING and returns the classic definition, so that the service consumes
+    the queue it finds (module docstring: upgrading). If the broker cannot be
+    reached, the quorum definition is returned (the consumer declares it when
+    it connects)."""
+    queue = rpc_queue(service, config)
+    try:
+        with get_connection(
+            config[AMQP_URI_CONFIG_KEY],
+            ssl=config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+        ) as connection:
+            channel = connection.channel()
+            try:
+                queue(channel).declare()
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - closed by the broker already
+                    pass
+    except amqp.exceptions.PreconditionFailed as exc:
+        log.warning(
+            "%s exists as a classic queue: consuming it as it is. To make it a quorum "
+            "queue (it survives the loss of a RabbitMQ node), delete it once while no "
+            "replica of %s runs (rabbitmqctl delete_queue %s -p <vhost>) and start "
+            "again (%s)",
+            queue.name, service, queue.name, exc,
+        )
+        _QUEUE_TYPES[service] = "classic"
+        return rpc_queue(service, config, quorum=False)
+    except Exception:  # noqa: BLE001 - the broker is not there yet: the consumer retries
+        log.warning("could not declare %s before starting", queue.name, exc_info=True)
+    _QUEUE_TYPES[service] = "quorum"
+    return queue
+
+
+def rpc_queue_type(service: str) -> str | None:
+    """``"quorum"`` or ``"classic"``: the RPC queue this process's ``service``
+    consumes (``None`` before it was set up)."""
+    return _QUEUE_TYPES.get(service)
+
+
 class RpcConsumer(NamekoRpcConsumer):
-    """nameko's ``RpcConsumer`` on :class:`RpcQueueConsumer`; an unknown method
-    is a typed ``BadRequest``."""
+    """nameko's ``RpcConsumer`` on :class:`RpcQueueConsumer`, consuming a
+    quorum ``rpc-<service>`` (:func:`declare_rpc_queue`); an unknown method is
+    a typed ``BadRequest``."""
 
     queue_consumer = RpcQueueConsumer()
+
+    def setup(self):
+        if self.queue is None:
+            self.queue = declare_rpc_queue(self.container.service_name, self.container.config)
+            self.queue_consumer.register_provider(self)
+            self._registered = True
+
+    def handle_result(self, message, result, exc_info):
+        """nameko's: the reply published, then the request acknowledged. A
+        reply that cannot be published (the link lost, a RabbitMQ node going
+        down: kombu gave up, or the broker nacked it) is logged and counted,
+        and the request acknowledged: the work is done, its caller gives up at
+        its deadline (nameko lets the error kill the whole service)."""
+        try:
+            return super().handle_result(message, result, exc_info)
+        except Exception as exc:  # noqa: BLE001 - an exception here kills the container
+            service = self.container.service_name
+            RPC_REPLY_FAILED.labels(service=service).inc()
+            log.warning(
+                "could not send the reply of %s.%s (%s: %s): its caller gives up at its deadline",
+                service, _method_of(message), type(exc).__name__, exc,
+            )
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
 
     def get_provider_for_method(self, routing_key):
         service_name = self.container.service_name

@@ -46,9 +46,10 @@ from nameko.amqp.publish import get_producer
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.events import SERVICE_POOL
 from nameko.events import EventHandler as NamekoEventHandler
-from nameko.messaging import QueueConsumer
 from nameko.standalone.events import get_event_exchange
 from prometheus_client import Counter
+
+from kit.entrypoints import QueueConsumer  # acks that survive a lost link
 
 log = logging.getLogger(__name__)
 

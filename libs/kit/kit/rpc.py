@@ -11,6 +11,20 @@ up on is never executed by the service behind. A call made while serving an
 RPC expires at the earlier of its own timeout and that RPC's deadline (the
 gateway's caller will not wait longer); a call whose deadline has already
 passed is not sent.
+
+Replies come back on a **transient** queue (``rpc.reply-<service>-<uuid>``,
+not durable, expiring 5 min after its consumer left, as nameko's). nameko
+declares it durable: on a RabbitMQ cluster a durable classic queue lives on
+one node, and when that node is lost the queue cannot be declared again
+elsewhere (``NOT_FOUND - home node … is down``), so every call of the
+service to another one would give up until that node came back. A transient
+queue goes with its node and is declared anew on the node the listener
+reconnects to (while its node is still stopping, RabbitMQ refuses that for a
+few seconds, ``NOT_FOUND … process is stopped by supervisor``: the listener
+tries again every second); a reply in flight at that moment is lost and its
+call gives up at its deadline (the caller's usual retryable 429). The
+listener's queue consumer is kit's (``kit.entrypoints.QueueConsumer``:
+acknowledgements that survive a lost link).
 """
 
 from __future__ import annotations
@@ -19,10 +33,18 @@ import os
 import time
 
 import eventlet
+from kombu import Queue
 from nameko.exceptions import UnknownService
 from nameko.rpc import MethodProxy, RpcProxy
+from nameko.rpc import ReplyListener as NamekoReplyListener
 
-from kit.entrypoints import DEADLINE_KEY, call_deadline, current_deadline, format_deadline
+from kit.entrypoints import (
+    DEADLINE_KEY,
+    QueueConsumer,
+    call_deadline,
+    current_deadline,
+    format_deadline,
+)
 from kit.errors import TooManyRequests
 
 BUSY_MESSAGE = "Un service interne ne répond pas pour le moment : réessayez dans quelques instants."
@@ -86,9 +108,30 @@ class Bounded:
         return call
 
 
+class ReplyListener(NamekoReplyListener):
+    """nameko's reply listener on a transient (not durable) reply queue (module
+    docstring), consumed by kit's queue consumer (acknowledgements that
+    survive a lost link)."""
+
+    queue_consumer = QueueConsumer()
+
+    def setup(self):
+        super().setup()
+        queue = self.queue
+        self.queue = Queue(
+            queue.name,
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            durable=False,
+            queue_arguments=queue.queue_arguments,
+        )
+
+
 class BoundedRpcProxy(RpcProxy):
     """``RpcProxy`` with a deadline read from ``timeout_setting`` (config, then
-    environment; seconds)."""
+    environment; seconds), replies on a transient queue."""
+
+    rpc_reply_listener = ReplyListener()
 
     def __init__(
         self,
