@@ -12,6 +12,24 @@ from __future__ import annotations
 
 ORGANISATIONS = "organisations"  # survey.* and identity.* events, transmissions
 CARTE = "carte"  # carte.* events, carte requests
+KEYS = ("account_types", "sirets", "academies")
+
+
+def problem(scope) -> str | None:
+    """Why ``scope`` is not a scope as notify stores it, or None: what a
+    service checks in the scope the gateway passes on with a partner's call.
+    A missing scope would mean « no restriction »: it is refused, never
+    assumed."""
+    if not isinstance(scope, dict):
+        return "Le périmètre du partenaire doit être un objet JSON."
+    for key, value in scope.items():
+        if key not in KEYS:
+            return f"Clé de périmètre inconnue : {key}."
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            return f"« {key} » doit être une liste ou null."
+    return None
 
 
 def matches(scope: dict | None, kind: str, facts: dict) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from kit import logs
 from kit.context import CALLER_KEY, Caller
 from kit.errors import NotFound
 from kit.logs import ContextFilter, JsonFormatter, TextFormatter, bind, log_format, unbind
@@ -39,7 +40,10 @@ def test_a_json_line_has_the_fields_in_order_and_the_extra_ones_after():
     assert (data["method"], data["duration_ms"]) == ("get_survey", 1.5)
 
 
-def test_a_json_line_carries_the_exception_and_non_ascii_text_as_is():
+def test_a_json_line_carries_the_exception_and_non_ascii_text_as_is(monkeypatch):
+    # the formatter's service is the default: no container of an earlier test
+    # may have named this process
+    monkeypatch.setattr(logs, "_process_service", None)
     try:
         raise ValueError("échec")
     except ValueError:

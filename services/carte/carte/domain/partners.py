@@ -14,7 +14,6 @@ from __future__ import annotations
 from kit import partner_scope
 
 VALIDATED = "validated"
-SCOPE_KEYS = ("account_types", "sirets", "academies")
 
 # keys of ``use_cases.request_dict`` a partner receives as they are
 PUBLIC_FIELDS = (
@@ -56,19 +55,8 @@ PUBLIC_FIELDS = (
 )
 
 
-def scope_problem(scope) -> str | None:
-    """Why ``scope`` is not a scope as notify stores it, or None. A missing
-    scope would mean « no restriction »: it is refused, never assumed."""
-    if not isinstance(scope, dict):
-        return "Le périmètre du partenaire doit être un objet JSON."
-    for key, value in scope.items():
-        if key not in SCOPE_KEYS:
-            return f"Clé de périmètre inconnue : {key}."
-        if value is not None and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            return f"« {key} » doit être une liste ou null."
-    return None
+# one check for every service (kit.partner_scope)
+scope_problem = partner_scope.problem
 
 
 def sees(scope: dict, *, status: str, academy: str | None) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from kit import partner_scope
 from kit.errors import InvalidInput
 from kit.partner_scope import matches  # noqa: F401 - the predicate lives in kit
 
@@ -20,7 +21,7 @@ ACCOUNT_TYPES = ("OFA", "OG")
 ACADEMIES = ("montpellier", "toulouse")
 SIRET = re.compile(r"^\d{14}$")
 MAX_SIRETS = 5000
-KEYS = ("account_types", "sirets", "academies")
+KEYS = partner_scope.KEYS
 
 SCOPE_INVALID = "partner.scope_invalid"
 

@@ -11,22 +11,10 @@ from kit import partner_scope
 
 # the extracted values' « Personne à contacter » (name, e-mail, phone)
 PERSONAL_VALUES = ("contact",)
-SCOPE_KEYS = ("account_types", "sirets", "academies")
 
 
-def scope_problem(scope) -> str | None:
-    """Why ``scope`` is not a scope as notify stores it, or None. A missing
-    scope would mean « no restriction »: it is refused, never assumed."""
-    if not isinstance(scope, dict):
-        return "Le périmètre du partenaire doit être un objet JSON."
-    for key, value in scope.items():
-        if key not in SCOPE_KEYS:
-            return f"Clé de périmètre inconnue : {key}."
-        if value is not None and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            return f"« {key} » doit être une liste ou null."
-    return None
+# one check for every service (kit.partner_scope)
+scope_problem = partner_scope.problem
 
 
 def sees_organisation(scope: dict, *, account_type: str | None, siret: str | None) -> bool:
