@@ -7,12 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import eventlet
 import pytest
 import requests
+from nameko.rpc import rpc as nameko_rpc
 
 from .test_rpc_integration import SERVICE, ProbeService
 
@@ -28,11 +31,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: ()):
+def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: (), started=None):
     """``gunicorn -c gateway/gunicorn.conf.py`` on a free port with ``settings``
     over a clean environment, output to ``log``; yields its base URL once
     ``/health/live`` (and every URL of ``ready_urls(base)``) answers; stopped
-    with SIGTERM (SIGKILL after 30 s)."""
+    with SIGTERM (SIGKILL after 30 s). ``started``, a list, receives the
+    master's ``Popen``."""
     port = free_port()
     env = {
         key: value
@@ -48,6 +52,8 @@ def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: ()):
              "gateway:create_app()"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=out,
         )
+        if started is not None:
+            started.append(process)
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -62,7 +68,8 @@ def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: ()):
                     time.sleep(0.2)
             yield base
         finally:
-            process.send_signal(signal.SIGTERM)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -90,3 +97,57 @@ def test_gunicorn_serves_the_app_and_reaches_services(gunicorn, container_factor
     assert missing.status_code == 404
     assert missing.headers["Content-Type"] == "application/problem+json"
     assert missing.headers["X-Request-Id"] == "gw-1"
+
+
+class NappingService:
+    """``health`` answers after 2 s: a request in flight during a stop."""
+
+    name = "gwnapping"
+
+    @nameko_rpc
+    def health(self):
+        eventlet.sleep(2)
+        return {"service": self.name, "status": "ok"}
+
+
+def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits(
+    container_factory, rabbit_config, tmp_path
+):
+    container_factory(NappingService, rabbit_config).start()
+    settings = dict(
+        AMQP_URI=rabbit_config["AMQP_URI"],
+        SERVICES=NappingService.name,
+        HEALTH_RPC_TIMEOUT="5",
+        SHUTDOWN_GRACE_SECONDS="10",
+    )
+    started: list[subprocess.Popen] = []
+    with running_gunicorn(settings, tmp_path / "gunicorn.log", started=started) as base:
+        master = started[0]
+        in_flight: dict = {}
+
+        def slow_request():
+            try:
+                in_flight["response"] = requests.get(f"{base}/health/ready", timeout=15)
+            except requests.RequestException as exc:  # pragma: no cover - the failure
+                in_flight["error"] = exc
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.7)  # the request waits for the 2 s health RPC
+        stopped_at = time.monotonic()
+        master.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # no longer accepting: refused once the master has closed its socket,
+        # or left unanswered in the kernel's backlog until the worker exits
+        # (Kubernetes routes elsewhere first: preStop and readiness)
+        with pytest.raises((requests.RequestException, OSError)):
+            requests.get(f"{base}/health/live", timeout=1)
+        thread.join(timeout=15)
+        code = master.wait(timeout=15)
+        took = time.monotonic() - stopped_at
+
+    assert "error" not in in_flight, in_flight
+    assert in_flight["response"].status_code == 200  # drained, not cut
+    assert in_flight["response"].json()["services"] == {NappingService.name: "ok"}
+    assert code == 0
+    assert took < 10, took  # within SHUTDOWN_GRACE_SECONDS
