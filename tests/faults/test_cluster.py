@@ -51,44 +51,32 @@ import requests
 from deploy import sandbox
 from deploy.launcher import Config, LaunchError, System
 from deploy.rabbit_cluster import RABBIT_BIN, ClusterError, RabbitCluster
-from survey.testing import fill_form, workbook_bytes
-from tests.e2e.journeys import (
-    CERTIFICATION_HEADER,
-    GUIDE_CERTIFICATIONS,
-    PDF,
-    create_campaign,
-    download_form,
-    make_ready,
-    manager_of,
-    registration,
-    sign_in,
-    survey_of,
-    transmit,
+from survey.testing import fill_form
+from tests.e2e.journeys import transmit
+from tests.faults.bursts import (
+    CALL_TIMEOUT,
+    SIRETS,
+    Tally,
+    confirmations,
+    feed_after,
+    feed_counts,
+    figures,
+    prepare,
+    recorded,
+    register,
+    transmit_until_answered,
+    until_answered,
 )
 from tests.faults.conftest import PG_ADMIN_DSN, READY_TIMEOUT, GatewaySession, Mailbox
 
 pytestmark = pytest.mark.cluster
 
 SERVICES = ("identity", "survey", "files", "notify")
-GUIDE_LIST = workbook_bytes({"Certifications": [CERTIFICATION_HEADER, *GUIDE_CERTIFICATIONS]})
-# active head offices of the SIRENE stand-in: one organisation each, then registrations
-SIRETS = [
-    "91129745500014",
-    "86403373300014",
-    "93850004800013",
-    "64739542500018",
-    "61956458600011",
-    "86903209400011",
-    "57128327400017",
-    "88321991700019",
-]
 ORGANISATIONS = 4
 TRANSMISSIONS = 7  # per organisation, one after the other
 REGISTRATION_THREADS = 4
 REGISTRATIONS = 4  # per thread, one after the other
 STOP_AFTER = 6  # answers before the node is stopped: in the middle of the burst
-RETRYABLE = {503, 504, 429}
-CALL_TIMEOUT = 40  # seconds of one HTTP request (the gateway's heavy RPC waits 30 s)
 REQUEST_DEADLINE = 60  # seconds a client keeps retrying one request
 BURST_DEADLINE = 150  # seconds after which no client of the burst retries any more
 RECONNECT_WITHIN = 20.0  # seconds after the stop for every queue to be consumed again
@@ -155,116 +143,18 @@ def system(cluster, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ctx(system):
-    tag = uuid.uuid4().hex[:8]
-    with GatewaySession(system.gateway_url) as gateway:
-        agency = sign_in(gateway, system.admin["email"], system.admin["password"])
-        campaign = create_campaign(gateway, agency, f"Enquête grappe {tag}")
-        key = partner_key(gateway, agency, tag)
-    mailbox = Mailbox(system.mail_api_url)
-
-    def ready(i: int) -> dict:
-        with GatewaySession(system.gateway_url, timeout=30) as gateway:
-            email = f"gestion.grappe.{tag}.{i}@example.org"
-            headers, org_id = manager_of(gateway, mailbox, agency, email, SIRETS[i])
-            sid = survey_of(gateway, headers, campaign["id"])["id"]
-            make_ready(gateway, headers, sid, GUIDE_LIST)
-            return {"i": i, "headers": headers, "sid": sid,
-                    "form": download_form(gateway, headers, sid)}
-
-    with ThreadPoolExecutor(2) as pool:
-        orgs = list(pool.map(ready, range(ORGANISATIONS)))
-    return {"system": system, "mailbox": mailbox, "orgs": orgs, "key": key, "tag": tag}
+    prepared = prepare(system, "Enquête grappe", ORGANISATIONS, kind="grappe", threads=2)
+    return {**prepared, "mailbox": Mailbox(system.mail_api_url)}
 
 
 # ---------------------------------------------------------------- clients
 
 
-class Tally:
-    """What the clients were answered, thread-safe."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.answers: list[tuple[float, str, int, str | None]] = []  # (when, what, status, code)
-        self.retries = collections.Counter()
-        self.enough = threading.Event()
-        self.deadline = time.monotonic() + BURST_DEADLINE
-
-    def add(self, what: str, response: requests.Response | None, error: str | None = None):
-        status, code = (0, error) if response is None else (response.status_code, None)
-        if response is not None and status >= 400:
-            try:
-                code = response.json().get("code")
-            except ValueError:
-                code = response.text[:80]
-        with self.lock:
-            self.answers.append((time.monotonic(), what, status, code))
-            if len(self.answers) >= STOP_AFTER:
-                self.enough.set()
-
-    def summary(self) -> dict[str, int]:
-        with self.lock:
-            counts = collections.Counter(
-                f"{what} {status}{' ' + code if code else ''}"
-                for _, what, status, code in self.answers
-            )
-        return dict(sorted(counts.items()))
-
-    def unexpected(self) -> list:
-        with self.lock:
-            return [a for a in self.answers if a[2] not in {200, 201, 202} | RETRYABLE]
-
-
-def until_answered(what: str, send, tally: Tally) -> tuple[requests.Response | None, int]:
-    """``send()`` again after a retryable answer or a cut connection (after
-    Retry-After, at most 1.5 s here), until another answer or REQUEST_DEADLINE."""
-    deadline = min(time.monotonic() + REQUEST_DEADLINE, tally.deadline)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            response = send()
-        except requests.RequestException as exc:
-            tally.add(what, None, type(exc).__name__)
-            response = None
-        else:
-            tally.add(what, response)
-        if response is not None and response.status_code not in RETRYABLE:
-            break
-        if time.monotonic() > deadline:
-            break
-        try:
-            wait = float(response.headers.get("Retry-After") or 1) if response is not None else 1
-        except ValueError:
-            wait = 1
-        time.sleep(min(max(wait, 0.3), 1.5))
-    with tally.lock:
-        tally.retries[what] += attempt - 1
-    return response, attempt
-
-
 def transmissions_of(url: str, org: dict, forms: list[tuple[bytes, str]], tally: Tally):
     """An organisation's transmissions, one after the other, each with its key."""
-    results = []
     with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
-        for content, key in forms:
-            response, attempts = until_answered(
-                "transmit",
-                lambda c=content, k=key: transmit(gateway, org["headers"], org["sid"], c, key=k),
-                tally,
-            )
-            body = response.json() if response is not None and response.content else {}
-            results.append({"status": getattr(response, "status_code", 0),
-                            "id": body.get("id"), "attempts": attempts})
-    return results
-
-
-def register(url: str, email: str, siret: str) -> requests.Response:
-    with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
-        return gateway.post(
-            "/api/v1/registrations",
-            data=registration(email, siret),
-            files={"habilitation": ("habilitation.pdf", PDF, "application/pdf")},
-        )
+        return [transmit_until_answered(gateway, org, content, key, tally, REQUEST_DEADLINE)
+                for content, key in forms]
 
 
 def registrations_of(url: str, emails: list[str], tally: Tally) -> list[int]:
@@ -274,70 +164,12 @@ def registrations_of(url: str, emails: list[str], tally: Tally) -> list[int]:
     for n, email in enumerate(emails):
         siret = SIRETS[(n + ORGANISATIONS) % len(SIRETS)]
         response, _ = until_answered("register", lambda e=email, s=siret: register(url, e, s),
-                                     tally)
+                                     tally, REQUEST_DEADLINE)
         statuses.append(getattr(response, "status_code", 0))
     return statuses
 
 
-def figures(n: int, salt: int):
-    """The amounts of the n-th filled form: distinct bytes for each transmission."""
-    return lambda sheet, row, col: (row * 7 + col * 3 + salt) % 50 + 0.5 + n
-
-
 # ---------------------------------------------------------------- what the system holds
-
-
-def partner_key(gateway, agency: dict, tag: str) -> str:
-    """A partner that reads ``survey.response_submitted`` in its feed."""
-    response = gateway.post(
-        "/api/v1/partners",
-        headers=agency,
-        json={
-            "name": f"Observatoire grappe {tag}",
-            "contact_email": f"si.grappe.{tag}@observatoire.example.fr",
-            "event_types": ["survey.response_submitted"],
-            "scope": {"account_types": ["OFA"]},
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["api_key"]
-
-
-def feed(gateway, key: str) -> collections.Counter:
-    """transmission_id -> times it is in the partner's feed."""
-    items, cursor = [], None
-    while True:
-        params = {"limit": 500, **({"after": cursor} if cursor else {})}
-        response = gateway.get(
-            "/api/v1/partner/events", params=params, headers={"Authorization": f"Bearer {key}"}
-        )
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items += page["items"]
-        cursor = page["next_cursor"] or cursor
-        if not page["has_more"]:
-            return collections.Counter(e["data"].get("transmission_id") for e in items)
-
-
-def recorded(gateway, org: dict) -> list[str]:
-    response = gateway.get(f"/api/v1/surveys/{org['sid']}/transmissions", headers=org["headers"])
-    assert response.status_code == 200, response.text
-    return [t["id"] for t in response.json()["items"]]
-
-
-def confirmations(mailbox: Mailbox, emails: list[str], timeout: float = 30) -> dict[str, int]:
-    """« Confirmez » e-mails to each address, once each got one (or the
-    timeout passed), plus two seconds more to see a late duplicate."""
-
-    def count():
-        return {e: sum("confirmez" in (m.get("subject") or "").lower()
-                       for m in mailbox.messages(e)) for e in emails}
-
-    deadline = time.monotonic() + timeout
-    while not all(count().values()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(2)
-    return count()
 
 
 def queues(cluster, vhost: str, via: int) -> list[dict]:
@@ -455,7 +287,7 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     assert before[stopped_name] > 0
 
     with GatewaySession(url) as gateway:
-        feed_before = feed(gateway, ctx["key"])
+        _, cursor = feed_after(gateway, ctx["key"], None)
         listed_before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
     forms = {
         o["sid"]: [(fill_form(o["form"], figures(n, o["i"])), f"grappe-{tag}-{o['i']}-{n}")
@@ -469,7 +301,7 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     # 3. the burst, and the node stopped in its middle
     monitor = Monitor(cluster, vhost, via, watched)
     assert monitor.consumed() == 0
-    tally = Tally()
+    tally = Tally(enough_after=STOP_AFTER, within=BURST_DEADLINE)
     pool = ThreadPoolExecutor(ORGANISATIONS + REGISTRATION_THREADS)
     began = time.monotonic()
     sent = [pool.submit(transmissions_of, url, o, forms[o["sid"]], tally) for o in orgs]
@@ -531,17 +363,10 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
             assert sorted(new) == sorted(told[org["sid"]]), (org["i"], new, told[org["sid"]])
             assert len(set(new)) == TRANSMISSIONS
         expected = {t for ids in told.values() for t in ids}
-        deadline = time.monotonic() + 30
-        while True:
-            counts = feed(gateway, ctx["key"]) - feed_before
-            if expected <= set(counts) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        time.sleep(2)
-        counts = feed(gateway, ctx["key"]) - feed_before
+        counts = feed_counts(gateway, ctx["key"], cursor, expected, timeout=30)
     assert counts == {t: 1 for t in expected}, counts
     all_emails = [e for es in emails for e in es]
-    mails = confirmations(mailbox, all_emails)
+    mails = confirmations(mailbox, all_emails, timeout=30, poll=0.5)
     assert mails == {e: 1 for e in all_emails}, mails
     print(f"{len(expected)} transmissions recorded once and in the feed once; "
           f"{len(all_emails)} confirmation e-mails, one each")
@@ -574,4 +399,4 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     assert fresh.status_code == 201, fresh.text
     late = f"inscription.grappe.{tag}.apres@example.org"
     assert register(url, late, SIRETS[-1]).status_code == 202
-    assert confirmations(mailbox, [late]) == {late: 1}
+    assert confirmations(mailbox, [late], timeout=30, poll=0.5) == {late: 1}

@@ -37,142 +37,49 @@ from __future__ import annotations
 import collections
 import re
 import signal
-import threading
 import time
 import urllib.parse
-import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 import requests
 
-from survey.testing import fill_form, workbook_bytes
-from tests.e2e.journeys import (
-    CERTIFICATION_HEADER,
-    GUIDE_CERTIFICATIONS,
-    PDF,
-    create_campaign,
-    download_form,
-    make_ready,
-    manager_of,
-    registration,
-    sign_in,
-    survey_of,
-    transmit,
+from survey.testing import fill_form
+from tests.e2e.journeys import transmit
+from tests.faults.bursts import (
+    CALL_TIMEOUT,
+    SIRETS,
+    Tally,
+    confirmations,
+    feed_after,
+    feed_counts,
+    figures,
+    prepare,
+    recorded,
+    register,
+    transmit_until_answered,
 )
 from tests.faults.conftest import PG_ADMIN_DSN, RABBIT_API, GatewaySession, Mailbox
 
 SERVICES = ("identity", "survey", "files", "notify")
 GRACE = 10.0  # SHUTDOWN_GRACE_SECONDS of the SIGTERMed survey
-GUIDE_LIST = workbook_bytes({"Certifications": [CERTIFICATION_HEADER, *GUIDE_CERTIFICATIONS]})
-# active head offices and establishments of the SIRENE stand-in: one organisation each
-SIRETS = [
-    "91129745500014",
-    "86403373300014",
-    "93850004800013",
-    "64739542500018",
-    "61956458600011",
-    "86903209400011",
-    "57128327400017",
-    "88321991700019",
-]
-RETRYABLE = {503, 504, 429}
 BURST_THREADS = 8
-CALL_TIMEOUT = 40  # seconds of one HTTP request (the gateway's heavy RPC waits 30 s)
 REQUEST_DEADLINE = 75  # seconds a client keeps retrying one transmission
+REGISTER_ATTEMPTS = 5  # a registration is sent again after a retryable answer
 
 
 # ---------------------------------------------------------------- helpers
 
 
-class Tally:
-    """What the clients of a burst were answered, thread-safe."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.answers: list[tuple[str, int, str | None]] = []  # (what, status, code)
-        self.retries = 0
-        self.max_attempts = 0
-        self.retry_after: set[str | None] = set()
-
-    def add(self, what: str, response: requests.Response | None, error: str | None = None):
-        with self.lock:
-            if response is None:
-                self.answers.append((what, 0, error))
-                return
-            code = None
-            if response.status_code >= 400:
-                try:
-                    code = response.json().get("code")
-                except ValueError:
-                    code = response.text[:80]
-            self.answers.append((what, response.status_code, code))
-            if response.status_code in RETRYABLE:
-                self.retry_after.add(response.headers.get("Retry-After"))
-
-    def attempts(self, n: int) -> None:
-        with self.lock:
-            self.retries += n - 1
-            self.max_attempts = max(self.max_attempts, n)
-
-    def summary(self) -> dict:
-        with self.lock:
-            counts = collections.Counter((w, s, c) for w, s, c in self.answers)
-        return {
-            f"{w} {s}{' ' + c if c else ''}": n
-            for (w, s, c), n in sorted(
-                counts.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
-            )
-        }
-
-    def unexpected(self) -> list[tuple[str, int, str | None]]:
-        with self.lock:
-            return [a for a in self.answers if a[1] not in {200, 201, 202} | RETRYABLE]
-
-
 def send_until_recorded(url: str, org: dict, content: bytes, key: str, tally: Tally) -> dict:
-    """One transmission as a careful client sends it: a retryable answer (or
-    a connection cut) is retried after a short wait (Retry-After, at most
-    1.5 s here) with the same Idempotency-Key, until 201/200; anything else is
-    the final answer. Returns {status, id, attempts}."""
-    deadline = time.monotonic() + REQUEST_DEADLINE
-    attempt = 0
+    """One transmission as a careful client sends it, on a client of its own:
+    a retryable answer (or a connection cut) is retried after a short wait
+    (Retry-After, at most 1.5 s here) with the same Idempotency-Key, until
+    201/200; anything else is the final answer. Returns {status, id, attempts,
+    code}."""
     with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
-        while True:
-            attempt += 1
-            try:
-                response = transmit(gateway, org["headers"], org["sid"], content, key=key)
-            except requests.RequestException as exc:  # the gateway itself never drops one
-                tally.add("transmit", None, type(exc).__name__)
-                response = None
-            else:
-                tally.add("transmit", response)
-            if response is not None and response.status_code not in RETRYABLE:
-                tally.attempts(attempt)
-                body = response.json() if response.content else {}
-                return {
-                    "status": response.status_code,
-                    "id": body.get("id"),
-                    "attempts": attempt,
-                    "code": body.get("code"),
-                }
-            if time.monotonic() > deadline:
-                tally.attempts(attempt)
-                return {
-                    "status": response.status_code if response is not None else 0,
-                    "id": None,
-                    "attempts": attempt,
-                    "code": "client.gave_up",
-                }
-            wait = 1.0
-            if response is not None:
-                try:
-                    wait = float(response.headers.get("Retry-After") or 1)
-                except ValueError:
-                    pass
-            time.sleep(min(max(wait, 0.3), 1.5))
+        return transmit_until_answered(gateway, org, content, key, tally, REQUEST_DEADLINE)
 
 
 def burst(url: str, jobs: list[tuple[dict, bytes, str]], tally: Tally):
@@ -184,90 +91,6 @@ def burst(url: str, jobs: list[tuple[dict, bytes, str]], tally: Tally):
     ]
     pool.shutdown(wait=False)
     return futures
-
-
-def figures(n: int, salt: int) -> Callable[[str, int, int], float]:
-    """The amounts of the n-th filled form: distinct bytes for each transmission."""
-    return lambda sheet, row, col: (row * 7 + col * 3 + salt) % 50 + 0.5 + n
-
-
-def recorded(gateway, org: dict) -> list[dict]:
-    response = gateway.get(f"/api/v1/surveys/{org['sid']}/transmissions", headers=org["headers"])
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
-
-
-def partner_key(gateway, agency: dict, tag: str) -> str:
-    """A partner that reads ``survey.response_submitted`` in its feed only."""
-    response = gateway.post(
-        "/api/v1/partners",
-        headers=agency,
-        json={
-            "name": f"Observatoire {tag}",
-            "contact_email": f"si.{tag}@observatoire.example.fr",
-            "event_types": ["survey.response_submitted"],
-            "scope": {"account_types": ["OFA"]},
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["api_key"]
-
-
-def feed_after(gateway, key: str, cursor: str | None) -> tuple[list[dict], str | None]:
-    items = []
-    while True:
-        params = {"limit": 500, **({"after": cursor} if cursor else {})}
-        response = gateway.get(
-            "/api/v1/partner/events", params=params, headers={"Authorization": f"Bearer {key}"}
-        )
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items += page["items"]
-        cursor = page["next_cursor"] or cursor
-        if not page["has_more"]:
-            return items, cursor
-
-
-def feed_counts(
-    gateway, key: str, cursor: str | None, expected: set[str], timeout: float = 25
-) -> collections.Counter:
-    """transmission_id -> times it is in the feed after ``cursor``, once every
-    expected id arrived (or the timeout passed), plus two seconds more to see
-    a late duplicate."""
-    deadline = time.monotonic() + timeout
-    while True:
-        items, _ = feed_after(gateway, key, cursor)
-        counts = collections.Counter(e["data"].get("transmission_id") for e in items)
-        if expected <= set(counts) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    time.sleep(2)
-    items, _ = feed_after(gateway, key, cursor)
-    return collections.Counter(e["data"].get("transmission_id") for e in items)
-
-
-def ready_organisations(system, agency: dict, campaign_id: str, sirets: list[str], tag: str):
-    """Validated organisations whose manager downloaded the form: [{headers, sid, form}]."""
-    mailbox = Mailbox(system.mail_api_url)
-
-    def one(i_siret):
-        i, siret = i_siret
-        with GatewaySession(system.gateway_url, timeout=30) as gateway:
-            email = f"gestion.{tag}.{i}@example.org"
-            headers, org_id = manager_of(gateway, mailbox, agency, email, siret)
-            sid = survey_of(gateway, headers, campaign_id)["id"]
-            make_ready(gateway, headers, sid, GUIDE_LIST)
-            return {
-                "i": i,
-                "siret": siret,
-                "headers": headers,
-                "org_id": org_id,
-                "sid": sid,
-                "form": download_form(gateway, headers, sid),
-            }
-
-    with ThreadPoolExecutor(3) as pool:
-        return list(pool.map(one, enumerate(sirets)))
 
 
 def vhost_of(system) -> str:
@@ -295,40 +118,6 @@ def close_connections(vhost: str) -> int:
         )
         closed += response.status_code in (200, 204)
     return closed
-
-
-def register(url: str, email: str, siret: str, tally: Tally | None = None) -> requests.Response:
-    """A registration (retried after a retryable answer, at most 5 times)."""
-    with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
-        for _attempt in range(5):
-            response = gateway.post(
-                "/api/v1/registrations",
-                data=registration(email, siret),
-                files={"habilitation": ("habilitation.pdf", PDF, "application/pdf")},
-            )
-            if tally is not None:
-                tally.add("register", response)
-            if response.status_code not in RETRYABLE:
-                break
-            time.sleep(1)
-        return response
-
-
-def confirmations(mailbox: Mailbox, emails: list[str], timeout: float = 20) -> dict[str, int]:
-    """The number of « Confirmez » e-mails to each address, once each got one
-    (or the timeout passed), plus two seconds more to see a late duplicate."""
-
-    def count():
-        return {
-            e: sum("confirmez" in (m.get("subject") or "").lower() for m in mailbox.messages(e))
-            for e in emails
-        }
-
-    deadline = time.monotonic() + timeout
-    while not all(count().values()) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    time.sleep(2)
-    return count()
 
 
 def access_lines(path, pattern: str) -> int:
@@ -363,25 +152,13 @@ def partner_handler_runs(system) -> int:
 def single(launch_system):
     """One replica of each service; survey drains within GRACE seconds."""
     system = launch_system(services=SERVICES, env={"SHUTDOWN_GRACE_SECONDS": str(GRACE)})
-    tag = uuid.uuid4().hex[:8]
-    with GatewaySession(system.gateway_url) as gateway:
-        agency = sign_in(gateway, system.admin["email"], system.admin["password"])
-        campaign = create_campaign(gateway, agency, f"Enquête arrêt {tag}")
-        key = partner_key(gateway, agency, tag)
-    orgs = ready_organisations(system, agency, campaign["id"], SIRETS[:5], tag)
-    return {"system": system, "agency": agency, "orgs": orgs, "key": key, "tag": tag}
+    return prepare(system, "Enquête arrêt", 5)
 
 
 @pytest.fixture(scope="module")
 def replicated(launch_system):
     system = launch_system(services=SERVICES, replicas={"survey": 3, "notify": 2})
-    tag = uuid.uuid4().hex[:8]
-    with GatewaySession(system.gateway_url) as gateway:
-        agency = sign_in(gateway, system.admin["email"], system.admin["password"])
-        campaign = create_campaign(gateway, agency, f"Enquête répliques {tag}")
-        key = partner_key(gateway, agency, tag)
-    orgs = ready_organisations(system, agency, campaign["id"], SIRETS[:4], tag)
-    return {"system": system, "agency": agency, "orgs": orgs, "key": key, "tag": tag}
+    return prepare(system, "Enquête répliques", 4)
 
 
 def check_recorded(gateway, orgs, before: dict, results: list[tuple[dict, dict]]):
@@ -391,8 +168,7 @@ def check_recorded(gateway, orgs, before: dict, results: list[tuple[dict, dict]]
         told[org["sid"]].add(result["id"])
     recorded_ids = {}
     for org in orgs:
-        items = recorded(gateway, org)
-        new = [t["id"] for t in items if t["id"] not in before[org["sid"]]]
+        new = [t for t in recorded(gateway, org) if t not in before[org["sid"]]]
         assert len(new) == len(set(new))
         assert set(new) == told[org["sid"]], (org["siret"], new, told[org["sid"]])
         recorded_ids[org["sid"]] = new
@@ -406,7 +182,7 @@ def test_sigterm_to_the_only_survey_during_a_burst_loses_and_doubles_nothing(sin
     system, orgs, tag = single["system"], single["orgs"], single["tag"]
     with GatewaySession(system.gateway_url) as gateway:
         _, cursor = feed_after(gateway, single["key"], None)
-        before = {o["sid"]: {t["id"] for t in recorded(gateway, o)} for o in orgs}
+        before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
     jobs = [
         (org, fill_form(org["form"], figures(n, org["i"])), f"arret-{tag}-{org['i']}-{n}")
         for n in range(4)
@@ -466,7 +242,7 @@ def test_sigterm_to_the_only_survey_during_a_burst_loses_and_doubles_nothing(sin
         f"{stop_line.group(0) if stop_line else 'no stop line'}; "
         f"transmissions finished while draining: {finished_in_drain}; "
         f"answers: {tally.summary()}; final: {dict(statuses)}; "
-        f"retries {tally.retries}, max attempts {tally.max_attempts}, "
+        f"retries {tally.total_retries()}, max attempts {tally.max_attempts}, "
         f"Retry-After {sorted(map(str, tally.retry_after))}; burst {elapsed:.1f} s"
     )
 
@@ -503,7 +279,7 @@ def test_broker_closes_every_connection_while_writes_are_in_flight(single):
     vhost = vhost_of(system)
     with GatewaySession(system.gateway_url) as gateway:
         _, cursor = feed_after(gateway, single["key"], None)
-        before = {o["sid"]: {t["id"] for t in recorded(gateway, o)} for o in orgs}
+        before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
     jobs = [
         (org, fill_form(org["form"], figures(10 + n, org["i"])), f"coupe-{tag}-{org['i']}-{n}")
         for n in range(4)
@@ -542,12 +318,12 @@ def test_broker_closes_every_connection_while_writes_are_in_flight(single):
         later_after = time.monotonic() - last_cut
         # identity's outbox and notify's e-mail handler are back too: one e-mail
         email = f"apres.coupure.{tag}@example.org"
-        registered = register(system.gateway_url, email, SIRETS[5])
+        registered = register(system.gateway_url, email, SIRETS[5], attempts=REGISTER_ATTEMPTS)
         mails = confirmations(Mailbox(system.mail_api_url), [email])
     statuses = collections.Counter(r["status"] for r in results)
     print(
         f"\nconnections closed: {closed}; answers: {tally.summary()}; final: {dict(statuses)}; "
-        f"retries {tally.retries}, max attempts {tally.max_attempts}; ready "
+        f"retries {tally.total_retries()}, max attempts {tally.max_attempts}; ready "
         f"{ready_after if ready_after is None else round(ready_after, 2)} s after the last cut; "
         f"later transmissions {[r.status_code for r in later]} {later_after:.2f} s after it"
     )
@@ -583,7 +359,7 @@ def test_three_survey_and_two_notify_replicas_share_a_burst(replicated):
     events_before = {n: access_lines(p, r"event notify\.on_") for n, p in logs.items()}
     with GatewaySession(system.gateway_url) as gateway:
         _, cursor = feed_after(gateway, replicated["key"], None)
-        before = {o["sid"]: {t["id"] for t in recorded(gateway, o)} for o in orgs}
+        before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
     jobs = [
         (org, fill_form(org["form"], figures(n, org["i"])), f"rep-{tag}-{org['i']}-{n}")
         for n in range(5)
@@ -597,7 +373,9 @@ def test_three_survey_and_two_notify_replicas_share_a_burst(replicated):
         statuses = [
             r.status_code
             for r in pool.map(
-                lambda i: register(system.gateway_url, emails[i], SIRETS[4 + i % 4], tally),
+                lambda i: register(
+                    system.gateway_url, emails[i], SIRETS[4 + i % 4], tally, REGISTER_ATTEMPTS
+                ),
                 range(len(emails)),
             )
         ]
@@ -623,7 +401,7 @@ def test_three_survey_and_two_notify_replicas_share_a_burst(replicated):
     print(
         f"\nreplicas: survey.transmit per survey replica {served}, events per notify "
         f"replica {handled}; answers: {tally.summary()}; registrations {statuses}; "
-        f"retries {tally.retries}; confirmation e-mails per address "
+        f"retries {tally.total_retries()}; confirmation e-mails per address "
         f"{dict(collections.Counter(mails.values()))}"
     )
 
