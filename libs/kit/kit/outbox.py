@@ -33,6 +33,12 @@ UNROUTABLE_NOW = Gauge(
     "1 while the last publication of this event type reached no queue.",
     ["service", "event_type"],
 )
+DECLARED_BY_RELAY = Counter(
+    "outbox_consumer_queues_declared_total",
+    "Event types whose publication reached no queue until the relay declared their "
+    "consumers' queues (the deploy step `python -m kit.topology declare` was skipped).",
+    ["service", "event_type"],
+)
 _UNROUTABLE_SINCE: dict[tuple[str, str], float] = {}
 _LAST_WARNED: dict[tuple[str, str], float] = {}
 _FALLBACK_TRIED: set[tuple[str, str]] = set()
@@ -128,6 +134,7 @@ def _declared_by_relay(service: str, event_type: str, on_unroutable) -> bool:
                     exc_info=True)
         return False
     if declared:
+        DECLARED_BY_RELAY.labels(service=service, event_type=event_type).inc()
         log.warning("outbox: %s.%s had no queue: the relay declared its consumers' queues "
                     "(run python -m kit.topology declare at deploy)", service, event_type)
     return declared

@@ -123,3 +123,6 @@ def test_the_relay_declares_the_consumers_queues_when_it_can(session, bus):
     assert outbox.relay(session, Outbox, dispatch, service=source,
                         on_unroutable=on_unroutable) == 1
     assert [m["n"] for m in drain(declared[0])] == ["x"]
+    # visible in metrics, not only in a log line
+    counted = outbox.DECLARED_BY_RELAY.labels(service=source, event_type="late_type")
+    assert counted._value.get() == 1
