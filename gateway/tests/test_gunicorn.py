@@ -55,13 +55,15 @@ def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: (), star
         if started is not None:
             started.append(process)
         try:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 40
             while True:
                 try:
                     for url in (f"{base}/health/live", *ready_urls(base)):
-                        requests.get(url, timeout=1)
+                        requests.get(url, timeout=3)
                     break
-                except requests.ConnectionError:
+                # refused before the master listens; a read timeout while the
+                # workers still import the app (a loaded machine: over 1 s)
+                except (requests.ConnectionError, requests.Timeout, TimeoutError):
                     if process.poll() is not None or time.monotonic() > deadline:
                         process.kill()
                         pytest.fail(f"gunicorn did not start: {log.read_text()[-2000:]}")
@@ -103,9 +105,11 @@ class NappingService:
     """``health`` answers after 2 s: a request in flight during a stop."""
 
     name = "gwnapping"
+    calls: list[float] = []
 
     @nameko_rpc
     def health(self):
+        NappingService.calls.append(time.monotonic())
         eventlet.sleep(2)
         return {"service": self.name, "status": "ok"}
 
@@ -113,6 +117,7 @@ class NappingService:
 def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits(
     container_factory, rabbit_config, tmp_path
 ):
+    NappingService.calls.clear()
     container_factory(NappingService, rabbit_config).start()
     settings = dict(
         AMQP_URI=rabbit_config["AMQP_URI"],
@@ -133,7 +138,12 @@ def test_sigterm_lets_the_request_in_flight_finish_refuses_new_ones_and_exits(
 
         thread = threading.Thread(target=slow_request)
         thread.start()
-        time.sleep(0.7)  # the request waits for the 2 s health RPC
+        # the request is in the gateway, waiting for the 2 s health RPC
+        waited = time.monotonic() + 20
+        while not NappingService.calls and time.monotonic() < waited:
+            time.sleep(0.05)
+        assert NappingService.calls, "the health RPC never arrived"
+        time.sleep(0.3)
         stopped_at = time.monotonic()
         master.send_signal(signal.SIGTERM)
         time.sleep(0.5)
