@@ -15,8 +15,9 @@ It offers:
   ``figures`` (distinct amounts for each filled form, so that no two
   transmissions carry the same bytes);
 - what the system holds afterwards: ``recorded`` (an organisation's
-  transmissions), ``feed_after`` / ``feed_counts`` (a partner's feed) and
-  ``confirmations`` (the « Confirmez » e-mails).
+  transmissions), ``feed_after`` / ``feed_counts`` (a partner's feed),
+  ``snapshot`` (both, before a burst) and ``confirmations`` (the « Confirmez »
+  e-mails).
 """
 
 from __future__ import annotations
@@ -301,6 +302,14 @@ def feed_after(gateway, key: str, cursor: str | None) -> tuple[list[dict], str |
         cursor = page["next_cursor"] or cursor
         if not page["has_more"]:
             return items, cursor
+
+
+def snapshot(url: str, key: str, orgs: list[dict]) -> tuple[str | None, dict[str, set[str]]]:
+    """Before a burst: the partner's feed cursor now, and each organisation's
+    transmissions now (sid -> ids)."""
+    with GatewaySession(url) as gateway:
+        _, cursor = feed_after(gateway, key, None)
+        return cursor, {o["sid"]: set(recorded(gateway, o)) for o in orgs}
 
 
 def feed_counts(

@@ -61,12 +61,12 @@ from tests.faults.bursts import (
     SIRETS,
     Tally,
     confirmations,
-    feed_after,
     feed_counts,
     figures,
     prepare,
     recorded,
     register,
+    snapshot,
     transmit_until_answered,
     until_answered,
 )
@@ -295,9 +295,7 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     print("connections by node before:", before, "-> stopping", stopped_name)
     assert before[stopped_name] > 0
 
-    with GatewaySession(url) as gateway:
-        _, cursor = feed_after(gateway, ctx["key"], None)
-        listed_before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
+    cursor, listed_before = snapshot(url, ctx["key"], orgs)
     forms = {
         o["sid"]: [(fill_form(o["form"], figures(n, o["i"])), f"grappe-{tag}-{o['i']}-{n}")
                    for n in range(TRANSMISSIONS)]

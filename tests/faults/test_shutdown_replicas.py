@@ -52,12 +52,12 @@ from tests.faults.bursts import (
     SIRETS,
     Tally,
     confirmations,
-    feed_after,
     feed_counts,
     figures,
     prepare,
     recorded,
     register,
+    snapshot,
     transmit_until_answered,
 )
 from tests.faults.conftest import PG_ADMIN_DSN, RABBIT_API, GatewaySession, Mailbox
@@ -80,6 +80,19 @@ def send_until_recorded(url: str, org: dict, content: bytes, key: str, tally: Ta
     code}."""
     with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
         return transmit_until_answered(gateway, org, content, key, tally, REQUEST_DEADLINE)
+
+
+def burst_jobs(
+    orgs: list[dict], rounds: int, label: str, shift: int = 0
+) -> list[tuple[dict, bytes, str]]:
+    """``rounds`` transmissions of each organisation, the organisations
+    interleaved: (org, content filled with ``figures(shift + n)``, key
+    ``<label>-<i>-<n>``)."""
+    return [
+        (org, fill_form(org["form"], figures(shift + n, org["i"])), f"{label}-{org['i']}-{n}")
+        for n in range(rounds)
+        for org in orgs
+    ]
 
 
 def burst(url: str, jobs: list[tuple[dict, bytes, str]], tally: Tally):
@@ -180,14 +193,8 @@ def check_recorded(gateway, orgs, before: dict, results: list[tuple[dict, dict]]
 
 def test_sigterm_to_the_only_survey_during_a_burst_loses_and_doubles_nothing(single):
     system, orgs, tag = single["system"], single["orgs"], single["tag"]
-    with GatewaySession(system.gateway_url) as gateway:
-        _, cursor = feed_after(gateway, single["key"], None)
-        before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
-    jobs = [
-        (org, fill_form(org["form"], figures(n, org["i"])), f"arret-{tag}-{org['i']}-{n}")
-        for n in range(4)
-        for org in orgs
-    ]  # 20, the organisations interleaved
+    cursor, before = snapshot(system.gateway_url, single["key"], orgs)
+    jobs = burst_jobs(orgs, 4, f"arret-{tag}")  # 20
     # two more, sent while survey is gone
     late = [
         (org, fill_form(org["form"], figures(9, org["i"])), f"arret-{tag}-{org['i']}-absent")
@@ -277,14 +284,8 @@ def test_sigterm_to_the_only_survey_during_a_burst_loses_and_doubles_nothing(sin
 def test_broker_closes_every_connection_while_writes_are_in_flight(single):
     system, orgs, tag = single["system"], single["orgs"], single["tag"]
     vhost = vhost_of(system)
-    with GatewaySession(system.gateway_url) as gateway:
-        _, cursor = feed_after(gateway, single["key"], None)
-        before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
-    jobs = [
-        (org, fill_form(org["form"], figures(10 + n, org["i"])), f"coupe-{tag}-{org['i']}-{n}")
-        for n in range(4)
-        for org in orgs
-    ]
+    cursor, before = snapshot(system.gateway_url, single["key"], orgs)
+    jobs = burst_jobs(orgs, 4, f"coupe-{tag}", shift=10)
     tally = Tally()
     runs_before = partner_handler_runs(system)
     started = time.monotonic()
@@ -357,14 +358,8 @@ def test_three_survey_and_two_notify_replicas_share_a_burst(replicated):
     logs = {p.name: p.log for p in system.processes if p.service in ("survey", "notify")}
     transmit_before = {n: access_lines(p, r"rpc survey\.transmit ") for n, p in logs.items()}
     events_before = {n: access_lines(p, r"event notify\.on_") for n, p in logs.items()}
-    with GatewaySession(system.gateway_url) as gateway:
-        _, cursor = feed_after(gateway, replicated["key"], None)
-        before = {o["sid"]: set(recorded(gateway, o)) for o in orgs}
-    jobs = [
-        (org, fill_form(org["form"], figures(n, org["i"])), f"rep-{tag}-{org['i']}-{n}")
-        for n in range(5)
-        for org in orgs
-    ]  # 20
+    cursor, before = snapshot(system.gateway_url, replicated["key"], orgs)
+    jobs = burst_jobs(orgs, 5, f"rep-{tag}")  # 20
     emails = [f"nouveau.{tag}.{i}@example.org" for i in range(8)]
     tally = Tally()
 
