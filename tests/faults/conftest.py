@@ -22,7 +22,6 @@ Settings as in tests/e2e: ``TEST_PG_DSN``, ``TEST_AMQP_URI``,
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,12 +30,16 @@ import pytest
 
 from deploy import sandbox
 from deploy.launcher import SERVICES, Config, LaunchError, System
-from tests.e2e.conftest import GatewaySession, Mailbox  # noqa: F401 - re-exported
 
-PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URI = os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
-RABBIT_API = os.environ.get("TEST_RABBIT_API", "http://guest:guest@127.0.0.1:15672")
-READY_TIMEOUT = float(os.environ.get("E2E_READY_TIMEOUT", "180"))
+# the same settings as tests/e2e (TEST_PG_DSN, TEST_AMQP_URI, …), read there once
+from tests.e2e.conftest import (  # noqa: F401 - re-exported
+    AMQP_URI,
+    PG_ADMIN_DSN,
+    RABBIT_API,
+    READY_TIMEOUT,
+    GatewaySession,
+    Mailbox,
+)
 
 HERE = Path(__file__).resolve().parent
 
