@@ -258,8 +258,9 @@ def test_sigterm_to_the_only_survey_during_a_burst_loses_and_doubles_nothing(sin
     assert stop_line and stop_line.group(2) == "0", "the drain killed workers"
     assert finished_in_drain >= 1, "nothing was in flight at SIGTERM: the drain was not tested"
     # answered at once (no consumer: service.unavailable) or after the gateway's
-    # 2 s wait for a heavy slot (survey.busy), never held until a timeout
-    assert all(status == 503 and retry and took < 3.5 for status, _, retry, took in absent), absent
+    # 2 s wait for a heavy slot (survey.busy), never held until a timeout (30 s);
+    # 6 s leaves room for the whole suite's load on two cores (3.9 s seen in CI)
+    assert all(status == 503 and retry and took < 6 for status, _, retry, took in absent), absent
     assert pending == 0, f"{pending} events left in the outbox by the stopped survey"
     assert not tally.unexpected(), tally.summary()
     assert all(r["status"] in (200, 201) for r in results), results
