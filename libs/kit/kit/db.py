@@ -290,7 +290,10 @@ class Database(DependencyProvider):
             self.service
         )
         self.engine = make_engine(url)
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # info["service"]: kit.outbox.emit tells the events no one consumes
+        self.sessionmaker = sessionmaker(
+            self.engine, expire_on_commit=False, info={"service": self.service}
+        )
 
     def stop(self):
         if self.engine is not None:

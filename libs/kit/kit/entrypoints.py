@@ -47,6 +47,12 @@ service runs (``rabbitmqctl delete_queue rpc-<service> -p <vhost>``) and the
 next start declares the quorum queue. ``rpc_queue_type(service)`` says which
 one a running service uses.
 
+Replies are published without publisher confirms (nameko waits for one per
+reply): a reply goes to its caller's transient queue, and a confirm would
+change nothing — the request is acknowledged either way and a reply lost
+with the link leaves the caller to give up at its deadline — while waiting
+for it cost the broker and the service a round trip on every call.
+
 Use ``from kit.entrypoints import rpc`` instead of ``from nameko.rpc import
 rpc``; every RPC of a service must use it (the RPC queue is consumed by one
 ``RpcConsumer`` class per service).
@@ -67,12 +73,14 @@ from nameko.amqp.publish import Publisher, get_connection
 from nameko.constants import (
     AMQP_SSL_CONFIG_KEY,
     AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
     HEADER_PREFIX,
     LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
 )
 from nameko.exceptions import ContainerBeingKilled, deserialize_to_instance, serialize
 from nameko.messaging import QueueConsumer as NamekoQueueConsumer
-from nameko.rpc import RPC_QUEUE_TEMPLATE, get_rpc_exchange
+from nameko.rpc import RPC_QUEUE_TEMPLATE, Responder, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 from prometheus_client import Counter
@@ -175,7 +183,7 @@ def reply_error(container: Any, message: Any, exc: ServiceError) -> bool:
     if not reply_to:
         return False
     config = container.config
-    publisher = Publisher(
+    publisher = _ReplyPublisher(
         config[AMQP_URI_CONFIG_KEY],
         ssl=config.get(AMQP_SSL_CONFIG_KEY),
         login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
@@ -188,6 +196,16 @@ def reply_error(container: Any, message: Any, exc: ServiceError) -> bool:
         correlation_id=properties.get("correlation_id"),
     )
     return True
+
+
+class _ReplyPublisher(Publisher):
+    """Replies: no publisher confirm awaited (see the module's docstring)."""
+
+    use_confirms = False
+
+
+class _Responder(Responder):
+    publisher_cls = _ReplyPublisher
 
 
 # Everything that means "this message's link to the broker is gone".
@@ -330,7 +348,18 @@ class RpcConsumer(NamekoRpcConsumer):
         and the request acknowledged: the work is done, its caller gives up at
         its deadline (nameko lets the error kill the whole service)."""
         try:
-            return super().handle_result(message, result, exc_info)
+            config = self.container.config
+            responder = _Responder(
+                config[AMQP_URI_CONFIG_KEY],
+                get_rpc_exchange(config),
+                config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
+                message,
+                ssl=config.get(AMQP_SSL_CONFIG_KEY),
+                login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+            )
+            result, exc_info = responder.send_response(result, exc_info)
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
         except Exception as exc:  # noqa: BLE001 - an exception here kills the container
             service = self.container.service_name
             RPC_REPLY_FAILED.labels(service=service).inc()

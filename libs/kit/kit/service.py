@@ -4,6 +4,7 @@ and structured logs."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
@@ -18,7 +19,9 @@ from kit.context import CallerProvider  # noqa: E402
 from kit.entrypoints import rpc  # noqa: E402  (calls that expire)
 from kit.logs import LogContext  # noqa: E402
 from kit.metrics import ServiceMetrics  # noqa: E402
-from kit.outbox import relay  # noqa: E402
+from kit.outbox import relay, take_committed, take_emitted  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 class ServiceBase:
@@ -31,6 +34,8 @@ class ServiceBase:
     dispatch = EventDispatcher()
     # the outbox's: mandatory, so an event no queue received stays pending
     outbox_dispatch = EventDispatcher(mandatory=True)
+    # the types no service consumes (kit.outbox: no row): no confirm awaited
+    announce = EventDispatcher(use_confirms=False)
     nameko_config = Config()
     caller = CallerProvider()
     metrics = ServiceMetrics()  # kit.metrics: Prometheus on METRICS_PORT
@@ -45,7 +50,7 @@ class ServiceBase:
     @timer(interval=1)
     def relay_outbox(self) -> None:
         """Catches events left unpublished (crash between commit and relay)."""
-        self.publish_pending()
+        self.publish_pending(everything=True)
 
     def _publish(self, event_type: str, payload: dict) -> None:
         """Mandatory, except for the types no service consumes (kit.events.UNCONSUMED)."""
@@ -66,9 +71,18 @@ class ServiceBase:
         uri = self.nameko_config["AMQP_URI"]
         return bool(declare_consumers_of(uri, self.name, event_type))
 
-    def publish_pending(self) -> None:
-        """Called by entrypoints after their use case committed."""
-        if self.outbox_model is not None:
+    def publish_pending(self, everything: bool = False) -> None:
+        """Called by entrypoints after their use case committed: relays the
+        outbox if this worker wrote to it (a worker that wrote nothing does
+        not pay a locked read of an empty outbox: the 1-second timer, with
+        ``everything``, relays whatever another worker left)."""
+        for event_type, payload in take_committed(self.db):
+            # no consumer, no row (kit.outbox): announced once, no confirm awaited
+            try:
+                self.announce(event_type, payload)
+            except Exception:  # noqa: BLE001 - kept for no one: never fail the call
+                log.warning("%s.%s not announced", self.name, event_type, exc_info=True)
+        if self.outbox_model is not None and (take_emitted(self.db) or everything):
             relay(
                 self.db, self.outbox_model, self._publish, service=self.name,
                 on_unroutable=self._declare_consumers,

@@ -173,12 +173,16 @@ def count(session, query) -> int:
     return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
 
 
-def survey(session, survey_id, *, for_update: bool = False) -> Survey | None:
+def survey(session, survey_id, *, for_update: bool = False, fresh: bool = False) -> Survey | None:
+    """``fresh``: the row's current values even if the session holds the
+    survey already (sessions keep their objects across commits)."""
     if not is_id(survey_id):
         return None
     query = select(Survey).where(Survey.id == survey_id)
     if for_update and session.bind.dialect.name == "postgresql":
         query = query.with_for_update()
+    if fresh:
+        query = query.execution_options(populate_existing=True)
     return session.scalar(query)
 
 

@@ -162,6 +162,11 @@ def _editable(session, caller: Caller, survey_id, today: dt.date) -> tuple[Surve
 
 def _submittable(session, caller: Caller, survey_id, today: dt.date) -> tuple[Survey, Campaign]:
     survey, campaign = _visible(session, caller, survey_id, today)
+    _check_submittable(caller, survey, campaign, today)
+    return survey, campaign
+
+
+def _check_submittable(caller: Caller, survey: Survey, campaign: Campaign, today: dt.date) -> None:
     if caller.is_agency or not caller.is_manager:
         raise Forbidden(*MANAGER_ONLY)
     _check_open_for_changes(survey, campaign, today)
@@ -173,7 +178,6 @@ def _submittable(session, caller: Caller, survey_id, today: dt.date) -> tuple[Su
             "La transmission de cette enquête ouvrira le "
             f"{rules.french_date(campaign.transmission_opens_on)}.",
         )
-    return survey, campaign
 
 
 def _discard(files, file_id: str | None) -> None:
@@ -1349,9 +1353,20 @@ def _check_and_record(
         _discard(files, stored["id"])
         raise
     for _attempt in range(3):
-        survey, campaign = _submittable(session, caller, survey_id, rules.today_in_france(now()))
-        survey = repo.survey(session, survey.id, for_update=True)
-        done = _existing(session, survey.id, key=key, sha256=stored.get("sha256"))
+        # locked and read afresh (the state may have changed while the form was
+        # stored and checked): blocked, closed, still visible to the caller
+        survey = repo.survey(session, survey.id, for_update=True, fresh=True)
+        campaign = session.get(Campaign, survey.campaign_id)
+        today = rules.today_in_france(now())
+        if survey.org_id not in member_orgs(caller) or not rules.is_online(
+            campaign.online_on, today
+        ):
+            raise NotFound(*SURVEY_NOT_FOUND)
+        _check_submittable(caller, survey, campaign, today)
+        latest = repo.latest_transmission(session, survey.id)
+        done = _existing(session, survey.id, key=key) or (
+            latest if latest is not None and latest.sha256 == stored.get("sha256") else None
+        )
         if done is not None:  # the same upload, recorded meanwhile by another worker
             session.commit()
             if done.file_id != stored["id"]:
@@ -1360,7 +1375,7 @@ def _check_and_record(
         row = Transmission(
             id=new_id(),
             survey_id=survey.id,
-            seq=repo.next_seq(session, survey.id),
+            seq=(latest.seq if latest is not None else 0) + 1,  # under the survey's lock
             file_id=stored["id"],
             file_name=stored.get("name") or "formulaire.xlsx",
             sha256=stored.get("sha256") or "",

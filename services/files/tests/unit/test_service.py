@@ -26,7 +26,7 @@ USER_B = Caller(user_id="u-b", org_id="org-b", roles=("user",))
 def service_for(tmp_path):
     engine = make_engine("sqlite://")
     Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False)()
+    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
     storage = LocalDiskStorage(tmp_path)
 
     def make(caller, max_bytes=1024):
@@ -48,13 +48,15 @@ def test_a_stored_file_is_announced_once_after_commit(service_for):
     stored = service.store_file(
         {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
     )
-    service.dispatch.assert_called_once()
-    event_type, payload = service.dispatch.call_args.args
+    service.announce.assert_called_once()
+    event_type, payload = service.announce.call_args.args
     assert event_type == "file_stored"
     assert payload["file_id"] == stored["id"]
     assert "content_b64" not in payload
     service.relay_outbox()
-    service.dispatch.assert_called_once()
+    service.announce.assert_called_once()
+    service.dispatch.assert_not_called()
+    service.outbox_dispatch.assert_not_called()
 
 
 def test_the_size_cap_comes_from_the_settings(service_for):
@@ -95,7 +97,7 @@ def test_store_xlsx_checks_in_a_native_thread_then_stores_and_announces(service_
         base64.b64encode(xlsx.valid()).decode(),
     )
     assert stored["sheets"] == ["Certifications"]
-    service.dispatch.assert_called_once()
+    service.announce.assert_called_once()
     assert service_for(MANAGER_A).check_xlsx(stored["id"]) == {
         "file_id": stored["id"],
         "ok": True,
@@ -112,6 +114,7 @@ def test_a_refused_workbook_announces_nothing(service_for, xlsx):
             base64.b64encode(xlsx.rezip(xlsx.valid(), add=[("xl/vbaProject.bin", b"x")])).decode(),
         )
     assert caught.value.code == "files.xlsx.macro"
+    service.announce.assert_not_called()
     service.dispatch.assert_not_called()
 
 

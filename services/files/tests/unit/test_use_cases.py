@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from files import use_cases
 from files.models import Base, Blob, Outbox, StoredFile
 from files.storage import LocalDiskStorage
+from kit import outbox
 from kit.context import Caller
 from kit.db import make_engine
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -40,7 +41,7 @@ def b64(data: bytes) -> str:
 def session():
     engine = make_engine("sqlite://")
     Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False)()
+    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
     yield session
     session.close()
     engine.dispose()
@@ -98,14 +99,16 @@ def test_the_same_bytes_are_kept_once_but_each_upload_is_a_file(session, storage
     assert [p.name for p in blob_files] == [first["sha256"]]
 
 
-def test_storing_announces_the_file_without_its_bytes(session, store):
+def test_storing_announces_the_file_without_its_bytes_and_without_an_outbox_row(session, store):
     stored = store(data=b"secret-bytes")
-    (event,) = session.scalars(select(Outbox)).all()
-    assert event.event_type == "file_stored"
-    assert event.payload["file_id"] == stored["id"]
-    assert event.payload["owner_org_id"] == "org-a"
-    assert "secret-bytes" not in str(event.payload)
-    assert b64(b"secret-bytes") not in str(event.payload)
+    # files.file_stored has no consumer (kit.events.UNCONSUMED): announced after commit
+    assert session.scalars(select(Outbox)).all() == []
+    ((event_type, payload),) = outbox.take_committed(session)
+    assert event_type == "file_stored"
+    assert payload["file_id"] == stored["id"]
+    assert payload["owner_org_id"] == "org-a"
+    assert "secret-bytes" not in str(payload)
+    assert b64(b"secret-bytes") not in str(payload)
 
 
 @pytest.mark.parametrize(
@@ -152,6 +155,7 @@ def test_a_failure_to_write_the_bytes_keeps_no_record(session, store, monkeypatc
     session.close()  # what the worker teardown does
     assert count(session, StoredFile) == 0
     assert count(session, Outbox) == 0
+    assert outbox.take_committed(session) == []
 
 
 def test_an_anonymous_caller_stores_registration_documents_without_owner(store):

@@ -14,6 +14,7 @@ from files import use_cases, xlsx_safety
 from files.models import Base, Blob, Outbox, StoredFile
 from files.storage import LocalDiskStorage
 from files.xlsx_safety import XLSX_CONTENT_TYPE, XlsxLimits
+from kit import outbox
 from kit.context import Caller
 from kit.db import make_engine
 from kit.errors import InvalidInput, NotFound, Unauthenticated
@@ -34,7 +35,7 @@ def b64(data: bytes) -> str:
 def session():
     engine = make_engine("sqlite://")
     Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False)()
+    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
     yield session
     session.close()
     engine.dispose()
@@ -69,6 +70,7 @@ def nothing_kept(session, storage) -> bool:
         count(session, StoredFile) == 0
         and count(session, Blob) == 0
         and count(session, Outbox) == 0
+        and outbox.take_committed(session) == []  # and nothing announced
         and not (storage.root.exists() and any(p.is_file() for p in storage.root.rglob("*")))
     )
 
@@ -95,8 +97,8 @@ def test_a_valid_workbook_is_checked_in_the_offload_then_stored(session, storage
     assert stored["kind"] == "survey_form" and stored["owner_org_id"] == "org-a"
     got = use_cases.get_file(session, storage, MANAGER_A, stored["id"])
     assert base64.b64decode(got["content_b64"]) == content
-    (event,) = session.scalars(select(Outbox)).all()
-    assert event.payload["file_id"] == stored["id"]
+    ((_type, payload),) = outbox.take_committed(session)
+    assert payload["file_id"] == stored["id"]
 
 
 @pytest.mark.parametrize("kind", ["certification_list", "attachment", "annex", "catalogue"])
