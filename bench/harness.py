@@ -31,7 +31,8 @@ AMQP_URI = os.environ.get("BENCH_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"
 RABBIT_API = os.environ.get("BENCH_RABBIT_API", "http://guest:guest@127.0.0.1:15672")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
-BENCH_ENV = {"RATELIMIT_ENABLED": "false", "WEB_CONCURRENCY": "2"}
+# the benchmarks sign the seeded agency administrator in without a TOTP code
+BENCH_ENV = {"RATELIMIT_ENABLED": "false", "WEB_CONCURRENCY": "2", "STAFF_TOTP_REQUIRED": "0"}
 TRIVIAL_SERVICE = "bench_trivial"
 
 
@@ -121,10 +122,14 @@ def wait_trivial(system: System, amqp_uri: str, timeout: float = 60.0) -> None:
 
 @contextmanager
 def platform(
-    ready_timeout: float = 180.0, services: tuple[str, ...] = SERVICES, log=print
+    ready_timeout: float = 180.0,
+    services: tuple[str, ...] = SERVICES,
+    log=print,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Platform]:
     """The running platform (``services``: which nameko services to start;
-    identity is the one measured); vhost, databases, processes and data
+    identity is the one measured; ``env``: more settings for the processes,
+    e.g. ``FILES_CLAMD``); vhost, databases, processes and data
     folder are removed on the way out, whatever happened (exception, Ctrl-C)."""
     for uri in (AMQP_URI, RABBIT_API, PG_ADMIN_DSN):
         require_loopback(uri)
@@ -137,7 +142,7 @@ def platform(
     try:
         amqp_uri = create_vhost(vhost)
         vhost_made = True
-        env = create_databases(prefix, created) | BENCH_ENV
+        env = create_databases(prefix, created) | BENCH_ENV | (env or {})
         config = Config(
             data_dir=data_dir,
             amqp_uri=amqp_uri,

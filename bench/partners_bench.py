@@ -60,6 +60,7 @@ EVENT_TYPE = "survey.response_submitted"
 TAIL_FACTOR = 2.0  # healthy p99 with a slow and a dead partner <= 2x the healthy run's
 PARTNER_ENV = {
     "RATELIMIT_ENABLED": "false",
+    "STAFF_TOTP_REQUIRED": "0",  # the admin signs in without a code
     "WEBHOOK_ALLOWED_HOSTS": "127.0.0.0/8",  # the receivers are on the loopback
     "WEBHOOK_TIMEOUT": "10",  # the documented default: a 5 s answer is a success
 }

@@ -493,7 +493,10 @@ def spike_platform(args, forms_per_org: int | None = None):
         port = json.loads(stand_in.stdout.readline())["port"]
         amqp_uri = create_vhost(vhost)
         vhost_made = True
-        env = create_databases(prefix, created) | {"RATELIMIT_ENABLED": "false"}
+        env = create_databases(prefix, created) | {
+            "RATELIMIT_ENABLED": "false",
+            "STAFF_TOTP_REQUIRED": "0",  # the admin signs in without a code
+        }
         system = System(
             Config(
                 data_dir=work / "data",

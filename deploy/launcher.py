@@ -205,6 +205,9 @@ class Config:
     sirene_port: int = 0
     smtp_url: str | None = None  # an external SMTP server: no mail catcher then
     sirene_url: str | None = None  # an external registry: no stand-in then
+    # clamd's socket for the files service's malware scan (FILES_CLAMD:
+    # unix:///path or tcp://host:port); None: uploads are not scanned
+    clamd: str | None = None
     public_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = SERVICES
@@ -240,6 +243,7 @@ class Config:
             sirene_port=number("SIRENE_PORT", 8690),
             smtp_url=environ.get("SMTP_URL") or None,
             sirene_url=environ.get("SIRENE_URL") or None,
+            clamd=environ.get("FILES_CLAMD") or None,
             public_url=environ.get("PUBLIC_URL") or None,
             app_env=environ.get("APP_ENV") or "development",
             web_concurrency=number("WEB_CONCURRENCY", 2),
@@ -295,6 +299,8 @@ def common_env(config: Config, *, smtp_url: str, sirene_url: str, public_url: st
         "PSYCOPG_WAIT_FUNC": "wait_select",
         "PYTHONUNBUFFERED": "1",
     })
+    if config.clamd:
+        env["FILES_CLAMD"] = config.clamd
     env.update(config.env)
     return env
 

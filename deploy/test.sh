@@ -112,8 +112,27 @@ ensure_deploy_tools() {
     fi
 }
 
+# the malware-scan tests start a real clamd with a signature database they
+# write (files.clamd_sandbox): no freshclam, no internet needed
+ensure_clamd() {
+    command -v clamd >/dev/null || [[ -x /usr/sbin/clamd ]] && return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing clamav-daemon (malware-scan tests)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q clamav-daemon >/dev/null \
+            || say "could not install clamav-daemon: the scan tests are skipped"
+        # the package starts its own daemon, which needs signatures we do not
+        # have offline: the tests start their own
+        if command -v systemctl >/dev/null; then
+            systemctl disable --now clamav-daemon clamav-freshclam >/dev/null 2>&1 || true
+        fi
+    else
+        say "clamd missing: the scan tests are skipped (Debian: apt-get install clamav-daemon)"
+    fi
+}
+
 install
 ensure_deploy_tools
+ensure_clamd
 ensure_rabbitmq
 if [[ -z "${TEST_PG_DSN:-}" ]]; then
     ensure_postgres

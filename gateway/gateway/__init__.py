@@ -4,6 +4,9 @@
 nothing connects or reads configuration at import time, so gunicorn workers
 create their RPC clients after fork (``gateway.rpc``). The gateway process is
 never monkey-patched by eventlet (STACK.md #11): it uses plain threads.
+Browser hardening (security headers, CSRF) is ``gateway.security``; the
+pages' stylesheets and scripts are files under ``gateway/static``, served by
+Flask at ``/static``.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     """The WSGI app; ``test_config`` overrides the environment's settings."""
     from flask import Flask
 
-    from gateway import auth, config, errors, health, metrics, openapi, rpc, web
-    from gateway.api import carte, identity, partners, survey
+    from gateway import auth, config, errors, health, metrics, openapi, rpc, security, web
+    from gateway.api import carte, identity, partners, personal_data, survey
     from gateway.pages import accounts as account_pages
     from gateway.pages import agency_surveys as agency_survey_pages
     from gateway.pages import carte_admin as carte_admin_pages
     from gateway.pages import partners as partner_pages
+    from gateway.pages import personal_data as personal_data_pages
     from gateway.pages import surveys as survey_pages
     from gateway.pages import undelivered_emails as undelivered_email_pages
 
@@ -34,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
 
     metrics.init_app(app)  # first: its timer starts before anything else
     errors.init_app(app)
+    security.init_app(app)  # headers on every answer; cross-site posts refused
     rpc.init_app(app)
 
     app.register_blueprint(health.bp)
@@ -53,4 +58,6 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app.register_blueprint(partners.admin, url_prefix="/api/v1")
     app.register_blueprint(partner_pages.bp)
     app.register_blueprint(undelivered_email_pages.bp)
+    app.register_blueprint(personal_data.bp, url_prefix="/api/v1")
+    app.register_blueprint(personal_data_pages.bp)
     return app

@@ -17,17 +17,31 @@ failure: when identity is down, nothing can be revoked at all). Five minutes
 is the usual lifetime of a short-lived access token, and long enough for
 identity to restart or be rescheduled without taking every signed-in page
 down. ``/health/ready`` reports the list's age and the bound.
+
+Second factor (identity/totp.py): the token also carries where the session's
+TOTP stands (``mfa``: ok | pending | enrol), whether the account has TOTP
+(``totp``) and when a code was last given (``mfa_at``). A *half* session
+(pending: a code is awaited; enrol: staff must enrol first) authenticates
+nobody: it only opens the few endpoints of ``HALF_SESSION_ENDPOINTS``; pages
+redirect to the code or enrolment page, the API answers 401
+``auth.totp_required`` / ``auth.totp_enrolment_required``. The endpoints of
+``SENSITIVE_ENDPOINTS`` (exports, validations, partner keys) want a code
+given within ``TOTP_REAUTH_MINUTES`` (default 10) from accounts that have
+TOTP: else 403 ``auth.reauthentication_required`` (API) or the
+re-authentication page.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import os
 import threading
 import time
+import urllib.parse
 
-from flask import current_app, g, request
+from flask import current_app, g, redirect, request
 from flask.sessions import NullSession, SessionInterface
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -163,6 +177,12 @@ def issue_token(session_id: str, claims: dict) -> str:
             "org": claims.get("org_id"),
             "roles": claims.get("roles", []),
             "managed": claims.get("managed_org_ids", []),
+            "mfa": claims.get("mfa", "ok"),
+            "totp": bool(claims.get("totp")),
+            "mfa_at": claims.get("mfa_at"),
+            # who submits (survey.transmit records it without asking identity)
+            "name": claims.get("name"),
+            "email": claims.get("email"),
         }
     )
 
@@ -176,6 +196,10 @@ def _request_token() -> str | None:
 
 def _load_caller() -> None:
     g.session_id = None
+    g.half_session = None  # "pending" | "enrol" for a session awaiting its second factor
+    g.totp_enrolled = False
+    g.mfa_at = None
+    g.submitter = None  # {name, email} of the signed-in person (survey.transmit)
     request_id = g.get("request_id")
     g.caller = Caller(request_id=request_id)
     token = _request_token()
@@ -190,6 +214,12 @@ def _load_caller() -> None:
     ):
         return
     g.session_id = data["sid"]
+    g.totp_enrolled = bool(data.get("totp"))
+    g.mfa_at = _parse_time(data.get("mfa_at"))
+    if data.get("mfa", "ok") != "ok":
+        g.half_session = data.get("mfa")
+        g.half_roles = tuple(data.get("roles") or ())
+        return  # authenticates nobody: see HALF_SESSION_ENDPOINTS
     g.caller = Caller(
         user_id=data.get("uid"),
         org_id=data.get("org"),
@@ -197,6 +227,136 @@ def _load_caller() -> None:
         request_id=request_id,
         managed_org_ids=tuple(data.get("managed") or ()),
     )
+    name, email = data.get("name"), data.get("email")
+    if isinstance(name, str) and isinstance(email, str) and name and email:
+        g.submitter = {"name": name, "email": email}
+
+
+def _parse_time(value) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+# What a half session may reach, besides signing in and out again.
+HALF_SESSION_ENDPOINTS = {
+    "pending": {"identity_api.verify_totp", "web.totp_sign_in"},
+    "enrol": {
+        "identity_api.begin_totp_enrolment",
+        "identity_api.confirm_totp_enrolment",
+        "account_pages.totp_page",
+    },
+}
+ALWAYS_OPEN = {
+    "static",
+    "web.sign_in",
+    "identity_api.sign_in",
+    "carte_api.sign_in",
+    "carte_pages.sign_in_page",
+    "account_pages.sign_out_page",
+    "carte_pages.sign_out_page",
+}
+HALF_SESSION_PAGES = {"pending": "/connexion/code", "enrol": "/compte/double-authentification"}
+HALF_SESSION_ERRORS = {
+    "pending": (
+        "auth.totp_required",
+        "Saisissez le code de votre application d'authentification "
+        "(POST /api/v1/sessions/totp).",
+    ),
+    "enrol": (
+        "auth.totp_enrolment_required",
+        "Activez d'abord la double authentification, obligatoire pour ce compte "
+        "(POST /api/v1/me/totp/enrolment).",
+    ),
+}
+
+# Sensitive actions: a fresh TOTP code first (accounts that have TOTP).
+SENSITIVE_ENDPOINTS = frozenset(
+    {
+        "identity_api.validate_user",
+        "account_pages.validate_user_page",
+        "account_pages.validate_registration_page",
+        "survey_api.export_campaign",
+        "carte_api.export_xlsx",
+        "carte_api.export_csv",
+        "partners_admin_api.create_key",
+        "partners_admin_api.revoke_key",
+        "partner_pages.create_key",
+        "partner_pages.revoke_key",
+    }
+)
+REAUTH_PAGE = "/compte/reauthentification"
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _second_factor_gate():
+    """Half sessions reach only their own step; sensitive actions want a
+    fresh code (module docstring)."""
+    endpoint = request.endpoint or ""
+    state = g.get("half_session")
+    if state:
+        if endpoint in ALWAYS_OPEN or endpoint in HALF_SESSION_ENDPOINTS.get(state, ()):
+            return None
+        if endpoint.startswith(("health.", "openapi.")):
+            return None
+        if _is_api():
+            raise Unauthenticated(*HALF_SESSION_ERRORS[state])
+        return redirect(HALF_SESSION_PAGES[state], code=303)
+    if endpoint in SENSITIVE_ENDPOINTS and g.caller.authenticated and not fresh_second_factor():
+        if _is_api():
+            raise Forbidden(
+                "auth.reauthentication_required",
+                "Action sensible : saisissez d'abord un nouveau code de votre application "
+                "d'authentification (POST /api/v1/sessions/current/reauthentication).",
+            )
+        return redirect(f"{REAUTH_PAGE}?suite={urllib.parse.quote(_back_path())}", code=303)
+    return None
+
+
+def _back_path() -> str:
+    """Where to come back after re-authenticating: the page the form was on."""
+    referrer = urllib.parse.urlsplit(request.referrer or "")
+    if referrer.netloc and referrer.netloc != request.host:
+        return "/"
+    path = referrer.path if request.method != "GET" else request.path
+    return safe_next(path or "/")
+
+
+def safe_next(value) -> str:
+    """A local path to redirect to (never another site)."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    if "\\" in value or any(ord(c) < 32 for c in value):
+        return "/"
+    return value
+
+
+def fresh_second_factor() -> bool:
+    """True unless the account has TOTP and no code was given lately."""
+    if not g.get("totp_enrolled"):
+        return True
+    mfa_at = g.get("mfa_at")
+    if mfa_at is None:
+        return False
+    minutes = float(
+        current_app.config.get("TOTP_REAUTH_MINUTES") or os.environ.get("TOTP_REAUTH_MINUTES", 10)
+    )
+    age = dt.datetime.now(dt.UTC) - mfa_at
+    return dt.timedelta(0) <= age + dt.timedelta(seconds=5) and age <= dt.timedelta(
+        minutes=minutes
+    )
+
+
+def home_for(roles) -> str:
+    """Where a sign-in lands: carte accounts on the carte, others at home."""
+    return "/carte/" if any(str(r).startswith("carte_") for r in roles or ()) else "/"
 
 
 def revoke_current() -> None:
@@ -226,7 +386,7 @@ def agency_required(view):
 
 
 def set_session_cookie(response, token: str) -> None:
-    secure = current_app.config.get("PUBLIC_URL", "").startswith("https://")
+    secure = request.is_secure or current_app.config.get("PUBLIC_URL", "").startswith("https://")
     response.set_cookie(
         COOKIE, token, max_age=TOKEN_MAX_AGE, httponly=True, samesite="Lax", secure=secure
     )
@@ -270,3 +430,4 @@ def init_app(app) -> None:
         max_staleness=float(app.config.get("REVOCATION_MAX_STALENESS", 300.0)),
     )
     app.before_request(_load_caller)
+    app.before_request(_second_factor_gate)

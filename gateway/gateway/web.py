@@ -22,22 +22,7 @@ LAYOUT = """<!doctype html>
 <html lang="fr"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }} · Plateforme formations</title>
-<style>
- body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f4ef;color:#1d1d1b}
- header{background:#23395b;color:#fff;padding:.8rem 1.5rem;font-weight:600}
- main{max-width:34rem;margin:2rem auto;background:#fff;padding:1.5rem 2rem;border-radius:8px;
-      box-shadow:0 1px 3px rgba(0,0,0,.12)}
- label{display:block;margin:.8rem 0 .2rem;font-weight:600}
- input{width:100%;padding:.5rem;border:1px solid #8a8a8a;border-radius:4px;box-sizing:border-box}
- button{margin-top:1.2rem;background:#d9822b;color:#fff;border:0;padding:.6rem 1.2rem;
-        border-radius:4px;font-size:1rem;cursor:pointer}
- .error{background:#fde8e6;border-left:4px solid #b3261e;padding:.6rem .8rem}
- .ok{background:#e6f4ea;border-left:4px solid #1e7b34;padding:.6rem .8rem}
- ul.errors{color:#b3261e;margin:.2rem 0}
- nav.site{background:#1a2b45;padding:.3rem 1.5rem;display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;align-items:center}
- nav.site a{color:#fff}nav.site form{margin:0 0 0 auto}
- nav.site button{margin:0;background:none;color:#fff;text-decoration:underline;padding:.2rem 0;font-size:1rem}
-</style></head>
+<link rel="stylesheet" href="/static/css/site.css"></head>
 <body><header>Plateforme formations</header>
 {% if nav %}<nav class="site" aria-label="Navigation principale">
 {% for href, label in nav %}<a href="{{ href }}">{{ label }}</a>{% endfor %}
@@ -91,6 +76,7 @@ def navigation() -> list[tuple[str, str]]:
         links.append(("/agence/enquetes", "Enquêtes (agence)"))
         links.append(("/agence/partenaires", "Partenaires"))
         links.append(("/agence/courriels", "Courriels non remis"))
+        links.append(("/agence/donnees-personnelles", "Données personnelles"))
     return links
 
 
@@ -109,8 +95,7 @@ def page(title, body="", status=200, error=None, success=None, template=None, **
         status,
         {
             "Content-Type": "text/html; charset=utf-8",
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",  # Referrer-Policy: gateway.security, on every answer
         },
     )
 
@@ -198,6 +183,31 @@ def forgot_password():
     return page("Mot de passe oublié", success=result["message"])
 
 
+TOTP_FORM = """<form method="post" action="/connexion/code">
+<label for="code">Code à 6 chiffres de votre application d'authentification, ou code de secours</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required
+ autofocus maxlength="20"{% if error %} aria-invalid="true"{% endif %}>
+<button type="submit">Valider</button></form>
+<p>Vous avez perdu l'accès à votre application ? Saisissez l'un de vos codes de secours
+(format xxxxx-xxxxx), chacun ne sert qu'une fois.</p>
+<form method="post" action="/deconnexion"><button type="submit">Annuler</button></form>"""
+
+SIGN_IN_STEPS = {
+    "totp_required": "/connexion/code",
+    "totp_enrolment_required": "/compte/double-authentification",
+}
+
+
+def signed_in_redirect(result: dict):
+    """After a sign-in step: the next step's page, or the account's home;
+    the cookie holds the session (a half one until its second factor)."""
+    state = result.get("status", "signed_in")
+    target = SIGN_IN_STEPS.get(state) or auth.home_for(result["caller"].get("roles"))
+    response = redirect(target, code=303)
+    auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
+    return response
+
+
 @bp.route("/connexion", methods=["GET", "POST"])
 @limit("web-signin", per_minute=20, key=client_ip)
 def sign_in():
@@ -208,9 +218,30 @@ def sign_in():
         result = rpc().identity.authenticate(email, request.form.get("password", ""), client_ip())
     except ServiceError as exc:
         return page("Connexion", SIGN_IN_FORM, status=exc.status, error=exc.message, email=email)
-    response = redirect("/")
-    auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
-    return response
+    return signed_in_redirect(result)
+
+
+@bp.route("/connexion/code", methods=["GET", "POST"])
+@limit("web-signin-totp", per_minute=20, key=client_ip)
+def totp_sign_in():
+    """Second step of a sign-in: the TOTP code (or a recovery code)."""
+    if g.get("half_session") != "pending":
+        return redirect("/connexion", code=303)
+    title = "Double authentification"
+    if request.method == "GET":
+        return page(title, TOTP_FORM)
+    try:
+        result = rpc().identity.totp_verify_sign_in(
+            g.session_id, request.form.get("code", ""), client_ip()
+        )
+    except ServiceError as exc:
+        if exc.code == "auth.session_invalid":
+            response = redirect("/connexion", code=303)
+            auth.clear_session_cookie(response)
+            return response
+        return page(title, TOTP_FORM, status=exc.status, error=exc.message)
+    auth.revoke_current()
+    return signed_in_redirect(result)
 
 
 @bp.get("/")
@@ -225,7 +256,8 @@ def home():
             "<p>L'API est décrite dans "
             "<a href='/api/v1/openapi.json'>le document OpenAPI</a>.</p>"
         )
-        return page("Accueil", body, me=me, links=navigation()[1:])
+        links = navigation()[1:] + [("/compte/double-authentification", "Double authentification")]
+        return page("Accueil", body, me=me, links=links)
     return page(
         "Accueil",
         "<p>Organismes de formation : transmettez vos enquêtes en ligne."

@@ -177,7 +177,7 @@ def test_the_navigation_follows_the_role(app, fake):
 def test_account_pages_send_visitors_to_sign_in_and_refuse_other_roles(app, fake):
     assert app.test_client().get("/utilisateurs").headers["Location"].endswith("/connexion")
     refused = client_as(app, "user").get("/utilisateurs")
-    assert refused.status_code == 403 and "gestionnaires de compte" in text(refused)
+    assert refused.status_code == 403 and "éservé au gestionnaire de compte" in text(refused)
     assert client_as(app, "manager").get("/agence/inscriptions").status_code == 403
     assert fake.calls == []
 

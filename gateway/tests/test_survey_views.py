@@ -36,9 +36,11 @@ def app():
     )
 
 
-def headers(app, roles=("manager",), org="org-a"):
+def headers(app, roles=("manager",), org="org-a", **claims):
     with app.app_context():
-        token = issue_token("sid", {"user_id": "u1", "org_id": org, "roles": list(roles)})
+        token = issue_token(
+            "sid", {"user_id": "u1", "org_id": org, "roles": list(roles), **claims}
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -58,12 +60,25 @@ def test_a_transmission_is_one_rpc_to_survey_with_the_bytes(app, fake):
     assert response.json["download_url"] == "/api/v1/surveys/s1/transmissions/t1/file"
     # survey has files check and store the bytes: they cross the bus once from here
     assert fake.methods() == ["survey.transmit"]
-    _s, _m, (survey_id, sent, key) = fake.calls[0]
-    assert (survey_id, key) == ("s1", "key-0000001")
+    _s, _m, (survey_id, sent, key, submitter) = fake.calls[0]
+    assert (survey_id, key, submitter) == ("s1", "key-0000001", None)  # a token without them
     assert sent == {
         "name": "formulaire.xlsx",
         "content_b64": base64.b64encode(b"PK\x03\x04 form").decode(),
     }
+
+
+def test_a_transmission_carries_the_submitter_of_the_session_token(app, fake):
+    # identity puts the name and address in the sign-in claims: survey records
+    # them without a call to identity.get_me
+    fake.answers["survey.transmit"] = {"id": "t1", "number": 1, "status": "recorded"}
+    token = headers(app, name="MARTIN Claire", email="claire@example.org")
+    response = app.test_client().post(
+        "/api/v1/surveys/s1/transmissions", headers=token, data=upload(),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201
+    assert fake.calls[0][2][3] == {"name": "MARTIN Claire", "email": "claire@example.org"}
 
 
 def test_a_retried_transmission_answers_200(app, fake):
@@ -140,7 +155,7 @@ def test_uploads_without_a_file_or_too_big_are_refused_before_any_call(app, fake
         data=upload(b"x" * (10 * 1024 * 1024 + 1), "gros.pdf"),
         content_type="multipart/form-data",
     )
-    assert big.status_code == 422 and big.json["code"] == "survey.file_too_large"
+    assert big.status_code == 422 and big.json["code"] == "files.too_large"
     assert fake.calls == []
 
 

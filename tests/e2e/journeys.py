@@ -10,7 +10,13 @@ import html
 import re
 
 PASSWORD = "correct horse 42"
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = (  # a real one-page PDF: files checks PDFs with qpdf (files.pdf_safety)
+    b"%PDF-1.3\n1 0 obj\n<< /Pages 2 0 R /Type /Catalog >>\nendobj\n2 0 obj\n"
+    b"<< /Count 1 /Kids [ 3 0 R ] /Type /Pages >>\nendobj\n3 0 obj\n"
+    b"<< /Contents 4 0 R /MediaBox [ 0 0 612 792 ] /Parent 2 0 R /Resources << >> "
+    b"/Type /Page >>\nendobj\n4 0 obj\n<< /Length 0 >>\nstream\n\nendstream\nendobj\n"
+    b"trailer << /Root 1 0 R /Size 5 >>\n%%EOF\n"
+)
 
 
 def registration(email: str, siret: str, account_type: str = "OFA") -> dict:

@@ -26,7 +26,13 @@ CATALOGUE = (
     "5;BTS Management commercial opérationnel;32031213;RNCP38368;2\n"
     "3;CAP Ébéniste;50023418;RNCP35282;2\n"
 ).encode()
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = (  # a real one-page PDF: files checks PDFs with qpdf (files.pdf_safety)
+    b"%PDF-1.3\n1 0 obj\n<< /Pages 2 0 R /Type /Catalog >>\nendobj\n2 0 obj\n"
+    b"<< /Count 1 /Kids [ 3 0 R ] /Type /Pages >>\nendobj\n3 0 obj\n"
+    b"<< /Contents 4 0 R /MediaBox [ 0 0 612 792 ] /Parent 2 0 R /Resources << >> "
+    b"/Type /Page >>\nendobj\n4 0 obj\n<< /Length 0 >>\nstream\n\nendstream\nendobj\n"
+    b"trailer << /Root 1 0 R /Size 5 >>\n%%EOF\n"
+)
 _used: set[str] = set()
 
 
@@ -278,7 +284,9 @@ def test_an_establishments_whole_journey(gateway, admin_headers, carte, unique):
     assert printed.status_code == 200
     text = html.unescape(printed.text)
     assert f"Demande n° {request_id}" in text and "Aménagement d'un atelier" in text
-    assert "@media print" in text
+    # its print layout is a stylesheet of its own (no inline style: gateway.security)
+    assert '<link rel="stylesheet" href="/static/css/print.css">' in text
+    assert "@media print" in gateway.get("/static/css/print.css").text
     pdf = gateway.get(f"/api/v1/carte/requests/{request_id}/pdf", headers=headers)
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     page = html.unescape(gateway.get("/carte/", headers=headers).text)

@@ -33,7 +33,7 @@ def test_the_agency_creates_a_campaign_and_blocks_an_organisation(
             data={"email": admin["email"], "password": admin["password"]},
             allow_redirects=False,
         )
-        assert signed_in.status_code == 302 and "session" in browser.cookies
+        assert signed_in.status_code == 303 and "session" in browser.cookies  # See Other
         assert "Enquêtes (agence)" in seen(browser.get("/"))
 
         # « Nouvelle enquête », then the campaign in the list

@@ -39,7 +39,7 @@ def test_a_manager_transmits_a_survey_through_the_pages(system, gateway, mailbox
         signed_in = browser.post(
             "/connexion", data={"email": email, "password": PASSWORD}, allow_redirects=False
         )
-        assert signed_in.status_code == 302 and "session" in browser.cookies
+        assert signed_in.status_code == 303 and "session" in browser.cookies  # See Other
 
         # « Enquêtes en ligne »: the tiles and the campaign's line
         listing = seen(browser.get("/enquetes"))

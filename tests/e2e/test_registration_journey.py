@@ -117,13 +117,13 @@ def test_the_whole_registration_journey(gateway, mailbox, admin, unique):
     assert activated.status_code == 200 and "activé" in activated.page
     user = sign_in(gateway, invited)
     assert gateway.get("/api/v1/me", headers=user).json()["profile"] == "Utilisateur CFA/OFA"
-    # a plain user is not a manager
+    # a plain user is not a manager: 403 inside their own organisation (issue 11)
     refused = gateway.post(
         f"/api/v1/organisations/{org_id}/users",
         headers=user,
         json={"last_name": "Z", "first_name": "z", "email": f"z.{unique}@example.org"},
     )
-    assert refused.status_code == 404
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden.manager_only"
 
     # 7. the agency reads the history: who did what and when
     history = gateway.get(f"/api/v1/organisations/{org_id}/history", headers=admin_headers)

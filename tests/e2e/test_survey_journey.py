@@ -40,7 +40,13 @@ from tests.e2e.journeys import (
 )
 
 GUIDE_LIST = workbook_bytes({"Certifications": [CERTIFICATION_HEADER, *GUIDE_CERTIFICATIONS]})
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = (  # a real one-page PDF: files checks PDFs with qpdf (files.pdf_safety)
+    b"%PDF-1.3\n1 0 obj\n<< /Pages 2 0 R /Type /Catalog >>\nendobj\n2 0 obj\n"
+    b"<< /Count 1 /Kids [ 3 0 R ] /Type /Pages >>\nendobj\n3 0 obj\n"
+    b"<< /Contents 4 0 R /MediaBox [ 0 0 612 792 ] /Parent 2 0 R /Resources << >> "
+    b"/Type /Page >>\nendobj\n4 0 obj\n<< /Length 0 >>\nstream\n\nendstream\nendobj\n"
+    b"trailer << /Root 1 0 R /Size 5 >>\n%%EOF\n"
+)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 # SIRETs of the SIRENE stand-in used by no other test
 SIRET_A, SIRET_B, SIRET_C = "91129745500014", "86403373300014", "93850004800013"
@@ -219,7 +225,7 @@ def test_the_whole_survey_journey(gateway, mailbox, admin, unique):
         headers=user,
         files={"file": ("facture.pdf", b"MZ\x90\x00 an executable", "application/pdf")},
     )
-    assert renamed_exe.status_code == 422 and renamed_exe.json()["code"] == "survey.attachment_type"
+    assert renamed_exe.status_code == 422 and renamed_exe.json()["code"] == "files.type_not_allowed"
     replaced = gateway.put(
         f"/api/v1/surveys/{sid}/attachments/{attachment['id']}",
         headers=user,
@@ -361,8 +367,8 @@ def hostile(system):
 
 
 HOSTILE = [
-    ("empty", lambda h: b"", "files.xlsx.empty"),
-    ("renamed-pdf", lambda h: PDF, "files.xlsx.not_xlsx"),
+    ("empty", lambda h: b"", "files.empty"),
+    ("renamed-pdf", lambda h: PDF, "files.type_not_allowed"),
     ("truncated-zip", lambda h: h["filled"][: len(h["filled"]) // 2], "files.xlsx.corrupt"),
     ("zip-bomb", lambda h: zip_bomb(), "files.xlsx.zip_bomb"),
     ("entity-bomb", lambda h: rezip(h["filled"], entity_bomb), "files.xlsx.xml_entities"),

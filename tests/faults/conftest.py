@@ -92,7 +92,10 @@ def launch_system(tmp_path_factory) -> Callable[..., System]:
                 data_dir=tmp_path_factory.mktemp("faults"),
                 amqp_uri=amqp_uri,
                 # each test client presents its own address (GatewaySession)
-                env=dict(databases, TRUSTED_PROXIES="1", **dict(env or {})),
+                # the seeded administrator signs in without a TOTP code, as in e2e
+                env=dict(
+                    databases, TRUSTED_PROXIES="1", STAFF_TOTP_REQUIRED="0", **dict(env or {})
+                ),
                 services=tuple(services),
                 seed=seed,
                 ready_timeout=ready_timeout,

@@ -128,7 +128,7 @@ def system(cluster, tmp_path_factory):
             Config(
                 data_dir=tmp_path_factory.mktemp("cluster"),
                 amqp_uri=amqp_uri,
-                env=dict(urls, TRUSTED_PROXIES="1"),
+                env=dict(urls, TRUSTED_PROXIES="1", STAFF_TOTP_REQUIRED="0"),
                 services=SERVICES,
                 ready_timeout=READY_TIMEOUT,
             )

@@ -245,7 +245,12 @@ def import_uploaded_catalogue() -> dict:
     if not name.lower().endswith((".xlsx", ".csv")):
         raise _one_error("file", "carte.catalogue_unreadable", "Déposez un fichier .xlsx ou .csv.")
     stored = _store_catalogue(name, mimetype, content)
-    return rpc(timeout=60).carte.import_catalogue(stored["id"], name)
+    try:
+        return rpc(timeout=60).carte.import_catalogue(stored["id"], name)
+    except ServiceError:  # refused (all or nothing): its file goes too
+        with _system() as files_rpc:
+            files_rpc.files.discard_file(stored["id"])
+        raise
 
 
 @bp.post("/carte/catalogue/reports")
@@ -389,13 +394,9 @@ def export_csv():
 
 # ---------------------------------------------------------------- pages
 
-STYLE = """<style>main{max-width:62rem}table{border-collapse:collapse;width:100%;margin:.6rem 0}
-th,td{border:1px solid #c9c9c9;padding:.35rem .5rem;text-align:left}th{background:#e6eaf0}
-.who{background:#fff8e1;border-left:4px solid #d9822b;padding:.5rem .8rem;display:flex;
-align-items:center;justify-content:space-between;gap:1rem}.who button{margin:0}
-select{width:100%;padding:.4rem}nav.pages a{margin-right:.8rem}
-.filters{display:grid;grid-template-columns:repeat(5,1fr);gap:0 .8rem}.filters p{grid-column:1/-1}
-</style>"""
+# The carte pages' sheet (gateway/static/css), linked where the layout's body
+# starts: the Content-Security-Policy allows no inline style (gateway.security).
+STYLE = '<link rel="stylesheet" href="/static/css/carte.css">'
 
 # « Vous êtes connecté en tant que … avec l'identifiant … » and « Déconnexion »,
 # at the top of every page of a signed-in account (the guide's section 2)
@@ -451,16 +452,12 @@ du {{ fr(board.campaign.opens_on) }} au {{ fr(board.campaign.closes_on) }}){% el
 )
 
 PRINT = """<!doctype html><html lang="fr"><head><meta charset="utf-8">
-<title>{{ view.title }}</title><style>
-body{font-family:system-ui,sans-serif;margin:2rem;color:#111}h1{font-size:1.4rem}
-h2{font-size:1.1rem;background:#e6eaf0;padding:.3rem .5rem;margin-top:1.2rem}
-dt{font-weight:600;margin-top:.4rem}dd{margin:0 0 .2rem 0;white-space:pre-wrap}
-.who{font-size:.9rem;color:#444}.actions{margin:1rem 0}
-@media print{.actions,.who{display:none}body{margin:0}h2{break-after:avoid}}
-</style></head><body>
+<title>{{ view.title }}</title>
+<link rel="stylesheet" href="/static/css/print.css">
+<script src="/static/js/print.js" defer></script></head><body>
 <p class="who">{{ view.signed_in_as }}</p>
 <h1>{{ view.title }}</h1><p>{{ view.subtitle }}</p>
-<p class="actions"><a href="javascript:window.print()">Imprimer</a> ·
+<p class="actions"><span data-print hidden><button type="button">Imprimer</button> · </span>
 <a href="/api/v1/carte/requests/{{ view.request.id }}/pdf">PDF</a> · <a href="/carte/">Liste de vos demandes</a></p>
 {% for s in view.sections %}<h2>{{ s.title }}</h2><dl>
 {% for i in s["items"] %}<dt>{{ i.label }}</dt><dd>{{ i.value if i.value not in (None, "") else "—" }}</dd>{% endfor %}
@@ -569,16 +566,12 @@ FORM_FIELDS = (
 
 FORM = (
     STYLE
-    + """<style>.req{color:#b3261e}fieldset{border:1px solid #c9c9c9;margin:1rem 0;padding:.6rem 1rem}
-legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;padding:.4rem}
-.inline label{display:inline;font-weight:400;margin-right:1rem}.inline input{width:auto}
-.errors{color:#b3261e;margin:.2rem 0}.actions button,.actions a{margin-right:.8rem}</style>
-"""  # noqa: E501
+    + '<link rel="stylesheet" href="/static/css/carte-form.css">'
     + WHO
     + """
 {% macro errs(name) %}{% if errors[name] %}<ul class="errors">{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}
 {% macro label(name, required=False) %}<label for="{{ name }}"{% if required %} class="req"{% endif %}>{% if required %}* {% endif %}{{ labels[name] }}</label>{% endmacro %}
-{% macro text(name, required=False, type="text") %}{{ label(name, required) }}<input id="{{ name }}" name="{{ name }}" type="{{ type }}" value="{{ v[name] if v[name] is not none else '' }}">{{ errs(name) }}{% endmacro %}
+{% macro text(name, required=False, type="text", datalist=none) %}{{ label(name, required) }}<input id="{{ name }}" name="{{ name }}" type="{{ type }}"{% if datalist %} list="{{ datalist }}"{% endif %} value="{{ v[name] if v[name] is not none else '' }}">{{ errs(name) }}{% endmacro %}
 {% macro yesno(name, required=True) %}<p class="inline"><span{% if required %} class="req"{% endif %}>{% if required %}* {% endif %}{{ labels[name] }}</span>
 <label><input type="radio" name="{{ name }}" value="true" {% if v[name] is sameas true %}checked{% endif %}> Oui</label>
 <label><input type="radio" name="{{ name }}" value="false" {% if v[name] is sameas false %}checked{% endif %}> Non</label></p>{{ errs(name) }}{% endmacro %}
@@ -588,8 +581,8 @@ legend{font-weight:700}textarea{width:100%;min-height:6rem}select{width:100%;pad
 — {{ school_year }}</p>
 <fieldset><legend>A/ Établissement de formation</legend>
 <label>{{ labels.referent_uai }}</label><input value="{{ referent or '' }}" disabled>
-{{ text("concerned_uai", True) }}{% if establishments %}<datalist id="uais">{% for u in establishments %}<option value="{{ u }}">{% endfor %}</datalist>
-<script>document.getElementById("concerned_uai").setAttribute("list","uais")</script>{% endif %}{{ text("training_site") }}{{ text("manager_name", True) }}
+{{ text("concerned_uai", True, datalist="uais" if establishments else none) }}{% if establishments %}<datalist id="uais">{% for u in establishments %}<option value="{{ u }}">{% endfor %}</datalist>
+{% endif %}{{ text("training_site") }}{{ text("manager_name", True) }}
 {{ text("manager_phone", True, "tel") }}{{ text("manager_email", True, "email") }}</fieldset>
 <fieldset><legend>B/ Informations sur la formation</legend>
 <p class="inline"><span class="req">* {{ labels.modality }}</span>{% for code, name in choices.modality.items() %}

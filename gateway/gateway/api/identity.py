@@ -8,14 +8,18 @@ those of the identity service (see the OpenAPI document).
 from __future__ import annotations
 
 import base64
+import logging
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from gateway import auth
-from gateway.errors import json_body
+from gateway.errors import current_request_id, json_body
 from gateway.ratelimit import client_ip, limit
-from gateway.rpc import rpc
-from kit.errors import InvalidInput
+from gateway.rpc import lend, pool_for, rpc
+from kit.context import SYSTEM, Caller
+from kit.errors import InvalidInput, ServiceError, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("identity_api", __name__)
 
@@ -47,10 +51,10 @@ def registration_input() -> tuple[dict, list]:
     return json_body(), []
 
 
-def _store_uploads(uploads) -> list[dict]:
+def _store_uploads(uploads, stored: list[dict]) -> list[dict]:
+    """Each document through files' upload policy; ``stored`` fills as they pass."""
     if len(uploads) > MAX_ATTACHMENTS:
         raise InvalidInput.fields({"attachments": [f"{MAX_ATTACHMENTS} fichiers au plus."]})
-    stored = []
     for kind, upload in uploads:
         content = upload.stream.read(MAX_ATTACHMENT_BYTES + 1)
         if len(content) > MAX_ATTACHMENT_BYTES:
@@ -74,14 +78,37 @@ def _store_uploads(uploads) -> list[dict]:
     return stored
 
 
+def discard_files(file_ids: list[str]) -> None:
+    """Best effort: documents stored for a request that was then refused go
+    for good (``files.discard_file``, as ``system``: the uploader may be
+    anonymous); the files sweep is the safety net."""
+    if not file_ids:
+        return
+    caller = Caller(roles=(SYSTEM,), request_id=current_request_id())
+    try:
+        with lend(pool_for(current_app._get_current_object()), caller) as client:
+            for file_id in file_ids:
+                client.files.discard_file(file_id)
+    except Exception:  # noqa: BLE001 - the refusal matters more than the clean-up
+        log.warning("could not discard refused uploads %s", file_ids, exc_info=True)
+
+
 def submit_registration(data: dict, uploads: list) -> dict:
     """« S'inscrire », shared by the API and the page (gateway.pages.accounts):
     the form is checked first so that nothing is uploaded for an invalid one,
     then the documents go to files and identity registers with their ids.
-    Raises the ServiceErrors of check_registration, files and register_organisation."""
+    A refusal (of a document, or of the registration itself: 409, 422…)
+    leaves no document behind. Raises the ServiceErrors of
+    check_registration, files and register_organisation."""
     rpc().identity.check_registration(data)
-    attachments = _store_uploads(uploads)
-    return rpc().identity.register_organisation(data, attachments)
+    stored: list[dict] = []
+    try:
+        attachments = _store_uploads(uploads, stored)
+        return rpc().identity.register_organisation(data, attachments)
+    except ServiceError:
+        # a typed refusal only: after a timeout identity may have kept the ids
+        discard_files([item["file_id"] for item in stored])
+        raise
 
 
 @bp.post("/registrations")
@@ -109,7 +136,12 @@ def pending_registrations():
 @bp.post("/users/<user_id>/validate")
 @auth.login_required
 def validate_user(user_id):
-    return jsonify(rpc().identity.validate_user(user_id))
+    """Optional {confirm: true, reason}: required to validate an organisation
+    closed or unknown in SIRENE (409 validation.sirene_closed /
+    validation.sirene_unknown without it). A fresh TOTP code first (gateway.auth)."""
+    body = json_body(required=False)
+    confirmation = {k: body[k] for k in ("confirm", "reason") if k in body} or None
+    return jsonify(rpc().identity.validate_user(user_id, confirmation))
 
 
 @bp.post("/users/<user_id>/reject")
@@ -118,16 +150,108 @@ def reject_user(user_id):
     return jsonify(rpc().identity.reject_user(user_id, json_body().get("reason")))
 
 
+def signed_in_response(result: dict, status: int = 201):
+    """The answer of a sign-in step, the session cookie set. While a TOTP code
+    (or an enrolment) is still needed, the token is only good for that step:
+    200 {status: totp_required | totp_enrolment_required, token, next}."""
+    token = auth.issue_token(result["session_id"], result["caller"])
+    state = result.get("status", "signed_in")
+    if state == "signed_in":
+        body = {"token": token, "expires_at": result["expires_at"], "user": result["user"]}
+    else:
+        status = 200
+        body = {"token": token, "expires_at": result["expires_at"], "next": NEXT_STEP[state]}
+    body["status"] = state
+    if "recovery_codes" in result:
+        body["recovery_codes"] = result["recovery_codes"]
+    response = jsonify(body)
+    auth.set_session_cookie(response, token)
+    return response, status
+
+
+NEXT_STEP = {
+    "totp_required": "/api/v1/sessions/totp",
+    "totp_enrolment_required": "/api/v1/me/totp/enrolment",
+}
+
+
 @bp.post("/sessions")
 @limit("signin", per_minute=20, key=client_ip)
 def sign_in():
-    """{email, password} → 201 {token, expires_at, user}; also sets the session cookie."""
+    """{email, password} → 201 {status: signed_in, token, expires_at, user}; or
+    200 {status: totp_required | totp_enrolment_required, token, next} when a
+    second factor is needed (the token then opens that step only). Sets the cookie."""
     body = json_body()
     result = rpc().identity.authenticate(body.get("email"), body.get("password"), client_ip())
+    return signed_in_response(result)
+
+
+@bp.post("/sessions/totp")
+@limit("signin-totp", per_minute=20, key=client_ip)
+def verify_totp():
+    """Second step {code}: a TOTP code or a recovery code, with the token of
+    the first step → 201 as a sign-in (a new token). Errors: auth.totp_invalid,
+    auth.totp_replayed (401), auth.totp_too_many_attempts (429)."""
+    code = json_body().get("code")
+    result = rpc().identity.totp_verify_sign_in(g.session_id or "", code, client_ip())
+    auth.revoke_current()
+    return signed_in_response(result)
+
+
+@bp.post("/me/totp/enrolment")
+@limit("totp-enrol", per_minute=10, key=client_ip)
+def begin_totp_enrolment():
+    """A new TOTP secret: {secret, uri (otpauth://), qr_svg}. Errors: auth.totp_enrolled."""
+    _require_session()
+    result = rpc().identity.totp_begin_enrolment(g.session_id)
+    return jsonify(dict(result, qr_svg=qr_svg(result["uri"])))
+
+
+@bp.post("/me/totp/enrolment/confirm")
+@limit("totp-enrol-confirm", per_minute=10, key=client_ip)
+def confirm_totp_enrolment():
+    """{code} → 201 as a sign-in (a new token) plus recovery_codes, shown this once."""
+    _require_session()
+    result = rpc().identity.totp_confirm_enrolment(g.session_id, json_body().get("code"),
+                                                   client_ip())
+    auth.revoke_current()
+    return signed_in_response(result)
+
+
+@bp.post("/me/totp/disable")
+@auth.login_required
+def disable_totp():
+    """{code}: organisation accounts only (403 auth.totp_required_for_staff)."""
+    result = rpc().identity.totp_disable(g.session_id, json_body().get("code"), client_ip())
+    auth.revoke_current()
+    return signed_in_response(result, 200)
+
+
+@bp.post("/sessions/current/reauthentication")
+@auth.login_required
+@limit("totp-reauth", per_minute=10, key=client_ip)
+def reauthenticate():
+    """{code} before a sensitive action → {token, expires_at, mfa_at} (same session)."""
+    result = rpc().identity.totp_reauthenticate(g.session_id, json_body().get("code"),
+                                                client_ip())
     token = auth.issue_token(result["session_id"], result["caller"])
-    response = jsonify({"token": token, "expires_at": result["expires_at"], "user": result["user"]})
+    response = jsonify(
+        {"token": token, "expires_at": result["expires_at"], "mfa_at": result["caller"]["mfa_at"]}
+    )
     auth.set_session_cookie(response, token)
-    return response, 201
+    return response
+
+
+def _require_session() -> None:
+    if not g.get("session_id"):
+        raise Unauthenticated("unauthenticated", "Connectez-vous pour continuer.")
+
+
+def qr_svg(uri: str) -> str:
+    """The otpauth URI as an inline SVG QR code (no script, no external image)."""
+    import segno
+
+    return segno.make(uri, error="m").svg_inline(scale=4, title="Code QR à scanner")
 
 
 @bp.delete("/sessions/current")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, g, redirect, request
+from flask import Blueprint, g, make_response, redirect, request
 
 from gateway import auth
 from gateway.api import identity as identity_api
@@ -24,19 +24,7 @@ from kit.errors import ServiceError
 
 bp = Blueprint("account_pages", __name__)
 
-STYLE = """<style>main{max-width:62rem}
-table{border-collapse:collapse;width:100%;margin:.6rem 0}
-th,td{border:1px solid #c9c9c9;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#e6eaf0}fieldset{border:1px solid #c9c9c9;border-radius:4px;margin:.8rem 0}
-fieldset label{display:inline;font-weight:400;margin-right:1rem}
-input[type=radio]{width:auto}select,textarea{width:100%;padding:.4rem;box-sizing:border-box}
-.dot{display:inline-block;width:.8rem;height:.8rem;border-radius:50%;margin-right:.4rem;
-vertical-align:middle}.dot-rouge{background:#c0392b}.dot-bleu{background:#1f5fa8}
-.dot-vert{background:#1e7b34}.dot-gris{background:#8a8a8a}
-td form{display:inline}td button{margin:.1rem 0;padding:.3rem .6rem;font-size:.9rem}
-.flag{background:#fde8e6;color:#8c1d18;padding:.1rem .4rem;border-radius:3px;font-weight:600}
-.hint{color:#555;font-size:.9rem;margin:.2rem 0}
-.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}</style>"""
+STYLE = '<link rel="stylesheet" href="/static/css/accounts.css">'
 
 # Jinja macros for a labelled field with its messages right below it; the
 # input points at them (aria-describedby) so screen readers read them too.
@@ -169,6 +157,12 @@ EDIT_USER = (
 <p><a href="/utilisateurs">Retour à la gestion des utilisateurs</a></p>"""
 )
 
+# validating these needs an explicit confirmation with a reason (audited)
+SIRENE_CONFIRM = {
+    "closed": "Établissement fermé selon SIRENE : cochez la confirmation et indiquez le motif.",
+    "not_found": "SIRET inconnu de SIRENE : cochez la confirmation et indiquez le motif.",
+}
+
 SIRENE_FLAGS = {
     "closed": "établissement fermé",
     "pending": "SIRENE indisponible",
@@ -188,6 +182,16 @@ REGISTRATIONS = (
 ({{ "habilitation" if a.kind == "habilitation" else "autre pièce" }})</li>
 {% else %}<li>Aucun document.</li>{% endfor %}</ul>
 <form method="post" action="/agence/inscriptions/{{ r.id }}/valider">
+{% if r.organisation.sirene_status in confirm_needed %}
+<p class="flag">{{ confirm_needed[r.organisation.sirene_status] }}</p>
+<input type="checkbox" id="confirm-{{ r.id }}" name="confirm" value="1">
+<label for="confirm-{{ r.id }}">Je confirme la validation malgré l'état SIRENE</label>
+<label for="vreason-{{ r.id }}">Motif de la validation *</label>
+<textarea id="vreason-{{ r.id }}" name="reason" rows="2"
+{%- if validated == r.id and errors.get('reason') %} aria-invalid="true" aria-describedby="vreason-{{ r.id }}-err"{% endif %}></textarea>
+{% if validated == r.id and errors.get('reason') %}<ul class="errors" id="vreason-{{ r.id }}-err">
+{% for m in errors.reason %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
+{% endif %}
 <button type="submit" aria-label="Valider l'inscription de {{ r.display_name }}">Valider</button></form>
 <form method="post" action="/agence/inscriptions/{{ r.id }}/refuser">
 <label for="reason-{{ r.id }}">Motif du refus *</label>
@@ -227,8 +231,12 @@ def _gate(agency: bool = False):
     if agency and not g.caller.is_agency:
         return _forbidden("Cette page est réservée aux agents de France compétences.")
     if not agency and not g.caller.is_manager:
-        return _forbidden("Cette page est réservée aux gestionnaires de compte.")
+        return _forbidden(MANAGER_ONLY)
     return None
+
+
+# identity's message for forbidden.manager_only (a plain user of the organisation)
+MANAGER_ONLY = "Réservé au gestionnaire de compte de votre organisme."
 
 
 # ---------------------------------------------------------------- inscription
@@ -394,7 +402,9 @@ def deactivate_user_page(user_id):
 # ---------------------------------------------------------------- agency
 
 
-def _registrations_page(status=200, error=None, success=None, refused=None, errors=None):
+def _registrations_page(
+    status=200, error=None, success=None, refused=None, errors=None, validated=None
+):
     try:
         rows = rpc().identity.list_registrations()
     except ServiceError as exc:
@@ -407,7 +417,9 @@ def _registrations_page(status=200, error=None, success=None, refused=None, erro
         success=success,
         rows=rows,
         flags=SIRENE_FLAGS,
+        confirm_needed=SIRENE_CONFIRM,
         refused=refused,
+        validated=validated,
         errors=errors or {},
     )
 
@@ -426,10 +438,18 @@ def validate_registration_page(user_id):
     refused = _gate(agency=True)
     if refused:
         return refused
+    confirmation = None
+    if request.form.get("confirm") or request.form.get("reason", "").strip():
+        confirmation = {
+            "confirm": bool(request.form.get("confirm")),
+            "reason": request.form.get("reason", ""),
+        }
     try:
-        rpc().identity.validate_user(user_id)
+        rpc().identity.validate_user(user_id, confirmation)
     except ServiceError as exc:
-        return _registrations_page(exc.status, exc.message)
+        return _registrations_page(
+            exc.status, exc.message, errors=_fields(exc), validated=user_id
+        )
     return redirect("/agence/inscriptions?fait=valide", code=303)
 
 
@@ -448,3 +468,128 @@ def reject_registration_page(user_id):
     except ServiceError as exc:
         return _registrations_page(exc.status, exc.message, None, user_id, _fields(exc))
     return redirect("/agence/inscriptions?fait=refuse", code=303)
+
+
+# ---------------------------------------------------------------- double authentification
+
+TOTP_ENROL = """<p>Scannez ce code QR avec votre application d'authentification
+(FreeOTP, Aegis, Google Authenticator…), puis saisissez le code à 6 chiffres qu'elle affiche.</p>
+{% if qr %}<figure>{{ qr|safe }}<figcaption>Code QR de votre compte {{ account }}</figcaption></figure>
+<p>Sans appareil photo, saisissez cette clé dans l'application :
+<code>{{ secret }}</code></p>{% endif %}
+<form method="post" action="/compte/double-authentification">
+<input type="hidden" name="action" value="confirm">
+<label for="code">Code à 6 chiffres</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required
+ maxlength="6"{% if error %} aria-invalid="true"{% endif %}>
+<button type="submit">Activer la double authentification</button></form>
+{% if not qr %}<p><a href="/compte/double-authentification">Afficher un nouveau code QR</a></p>{% endif %}"""
+
+TOTP_CODES = """<p>Notez ces codes de secours et gardez-les en lieu sûr : chacun permet
+une connexion si vous perdez votre téléphone, une seule fois. Ils ne seront plus affichés.</p>
+<ul>{% for c in codes %}<li><code>{{ c }}</code></li>{% endfor %}</ul>
+<p><a href="{{ home }}">Continuer</a></p>"""
+
+TOTP_ON = """<p>La double authentification est activée pour ce compte : chaque connexion
+demande un code de votre application d'authentification.</p>
+{% if may_disable %}<form method="post" action="/compte/double-authentification">
+<input type="hidden" name="action" value="disable">
+<label for="code">Code à 6 chiffres, pour désactiver la double authentification</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="6">
+<button type="submit">Désactiver</button></form>
+{% else %}<p>Elle est obligatoire pour les comptes d'administration.</p>{% endif %}"""
+
+REAUTH = """<p>Cette action est sensible : saisissez un nouveau code de votre application
+d'authentification pour continuer.</p>
+<form method="post" action="/compte/reauthentification">
+<input type="hidden" name="suite" value="{{ suite }}">
+<label for="code">Code à 6 chiffres</label>
+<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required
+ maxlength="6" autofocus>
+<button type="submit">Continuer</button></form>"""
+
+STAFF_ROLES = {"agency_admin", "carte_admin"}
+TOTP_TITLE = "Double authentification"
+
+
+def _roles() -> tuple:
+    return g.get("half_roles") or (g.caller.roles if g.caller.authenticated else ())
+
+
+def _new_session(response, result: dict) -> None:
+    auth.revoke_current()
+    auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
+
+
+@bp.route("/compte/double-authentification", methods=["GET", "POST"])
+@limit("web-totp", per_minute=20, key=client_ip)
+def totp_page():
+    """Enrolment (QR code, secret, first code, recovery codes shown once), or
+    the state of TOTP with « Désactiver » for organisation accounts."""
+    if not g.get("session_id"):
+        return redirect("/connexion", code=303)
+    enrolling = g.get("half_session") == "enrol"
+    if request.method == "GET":
+        if g.get("totp_enrolled") and not enrolling:
+            may_disable = not (STAFF_ROLES & set(_roles()))
+            return page(TOTP_TITLE, TOTP_ON, may_disable=may_disable)
+        try:
+            started = rpc().identity.totp_begin_enrolment(g.session_id)
+        except ServiceError as exc:
+            return page(TOTP_TITLE, status=exc.status, error=exc.message)
+        return page(
+            TOTP_TITLE,
+            TOTP_ENROL,
+            error="La double authentification est obligatoire pour votre compte : "
+            "activez-la pour continuer."
+            if enrolling
+            else None,
+            qr=identity_api.qr_svg(started["uri"]),
+            secret=started["secret"],
+            account=started["account"],
+        )
+    code = request.form.get("code", "")
+    if request.form.get("action") == "disable":
+        try:
+            result = rpc().identity.totp_disable(g.session_id, code, client_ip())
+        except ServiceError as exc:
+            return page(TOTP_TITLE, TOTP_ON, status=exc.status, error=exc.message,
+                        may_disable=True)
+        response = redirect("/compte/double-authentification", code=303)
+        _new_session(response, result)
+        return response
+    try:
+        result = rpc().identity.totp_confirm_enrolment(g.session_id, code, client_ip())
+    except ServiceError as exc:
+        return page(TOTP_TITLE, TOTP_ENROL, status=exc.status, error=exc.message, qr=None)
+    html, status, headers = page(
+        TOTP_TITLE,
+        TOTP_CODES,
+        success="La double authentification est activée.",
+        codes=result["recovery_codes"],
+        home=auth.home_for(result["caller"].get("roles")),
+    )
+    response = make_response(html, status, headers)
+    _new_session(response, result)
+    return response
+
+
+@bp.route("/compte/reauthentification", methods=["GET", "POST"])
+@limit("web-reauth", per_minute=20, key=client_ip)
+def reauthenticate_page():
+    """A fresh code before a sensitive action, then back to ``suite``."""
+    if not g.caller.authenticated:
+        return redirect("/connexion", code=303)
+    suite = auth.safe_next(request.values.get("suite", "/"))
+    title = "Confirmer votre identité"
+    if request.method == "GET":
+        return page(title, REAUTH, suite=suite)
+    try:
+        result = rpc().identity.totp_reauthenticate(
+            g.session_id, request.form.get("code", ""), client_ip()
+        )
+    except ServiceError as exc:
+        return page(title, REAUTH, status=exc.status, error=exc.message, suite=suite)
+    response = redirect(suite, code=303)
+    auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
+    return response

@@ -8,9 +8,10 @@ They call the same RPCs as the JSON API (``gateway.api.survey``):
 ``create_campaign``, ``list_campaigns``, ``get_campaign``, ``list_statuses``
 (``campaign_id``, ``blocked``, ``page``) and ``set_blocked``; the service
 checks the agency role too. Exports link to the API's routes, which read the
-same session cookie. Actions are POSTs with the session cookie (SameSite=Lax)
-answered by a redirect (303) with a fixed message; a refusal is shown on the
-page, each field's messages next to the field, never as JSON.
+same session cookie. Actions are POSTs with the session cookie (SameSite=Lax;
+cross-site posts are refused by ``gateway.security``) answered by a redirect
+(303) with a fixed message; a refusal is shown on the page, each field's
+messages next to the field, never as JSON.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ MACROS = """{% macro errs(name) %}{% if errors.get(name) %}<ul class="errors" id
 CAMPAIGNS = (
     STYLE
     + MACROS
-    + """<style>form.new input,form.new select{width:100%}</style>
-<table><caption class="hint">{{ items|length }} enquête(s)</caption><thead><tr>
+    + """<table><caption class="hint">{{ items|length }} enquête(s)</caption><thead><tr>
 <th scope="col">Nom enquête</th><th scope="col">Détails</th><th scope="col">Formulaire</th>
 <th scope="col">Direction</th><th scope="col">Cible</th><th scope="col">Date mise en ligne</th>
 <th scope="col">Ouverture de la transmission</th><th scope="col">Date retour souhaité</th>

@@ -25,12 +25,7 @@ from kit.errors import InvalidInput, ServiceError
 bp = Blueprint("partner_pages", __name__)
 
 ACADEMIES = ("montpellier", "toulouse")
-PARTNER_STYLE = STYLE + (
-    "<style>form.partner input:not([type=checkbox]),form.partner select,form.partner textarea"
-    "{width:100%;box-sizing:border-box}fieldset{margin:.8rem 0;border:1px solid #c9c9c9}"
-    "label.inline{display:inline;font-weight:normal}dl.secrets code{word-break:break-all;"
-    "font-size:1.05rem}</style>"
-)
+PARTNER_STYLE = STYLE + '<link rel="stylesheet" href="/static/css/partners.css">'
 DONE = {
     "modifie": "Le partenaire est modifié.",
     "supprime": "Le partenaire est supprimé.",

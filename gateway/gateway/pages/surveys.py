@@ -6,7 +6,8 @@
 
 They call the same RPCs as the JSON API (``gateway.api.survey``) and share
 its upload checks, heavy-work bound and document sending. Forms POST with
-the session cookie (SameSite=Lax). A service's refusal is shown on the page
+the session cookie (SameSite=Lax; cross-site posts are refused by
+``gateway.security``). A service's refusal is shown on the page
 (its French message, and every problem with its sheet, row and column):
 never raw JSON. Downloads that cannot fail in a way a user can fix (a file
 already stored) link to the API's own routes, which read the same cookie.
@@ -26,14 +27,9 @@ bp = Blueprint("survey_pages", __name__)
 
 STATUS_ICONS = {"not_downloaded": "○", "downloaded": "⬇", "submitted": "✔"}
 
-STYLE = """<style>main{max-width:80rem}table{border-collapse:collapse;width:100%;margin:.6rem 0}
-th,td{border:1px solid #c9c9c9;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#e6eaf0}.tiles{display:grid;grid-template-columns:repeat(3,1fr);gap:1rem}
-.tiles section{border:1px solid #c9c9c9;border-radius:6px;padding:.6rem 1rem}
-.tiles h2{font-size:1.1rem;margin:.2rem 0}td input,td select{width:auto}
-form.inline{display:inline}form.inline button,td button{margin-top:0;padding:.3rem .6rem;font-size:.9rem}
-.filters{display:flex;gap:1rem;align-items:end;flex-wrap:wrap}.filters label{margin-top:0}
-.hint{color:#555;font-size:.9rem}</style>"""  # noqa: E501
+# The pages' own sheet (gateway/static/css), linked where the layout's body
+# starts: the Content-Security-Policy allows no inline style (gateway.security).
+STYLE = '<link rel="stylesheet" href="/static/css/surveys.css">'
 
 # what every refusal shows under its message
 PROBLEMS = """{% if problems %}<ul class="errors" aria-label="Problèmes à corriger">

@@ -17,6 +17,7 @@ import json
 
 from nameko.rpc import ServiceProxy
 
+from carte import personal_data
 from carte import use_cases as uc
 from carte.models import Outbox
 from kit import events
@@ -213,7 +214,8 @@ class CarteService(kit_service.ServiceBase):
         content_b64}. Errors: carte.annex_not_found, carte.request_not_found."""
         found = uc.annex_file(self.db, self.actor, request_id, annex_id)
         stored = self.files.get_file(found["file_id"])
-        return dict(found, content_b64=stored["content_b64"])
+        # served with the type files decided from the bytes, never the client's
+        return dict(found, content_type=stored["content_type"], content_b64=stored["content_b64"])
 
     @rpc
     def print_request(self, request_id: int) -> dict:
@@ -263,3 +265,19 @@ class CarteService(kit_service.ServiceBase):
     def export_validated(self, filters: dict | None = None, fmt: str = "xlsx") -> dict:
         """The same list as XLSX or CSV {name, content_type, content_b64, count}."""
         return uc.export_validated(self.db, self.actor, filters, fmt)
+
+    # -- personal data (RGPD; carte/personal_data.py) --------------------------
+
+    @rpc
+    def export_person(self, user_id: str) -> dict:
+        """Agency: {account, requests (with the named contact), annexes
+        (file ids), programme_reports} of a carte account. Errors:
+        forbidden.agency_only, unauthenticated."""
+        return personal_data.export_person(self.db, self.caller, user_id)
+
+    @rpc
+    def erase_person(self, user_id: str) -> dict:
+        """Agency: the contact named in the account's requests and its
+        reports' messages are replaced; the requests stay. Returns
+        {requests_anonymised, reports_anonymised}. Errors: forbidden.agency_only."""
+        return personal_data.erase_person(self.db, self.caller, user_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,12 +20,19 @@ def lock_blob(session: Session, sha256: str, size: int, now: dt.datetime) -> Blo
     """The blob row of ``sha256``, created if new, locked until commit."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Blob)
-        .values(sha256=sha256, size=size, created_at=now)
-        .on_conflict_do_nothing(index_elements=["sha256"])
-    )
-    return session.scalars(select(Blob).where(Blob.sha256 == sha256).with_for_update()).one()
+    for _attempt in range(3):
+        session.execute(
+            insert(Blob)
+            .values(sha256=sha256, size=size, created_at=now)
+            .on_conflict_do_nothing(index_elements=["sha256"])
+        )
+        blob = session.scalars(
+            select(Blob).where(Blob.sha256 == sha256).with_for_update()
+        ).one_or_none()
+        if blob is not None:
+            return blob
+        # the sweep removed this unreferenced blob while we waited for its lock
+    raise RuntimeError(f"blob {sha256} could not be locked")
 
 
 def lock_existing_blob(session: Session, sha256: str) -> Blob | None:
@@ -58,4 +65,53 @@ def live_references(session: Session, sha256: str) -> int:
         select(func.count())
         .select_from(StoredFile)
         .where(StoredFile.sha256 == sha256, StoredFile.deleted_at.is_(None))
+    )
+
+
+def any_references(session: Session, sha256: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(StoredFile).where(StoredFile.sha256 == sha256)
+    )
+
+
+def delete_file_row(session: Session, record: StoredFile) -> None:
+    session.delete(record)
+    session.flush()
+
+
+def delete_blob_row(session: Session, blob: Blob) -> None:
+    session.delete(blob)
+    session.flush()
+
+
+def try_sweep_lock(session: Session) -> bool:
+    """One sweeper at a time on PostgreSQL (released at commit or rollback)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext('files.sweep'))")))
+
+
+def purge_deleted_files(session: Session, cutoff: dt.datetime, limit: int) -> int:
+    ids = list(
+        session.scalars(
+            select(StoredFile.id)
+            .where(StoredFile.deleted_at.is_not(None), StoredFile.deleted_at < cutoff)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(delete(StoredFile).where(StoredFile.id.in_(ids)))
+    return len(ids)
+
+
+def unreferenced_blobs(session: Session, cutoff: dt.datetime, limit: int) -> list[Blob]:
+    referenced = exists().where(StoredFile.sha256 == Blob.sha256)
+    return list(
+        session.scalars(
+            select(Blob)
+            .where(Blob.created_at < cutoff, ~referenced)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
     )

@@ -7,7 +7,14 @@ config key or environment variable): ``FILES_DB_URL``, ``FILES_MAX_BYTES``
 (default 10 MiB); storage ``FILES_STORAGE`` = ``local`` (default, folder
 ``FILES_DIR``, default ``<DATA_DIR or data>/files``) or ``s3`` (``S3_BUCKET``,
 ``S3_ENDPOINT_URL``, ``S3_REGION``, ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``); XLSX limits ``FILES_XLSX_*`` (see ``check_xlsx``).
+``AWS_SECRET_ACCESS_KEY``); XLSX limits ``FILES_XLSX_*`` (see ``check_xlsx``);
+the malware scanner ``FILES_CLAMD`` (``files.scanner``; unset: no scan, a
+WARNING at start and ``scanner: disabled`` in ``health``); the sweep's grace
+``FILES_SWEEP_GRACE_HOURS`` (``use_cases.sweep``).
+
+Every upload, whatever its slot, goes through one policy (``files.policy``)
+before anything is written: the same hostile file gets the same code in
+every slot, and a refused file leaves no record, no blob and no event.
 
 Every RPC reads the caller from the context data (``kit.context``). Error
 codes common to all: a file the caller may not read is ``NotFound
@@ -16,8 +23,14 @@ files.not_found`` exactly as if it did not exist.
 
 from __future__ import annotations
 
+import logging
+
+import eventlet
+from nameko.timer import timer
+
 from files import use_cases
 from files.models import Outbox
+from files.scanner import ScannerProvider
 from files.settings import Settings
 from files.storage import Storage
 
@@ -28,18 +41,48 @@ from kit.cpu import heavy  # XLSX checks in a process pool: light calls keep the
 from kit.db import Database
 from kit.entrypoints import rpc
 
+log = logging.getLogger(__name__)
+
 
 class FilesService(kit_service.ServiceBase):
     name = "files"
     db = Database("files")
     storage = Storage()
     settings = Settings()
+    scanner = ScannerProvider()
     outbox_model = Outbox
     upload_methods = ("store_file", "store_xlsx", "check_xlsx")  # kit.metrics
 
     @rpc
+    def health(self) -> dict:
+        """Readiness, plus the malware scanner's state: ``scanner`` is ``ok``,
+        ``unreachable`` (uploads answer 503 until it is back) or ``disabled``
+        (``FILES_CLAMD`` unset: uploads are not scanned)."""
+        result = super().health()
+        if not self.scanner.enabled:
+            state = "disabled"
+        else:
+            state = "ok" if self.scanner.ping() else "unreachable"
+        return dict(result, scanner=state)
+
+    @timer(interval=3600)
+    def sweep(self) -> None:
+        """Hourly: soft-deleted records and unreferenced blobs older than the
+        grace period go, with their bytes (``use_cases.sweep``; one replica
+        at a time)."""
+        removed = use_cases.sweep(self.db, self.storage, grace=self.settings.sweep_grace)
+        if not removed.get("skipped"):
+            log.info(
+                "files sweep: %d records and %d blobs removed",
+                removed["files"],
+                removed["blobs"],
+                extra=removed,
+            )
+
+    @rpc
     def store_file(self, meta: dict, content_b64: str) -> dict:
-        """Stores an upload; the same bytes are kept once, each call is a new file.
+        """Checks an upload against its slot's policy, then stores it; the same
+        bytes are kept once, each call is a new file.
 
         Input: ``meta = {kind, name, content_type?, owner_org_id?}`` with kind in
         ``habilitation``, ``registration_other`` (registration documents),
@@ -48,24 +91,42 @@ class FilesService(kit_service.ServiceBase):
         certification list), ``annex`` (a carte request's annexes),
         ``catalogue`` (the carte diploma catalogue); ``content_b64`` the bytes in
         standard base64. The name is reduced to a safe base name (at most 200
-        characters); ``content_type`` defaults to ``application/octet-stream``.
+        characters) whose extension matches the decided type; ``content_type``
+        is ignored: the type is decided from the bytes (``files.policy``;
+        per kind: ``files.domain.policy.SLOTS``).
 
         Who: anonymous callers store registration kinds only, with no owner;
         members of an organisation store for it (the default owner) or for one
         they manage; agency and system callers store anything for anyone.
 
         Output: ``{id, kind, name, content_type, size, sha256, owner_org_id,
-        created_at}`` (ISO-8601 UTC). Emits ``files.file_stored``.
+        created_at}`` (ISO-8601 UTC; ``content_type`` the decided one; plus
+        ``sheets`` for a workbook). Emits ``files.file_stored``.
 
-        Errors: ``InvalidInput`` ``files.invalid_meta``, ``files.invalid_kind``,
-        ``files.invalid_name``, ``files.invalid_content_type``,
+        Errors, the same for a case whatever the kind: ``InvalidInput``
+        ``files.invalid_meta``, ``files.invalid_kind``, ``files.invalid_name``,
         ``files.invalid_owner``, ``files.invalid_encoding``, ``files.empty``,
-        ``files.too_large`` (``FILES_MAX_BYTES``); ``Unauthenticated`` for an
-        anonymous caller storing another kind; ``Forbidden``
-        ``files.owner_forbidden`` for an owner the caller may not store for.
+        ``files.too_large`` (``FILES_MAX_BYTES``), ``files.malware_detected``,
+        ``files.type_not_allowed`` (the bytes are no type this kind takes),
+        ``files.xlsx.*`` (an office file refused by the OOXML checks: see
+        ``check_xlsx``), ``files.pdf.encrypted``, ``files.pdf.active_content``,
+        ``files.pdf.embedded_file``, ``files.pdf.corrupt``; ``Unavailable``
+        ``files.scanner_unavailable`` (503, ``retry_after``: clamd configured
+        but without a verdict); ``Unauthenticated`` for an anonymous caller
+        storing another kind; ``Forbidden`` ``files.owner_forbidden`` for an
+        owner the caller may not store for.
         """
         result = use_cases.store_file(
-            self.db, self.storage, self.caller, meta, content_b64, max_bytes=self.settings.max_bytes
+            self.db,
+            self.storage,
+            self.caller,
+            meta,
+            content_b64,
+            max_bytes=self.settings.max_bytes,
+            limits=self.settings.xlsx,
+            scanner=self.scanner,
+            offload=heavy,
+            spawn=eventlet.spawn,
         )
         self.publish_pending()
         return result
@@ -75,17 +136,16 @@ class FilesService(kit_service.ServiceBase):
         """Checks an XLSX upload (DESIGN.md §4), then stores it; THE way to
         store any spreadsheet another service will parse.
 
-        Input and who: as ``store_file`` (the name must end in ``.xlsx``; the
-        content type is always set to the XLSX one). Order: meta, then who may
-        store, then the bytes; the checks run before anything is written, so a
-        refused file leaves no record, no blob and no event.
+        Input and who: as ``store_file``; the same policy, narrowed to
+        workbooks (the content type is always the XLSX one). Order: meta, then
+        who may store, then the bytes; the checks run before anything is
+        written, so a refused file leaves no record, no blob and no event.
 
         Output: as ``store_file`` plus ``sheets`` (sheet names, workbook order).
         Emits ``files.file_stored``.
 
-        Errors: those of ``store_file`` except ``files.empty`` and
-        ``files.too_large``, replaced by the XLSX codes; ``InvalidInput`` with
-        one code per rejection (see ``check_xlsx``).
+        Errors: those of ``store_file`` (any other type is
+        ``files.type_not_allowed``), with the XLSX codes of ``check_xlsx``.
         """
         result = use_cases.store_xlsx(
             self.db,
@@ -94,7 +154,9 @@ class FilesService(kit_service.ServiceBase):
             meta,
             content_b64,
             limits=self.settings.xlsx,
+            scanner=self.scanner,
             offload=heavy,
+            spawn=eventlet.spawn,
         )
         self.publish_pending()
         return result
@@ -176,6 +238,17 @@ class FilesService(kit_service.ServiceBase):
         no role that may delete).
         """
         return use_cases.delete_file(self.db, self.storage, self.caller, file_id)
+
+    @rpc
+    def discard_file(self, file_id: str) -> dict:
+        """Forgets for good a file stored moments ago and then refused by the
+        service it was for (no soft-deleted row, bytes gone when unshared).
+
+        Who: agency and system callers, or the user who stored it.
+        Idempotent. Output: ``{id, discarded: true}``. Errors: ``NotFound``
+        ``files.not_found`` (a file of someone else).
+        """
+        return use_cases.discard_file(self.db, self.storage, self.caller, file_id)
 
     @rpc
     def attach_owner(self, file_ids: list, owner_org_id: str) -> dict:

@@ -3,6 +3,7 @@ when the container starts (never at import time)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from files.xlsx_safety import CONFIG_NAMES, XlsxLimits
 class FilesSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     xlsx: XlsxLimits = field(default_factory=XlsxLimits)
+    # how long a soft-deleted record or an unreferenced blob waits for the sweep
+    sweep_grace: dt.timedelta = dt.timedelta(hours=24)
 
 
 def _positive(config: dict, key: str) -> int | None:
@@ -33,7 +36,8 @@ def load(config: dict | None = None) -> FilesSettings:
     (``files.xlsx_safety.CONFIG_NAMES``: ``FILES_XLSX_MAX_BYTES``,
     ``FILES_XLSX_MAX_ENTRIES``, ``FILES_XLSX_MAX_UNCOMPRESSED_BYTES``,
     ``FILES_XLSX_MAX_RATIO``, ``FILES_XLSX_MAX_SHEETS``, ``FILES_XLSX_MAX_ROWS``,
-    ``FILES_XLSX_MAX_COLUMNS``, ``FILES_XLSX_MAX_CELL_CHARS``)."""
+    ``FILES_XLSX_MAX_COLUMNS``, ``FILES_XLSX_MAX_CELL_CHARS``);
+    ``FILES_SWEEP_GRACE_HOURS`` (default 24: see ``use_cases.sweep``)."""
     config = config or {}
     max_bytes = _positive(config, "FILES_MAX_BYTES") or DEFAULT_MAX_BYTES
     xlsx = {
@@ -41,7 +45,10 @@ def load(config: dict | None = None) -> FilesSettings:
         for name, key in CONFIG_NAMES.items()
         if (value := _positive(config, key)) is not None
     }
-    return FilesSettings(max_bytes=max_bytes, xlsx=XlsxLimits(**xlsx))
+    grace = _positive(config, "FILES_SWEEP_GRACE_HOURS") or 24
+    return FilesSettings(
+        max_bytes=max_bytes, xlsx=XlsxLimits(**xlsx), sweep_grace=dt.timedelta(hours=grace)
+    )
 
 
 class Settings(DependencyProvider):

@@ -19,11 +19,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from files import policy, xlsx_safety
 from files import repository as repo
-from files import xlsx_safety
 from files.domain import access
+from files.domain import policy as slot_policy
 from files.domain.meta import OWNER_MAX, FileMeta, Rejected, check_meta, decode_content
 from files.models import Outbox, StoredFile
+from files.scanner import NoScanner, Scanner
 from files.storage import BlobMissing, BlobStorage
 from kit.db import new_id, utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -78,9 +80,23 @@ def store_file(
     content_b64: str,
     *,
     max_bytes: int,
+    limits: xlsx_safety.XlsxLimits = xlsx_safety.DEFAULT_LIMITS,
+    scanner: Scanner | None = None,
+    offload: Offload = run_here,
+    spawn: Callable[..., Any] = policy.run_now,
+    only: frozenset[str] | None = None,
     now: Clock = utcnow,
 ) -> dict:
-    """Stores the bytes once per content and one new record per call."""
+    """Checks an upload against its slot's policy (``files.policy``), then
+    stores the bytes once per content and one new record per call.
+
+    Who may store is checked first (a refused caller costs no parsing); the
+    content checks and the malware scan run before anything is written, so a
+    refused file leaves no record, no blob and no event. The stored type is
+    the one decided from the bytes, whatever the caller said; the name gets
+    the matching extension."""
+    if isinstance(meta, dict):
+        meta = {key: value for key, value in meta.items() if key != "content_type"}
     try:
         checked = check_meta(meta)
         owner = access.owner_for_store(caller, checked.kind, checked.owner_org_id)
@@ -89,7 +105,29 @@ def store_file(
         raise _invalid(exc) from None
     except access.Denied as exc:
         raise _refused(exc) from None
-    return info(_save(session, storage, caller, checked, owner, data, now))
+    decision = policy.inspect(
+        data,
+        checked.kind,
+        limits=limits,
+        scanner=scanner or NoScanner(),
+        offload=offload,
+        spawn=spawn,
+        only=only,
+    )
+    file_type = slot_policy.TYPES[decision.type]
+    checked = replace(
+        checked,
+        content_type=decision.content_type,
+        name=slot_policy.stored_name(checked.name, file_type),
+    )
+    record = _save(session, storage, caller, checked, owner, data, now)
+    result = info(record)
+    if decision.type == "xlsx":
+        result["sheets"] = list(decision.sheets)
+    return result
+
+
+XLSX_ONLY = frozenset({"xlsx"})
 
 
 def store_xlsx(
@@ -100,33 +138,29 @@ def store_xlsx(
     content_b64: str,
     *,
     limits: xlsx_safety.XlsxLimits,
+    max_bytes: int | None = None,
+    scanner: Scanner | None = None,
     offload: Offload = run_here,
+    spawn: Callable[..., Any] = policy.run_now,
     now: Clock = utcnow,
 ) -> dict:
-    """Checks an XLSX upload (``xlsx_safety``), then stores it as ``store_file``.
-
-    Who may store is checked first (a refused caller costs no parsing); the
-    content checks run before anything is written, so a refused file leaves
-    no record, no blob and no event. The content type is set here, whatever
-    the caller said."""
-    if isinstance(meta, dict):
-        meta = {key: value for key, value in meta.items() if key != "content_type"}
-    try:
-        checked = check_meta(meta)
-        owner = access.owner_for_store(caller, checked.kind, checked.owner_org_id)
-        data = decode_content(content_b64, limits.max_bytes)
-    except Rejected as exc:
-        if exc.code == "files.empty":
-            raise xlsx_safety.empty() from None
-        if exc.code == "files.too_large":
-            raise xlsx_safety.too_large(limits) from None
-        raise _invalid(exc) from None
-    except access.Denied as exc:
-        raise _refused(exc) from None
-    verdict = offload(xlsx_safety.check, data, checked.name, limits)
-    checked = replace(checked, content_type=xlsx_safety.XLSX_CONTENT_TYPE)
-    record = _save(session, storage, caller, checked, owner, data, now)
-    return dict(info(record), sheets=list(verdict.sheets))
+    """``store_file`` for a spreadsheet another service will parse: the same
+    policy, narrowed to workbooks (a PDF is ``files.type_not_allowed`` even in
+    a slot that takes PDFs); the answer has ``sheets``."""
+    return store_file(
+        session,
+        storage,
+        caller,
+        meta,
+        content_b64,
+        max_bytes=max_bytes or limits.max_bytes,  # FILES_XLSX_MAX_BYTES, not FILES_MAX_BYTES
+        limits=limits,
+        scanner=scanner,
+        offload=offload,
+        spawn=spawn,
+        only=XLSX_ONLY,
+        now=now,
+    )
 
 
 def check_xlsx(
@@ -311,3 +345,78 @@ def attach_owner(
         record.owner_org_id = owner
     session.commit()
     return {"file_ids": ids, "owner_org_id": owner}
+
+
+def discard_file(
+    session: Session, storage: BlobStorage, caller: access.Principal, file_id: str
+) -> dict:
+    """Forgets a file that was stored, then refused by the service it was for
+    (a transmission whose form is wrong, a refused registration, a catalogue
+    that does not import): its record goes for good, and its bytes and blob
+    row when no other record uses them. No soft-deleted row is left behind.
+
+    Who: agency and system callers, or the user who stored it. Idempotent:
+    an unknown or already discarded id answers the same."""
+    record = repo.get_file(session, file_id, for_update=True)
+    if record is not None:
+        if not (
+            access.is_staff(caller)
+            or (caller.user_id is not None and record.created_by == caller.user_id)
+        ):
+            raise _not_found()
+        sha256 = record.sha256
+        repo.delete_file_row(session, record)
+        session.commit()
+        _forget_blob(session, storage, sha256)
+    return {"id": file_id, "discarded": True}
+
+
+def _forget_blob(session: Session, storage: BlobStorage, sha256: str) -> None:
+    """Under the blob lock: bytes go when nothing live uses them, the row when
+    no record at all points at it."""
+    blob = repo.lock_existing_blob(session, sha256)
+    if blob is not None:
+        if repo.live_references(session, sha256) == 0:
+            storage.delete(sha256)
+        if repo.any_references(session, sha256) == 0:
+            repo.delete_blob_row(session, blob)
+    session.commit()
+
+
+def sweep(
+    session: Session,
+    storage: BlobStorage,
+    *,
+    grace: dt.timedelta,
+    now: Clock = utcnow,
+    batch: int = 500,
+) -> dict:
+    """Removes what no record references any more, once ``grace`` has passed.
+
+    Why this definition of "unreferenced": files cannot know which of its
+    files survey, carte or identity still point at (they keep the ids), and
+    must never guess. What it can know: a record its owner soft-deleted
+    (``delete_file``: an attachment removed, an expired registration purged)
+    is referenced by nobody, and a blob row that no record points at (left by
+    an interrupted store or discard) holds nobody's bytes. Live records are
+    never touched: the owning services delete what they stop using. The
+    grace period leaves time to a soft-deleted record (an undo, an audit
+    look) and keeps the sweep away from a store in progress.
+
+    Replicas: on PostgreSQL one sweeps at a time (a transaction advisory
+    lock; the others skip this round), and blob rows are taken ``FOR UPDATE
+    SKIP LOCKED`` so a store of the same content in progress is left alone.
+    Returns ``{files, blobs}``, the counts removed."""
+    if not repo.try_sweep_lock(session):
+        session.rollback()
+        return {"files": 0, "blobs": 0, "skipped": True}
+    cutoff = now() - grace
+    files = repo.purge_deleted_files(session, cutoff, batch)
+    session.flush()
+    blobs = 0
+    for blob in repo.unreferenced_blobs(session, cutoff, batch):
+        storage.delete(blob.sha256)
+        repo.delete_blob_row(session, blob)
+        blobs += 1
+    session.commit()
+    return {"files": files, "blobs": blobs}

@@ -132,6 +132,9 @@ class Verdict:
 
     sheets: tuple[str, ...]
     size: int
+    # the workbook's text (shared and inline strings), one per line, when
+    # asked for: what the malware scan reads beside the file (files.policy)
+    text: str = ""
 
 
 # --- rejections -------------------------------------------------------------
@@ -494,9 +497,10 @@ class _LocalNames(dict):
 
 
 class _Inspector:
-    def __init__(self, archive: zipfile.ZipFile, limits: XlsxLimits):
+    def __init__(self, archive: zipfile.ZipFile, limits: XlsxLimits, collect_text: bool = False):
         self.archive = archive
         self.limits = limits
+        self.texts: list[str] | None = [] if collect_text else None
         self.entries: dict[str, zipfile.ZipInfo] = {}  # casefolded name → entry
         self.parsed: set[str] = set()
         self.default_types: dict[str, str] = {}  # extension → content type
@@ -506,6 +510,9 @@ class _Inspector:
 
     def run(self, size: int) -> Verdict:
         self._check_entries()
+        return self.run_after_entries(size)
+
+    def run_after_entries(self, size: int) -> Verdict:
         self._check_part_names()
         self._check_required_parts()
         self._check_content_types()
@@ -514,7 +521,8 @@ class _Inspector:
         long_strings = self._scan_shared_strings()
         self._scan_worksheets(sheets, long_strings)
         self._scan_remaining_xml()
-        return Verdict(sheets=tuple(name for name, _ in sheets), size=size)
+        text = "\n".join(self.texts) if self.texts else ""
+        return Verdict(sheets=tuple(name for name, _ in sheets), size=size, text=text)
 
     # zip entries
 
@@ -734,10 +742,14 @@ class _Inspector:
                     if len(long_strings) > MAX_LONG_STRINGS:
                         raise _cell_too_long(None, None, max_chars)
 
+        texts = self.texts
+
         def text(data):
             nonlocal length
             if capture:
                 length += len(data)
+                if texts is not None:
+                    texts.append(data)
 
         self._parse(info, start=start, end=end, text=text)
         return long_strings
@@ -766,8 +778,9 @@ class _Inspector:
         row = col = rows_seen = cells_in_row = length = 0
         cell_ref: str | None = None
         cell_type: str | None = None
-        capture = want_value = False
+        capture = want_value = in_t = False
         value: list[str] = []
+        texts = self.texts
 
         def where() -> str:
             return cell_ref or f"{column_letters(col)}{row}"
@@ -775,7 +788,7 @@ class _Inspector:
         def start(name, attrs):
             # called once per element: the usual tags first, the rare ones last
             nonlocal row, col, rows_seen, cells_in_row, length, cell_ref, cell_type
-            nonlocal capture, want_value
+            nonlocal capture, want_value, in_t
             tag = local[name]
             if tag == "c":
                 cell_ref = attrs.get("r")
@@ -808,6 +821,7 @@ class _Inspector:
                     value.clear()
             elif tag == "t":  # inline string runs add up
                 capture = True
+                in_t = True
             elif tag == "row":
                 number = attrs.get("r")
                 if number is None:
@@ -836,9 +850,9 @@ class _Inspector:
                     raise _too_many_columns(label, f"plage {_shown(ref, 40)}", max_cols)
 
         def end(name):
-            nonlocal capture, want_value
+            nonlocal capture, want_value, in_t
             if capture:  # <v>, <f> and <t> hold no element: this closes one
-                capture = False
+                capture = in_t = False
                 if want_value:
                     want_value = False
                     index = "".join(value).strip()
@@ -853,6 +867,8 @@ class _Inspector:
                     raise _cell_too_long(label, where(), max_chars)
                 if want_value:
                     value.append(data)
+                if in_t and texts is not None:
+                    texts.append(data)
 
         self._parse(info, start=start, end=end, text=text)
 
@@ -899,4 +915,90 @@ def check(data: bytes, name: str | None = None, limits: XlsxLimits = DEFAULT_LIM
             raise
         except Exception as exc:  # noqa: BLE001 - CRC errors, bad deflate streams…
             log.info("xlsx refused: unreadable content (%r)", exc)
+            raise _corrupt() from None
+
+
+# --- other office packages (files.policy) --------------------------------------
+
+ODF_TYPES = {
+    "application/vnd.oasis.opendocument.text": "odt",
+    "application/vnd.oasis.opendocument.spreadsheet": "ods",
+    "application/vnd.oasis.opendocument.presentation": "odp",
+}
+OOXML_MAIN_PARTS = (
+    ("xl/workbook.xml", "xlsx"),
+    ("word/document.xml", "docx"),
+    ("ppt/presentation.xml", "pptx"),
+)
+
+
+class _PackageInspector(_Inspector):
+    """The workbook's checks that apply to any office package: zip entries
+    (done first, by ``inspect_zip``), macro, external and embedded parts by
+    name, then for OOXML content types and every relationship, and for all
+    XML parts no DTD or entity."""
+
+    def run_package(self, size: int, odf: bool) -> Verdict:
+        for key, info in self.entries.items():
+            base = posixpath.basename(key.rstrip("/"))
+            if "vbaproject" in base or key.startswith(("basic/", "scripts/", "xl/macrosheets/")):
+                raise _macro(entry=_shown(info.filename))
+            if _is_external_part(key):
+                raise _external_link(entry=_shown(info.filename))
+            if (
+                "/embeddings/" in key
+                or "/activex/" in key
+                or "oleobject" in key
+                or key.startswith(("object ", "objectreplacements/"))
+            ):
+                raise _embedded_object(entry=_shown(info.filename))
+        if not odf:
+            if "[Content_Types].xml" not in self.archive.NameToInfo:
+                raise _missing_part("[Content_Types].xml")
+            self._check_content_types()
+            self._check_relationships()
+        self._scan_remaining_xml()
+        return Verdict(sheets=(), size=size)
+
+
+def inspect_zip(
+    data: bytes, limits: XlsxLimits = DEFAULT_LIMITS, collect_text: bool = False
+) -> tuple[str | None, Verdict | None]:
+    """(type, verdict) of a zip upload: ``xlsx``, ``docx``, ``pptx``, ``odt``,
+    ``ods``, ``odp`` once its checks passed, or (None, None) for any other zip.
+
+    The zip-level checks (entry count, names, compression, zip bomb) run
+    before the type is known, so a hostile zip gets the same refusal in every
+    slot; then each type's own checks. ``InvalidInput`` ``files.xlsx.*``."""
+    data = bytes(data)
+    declared = _declared_directory(data)
+    if declared is not None and (
+        declared[0] > limits.max_entries or declared[1] > limits.max_entries * CD_BYTES_PER_ENTRY
+    ):
+        raise _too_many_entries(limits)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any unreadable zip is a corrupt upload
+        log.info("zip refused: unreadable (%r)", exc)
+        raise _corrupt() from None
+    with archive:
+        try:
+            inspector = _PackageInspector(archive, limits, collect_text)
+            inspector._check_entries()
+            names = archive.NameToInfo
+            kind = next((k for part, k in OOXML_MAIN_PARTS if part in names), None)
+            if kind == "xlsx":
+                return kind, inspector.run_after_entries(len(data))
+            if kind is not None:
+                return kind, inspector.run_package(len(data), odf=False)
+            info = names.get("mimetype")
+            if info is not None and info.file_size <= 100:
+                kind = ODF_TYPES.get(archive.read(info).decode("ascii", "replace").strip())
+                if kind is not None:
+                    return kind, inspector.run_package(len(data), odf=True)
+            return None, None
+        except InvalidInput:
+            raise
+        except Exception as exc:  # noqa: BLE001 - CRC errors, bad deflate streams…
+            log.info("zip refused: unreadable content (%r)", exc)
             raise _corrupt() from None

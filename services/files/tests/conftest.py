@@ -195,3 +195,16 @@ def s3_config(s3_endpoint):
         CreateBucketConfiguration={"LocationConstraint": config["S3_REGION"]},
     )
     return config
+
+
+@pytest.fixture(scope="session")
+def clamd():
+    """A real clamd on a unix socket in a temp dir, with a signature database
+    the test writes (EICAR: ``files.clamd_sandbox``), stopped by its pid at
+    the end. Skipped, saying why, only where clamd is not installed."""
+    from files import clamd_sandbox
+
+    if not clamd_sandbox.available():
+        pytest.skip("clamd is not installed (apt-get install clamav-daemon): scan tests skipped")
+    with clamd_sandbox.running() as running:
+        yield running

@@ -25,7 +25,7 @@ import secrets
 from sqlalchemy import func, or_, select
 
 from identity import repository as repo
-from identity import security
+from identity import security, totp
 from identity import use_cases as uc
 from identity.domain import registration as rules
 from identity.models import CarteAccount, CarteNetworkMember, Outbox, Session, SignInAttempt, User
@@ -552,29 +552,48 @@ def authenticate(
     if uc.user_state(user) != "validated":
         raise Forbidden("auth.account_disabled", "Ce compte n'est pas actif.")
     repo.clear_failures(session, key)
-    sid = secrets.token_urlsafe(24)
-    session.add(Session(id=sid, user_id=user.id, created_at=now, expires_at=now + uc.SESSION_TTL))
+    row = uc.open_session(session, user, now)
     uc.audit(session, "carte_signed_in", subject=user.id, actor=user.id)
     session.commit()
+    return signed_in(session, user, row)
+
+
+def signed_in(session, user: User, row: Session) -> dict:
+    """What a carte sign-in returns (``status`` as uc.signed_in)."""
+    account = session.get(CarteAccount, user.id)
     return {
-        "session_id": sid,
-        "expires_at": uc.iso(now + uc.SESSION_TTL),
-        "caller": {
-            "user_id": user.id,
-            "org_id": None,
-            "roles": [ROLES[account.kind]],
-            "managed_org_ids": [],
-        },
+        "status": uc.SIGN_IN_STATUS[row.mfa],
+        "session_id": row.id,
+        "expires_at": uc.iso(row.expires_at),
+        "caller": dict(
+            {
+                "user_id": user.id,
+                "org_id": None,
+                "roles": [ROLES[account.kind]],
+                "managed_org_ids": [],
+            },
+            **totp.claims(session, user, row),
+        ),
         "user": account_dict(session, account, user),
     }
 
 
-def request_password_reset(session, identifier, now: dt.datetime | None = None) -> dict:
+def request_password_reset(
+    session, identifier, now: dt.datetime | None = None, defer: uc.Defer = None
+) -> dict:
     """« Mot de passe perdu »: a link to the account's contact address, through
-    identity's reset flow (``identity.password_reset_requested``)."""
+    identity's reset flow (``identity.password_reset_requested``). The same
+    answer in the same time whatever the identifier: the look-up and the link
+    are ``defer``red until the answer is sent."""
     now = now or utcnow()
     identifier = normalise_identifier(identifier)[:32]
-    account = _by_identifier(session, identifier) if identifier else None
+    if identifier:
+        uc._run(defer, session, lambda s: send_password_reset(s, identifier, now))
+    return dict(RESET_SENT)
+
+
+def send_password_reset(session, identifier: str, now: dt.datetime) -> None:
+    account = _by_identifier(session, identifier)
     user = session.get(User, account.user_id) if account else None
     if user is not None and uc.user_state(user) == "validated":
         token = uc.issue_token(session, user, "reset", now)
@@ -594,4 +613,3 @@ def request_password_reset(session, identifier, now: dt.datetime | None = None) 
             },
         )
         session.commit()
-    return dict(RESET_SENT)

@@ -54,6 +54,8 @@ class User(Base):
     reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     deactivated_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    # name, e-mail and phone replaced (identity/personal_data.py): retention or erasure
+    anonymised_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
 
 
 class Attachment(Base):
@@ -90,6 +92,11 @@ class Session(Base):
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True, index=True)
+    # second factor (identity/totp.py): ok (none needed, or given) | pending
+    # (a TOTP code is awaited) | enrol (staff who must enrol first)
+    mfa: Mapped[str] = mapped_column(String(8), default="ok", server_default="ok")
+    # when a TOTP code was last given in this session (re-authentication)
+    mfa_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
 
 
 class SignInAttempt(Base):
@@ -107,18 +114,76 @@ class SignInAttempt(Base):
     at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
 
 
+class RegistrationAttempt(Base):
+    """Self-registrations asked for, known address or not: the per-address
+    rate limit (domain.registration.MAX_REGISTRATIONS_PER_EMAIL)."""
+
+    __tablename__ = "registration_attempts"
+    __table_args__ = (Index("ix_registration_attempts_email_at", "email", "at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254))
+    siret: Mapped[str] = mapped_column(String(14), index=True)
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow, index=True)
+    # set once the account is made (or found to exist): until then the
+    # registration is in flight and counts against its organisation's limit
+    finished_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+
+
+class TotpCredential(Base):
+    """A user's TOTP secret (RFC 6238). ``confirmed_at`` is set once a first
+    code proved the enrolment; ``last_step`` is the time-step of the last code
+    accepted, so that no code is accepted twice."""
+
+    __tablename__ = "totp_credentials"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))  # base32
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    last_step: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
+class RecoveryCode(Base):
+    """Single-use recovery codes, shown once at enrolment; only their sha256 is kept."""
+
+    __tablename__ = "recovery_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+
+
 class AuditEntry(Base):
-    """Who did what and when, on which organisation or account."""
+    """Who did what and when, on which organisation or account. Entries are
+    chained (kit.audit): ``hash`` covers the entry, the previous entry's hash
+    and ``detail_hash`` (the sha256 of the detail as written)."""
 
     __tablename__ = "audit"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     org_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
-    subject_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    subject_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     actor_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    detail_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditChain(Base):
+    """The head of the audit chain (kit.audit): the last entry's seq and hash.
+    Appending locks this row until the transaction ends."""
+
+    __tablename__ = "audit_chain"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class Outbox(OutboxMixin, Base):

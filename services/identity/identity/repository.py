@@ -6,7 +6,16 @@ import datetime as dt
 
 from sqlalchemy import func, or_, select
 
-from identity.models import AuditEntry, Organisation, Session, SignInAttempt, Token, User
+from identity.models import (
+    Attachment,
+    AuditEntry,
+    Organisation,
+    RegistrationAttempt,
+    Session,
+    SignInAttempt,
+    Token,
+    User,
+)
 
 
 def user_by_email(session, email: str) -> User | None:
@@ -33,6 +42,83 @@ def live_users(session, org_id: str) -> list[User]:
             )
         )
     )
+
+
+def active_users(session, org_id: str) -> list[User]:
+    """Accounts that take a quota slot: validated, neither rejected nor deactivated."""
+    return [u for u in live_users(session, org_id) if u.validated_at is not None]
+
+
+def pending_count(session, org_id: str) -> int:
+    """Self-registrations of an organisation awaiting validation."""
+    return session.scalar(
+        select(func.count()).where(
+            User.org_id == org_id,
+            User.validated_at.is_(None),
+            User.rejected_at.is_(None),
+            User.deactivated_at.is_(None),
+        )
+    )
+
+
+def registrations_in_flight(session, siret: str, since: dt.datetime) -> int:
+    """Registrations for ``siret`` answered but whose account is not made yet."""
+    return session.scalar(
+        select(func.count()).where(
+            RegistrationAttempt.siret == siret,
+            RegistrationAttempt.finished_at.is_(None),
+            RegistrationAttempt.at >= since,
+        )
+    )
+
+
+def registration_attempts_since(
+    session, email: str, since: dt.datetime
+) -> tuple[int, dt.datetime | None]:
+    count, oldest = session.execute(
+        select(func.count(), func.min(RegistrationAttempt.at)).where(
+            RegistrationAttempt.email == email, RegistrationAttempt.at >= since
+        )
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    return count, oldest
+
+
+def forget_registration_attempts(session, before: dt.datetime) -> int:
+    return (
+        session.query(RegistrationAttempt)
+        .filter(RegistrationAttempt.at < before)
+        .delete(synchronize_session=False)
+    )
+
+
+def expired_registrations(session, created_before: dt.datetime, limit: int = 50) -> list[User]:
+    """Self-registrations past their delay: never validated (nor closed), and
+    either never confirmed or joining an organisation the agency has already
+    validated (those awaiting the agency's first decision stay in its queue).
+    On PostgreSQL they are locked (SKIP LOCKED) until the caller commits: with
+    several identity replicas each is purged by one of them only."""
+    query = (
+        select(User)
+        .join(Organisation, User.org_id == Organisation.id)
+        .where(
+            User.created_at < created_before,
+            User.validated_at.is_(None),
+            User.rejected_at.is_(None),
+            User.deactivated_at.is_(None),
+            or_(User.email_confirmed_at.is_(None), Organisation.status == "validated"),
+        )
+        .order_by(User.created_at)
+        .limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(of=User, skip_locked=True)
+    return list(session.scalars(query))
+
+
+def attachments_of(session, user_id: str) -> list[Attachment]:
+    return list(session.scalars(select(Attachment).where(Attachment.user_id == user_id)))
 
 
 def managers(session, org_id: str) -> list[User]:

@@ -6,18 +6,28 @@ from the context the gateway sends (kit.context.Caller).
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 
 from nameko.extensions import DependencyProvider
+from nameko.rpc import ServiceProxy
 from nameko.timer import timer
 
 from identity import carte as carte_accounts
+from identity import personal_data, totp
 from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
 from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.db import Database
 from kit.entrypoints import rpc
+from kit.errors import NotFound
+from kit.outbox import relay
+from kit.rpc import BoundedRpcProxy
+
+log = logging.getLogger(__name__)
 
 
 class SireneProvider(DependencyProvider):
@@ -33,30 +43,104 @@ class SireneProvider(DependencyProvider):
         return self.client
 
 
+class AfterReply(DependencyProvider):
+    """Work an RPC hands over to run once its reply is sent (nameko sends the
+    reply before the worker's teardown): the answer then takes the same time
+    whatever the work, so its timing tells nothing about the address asked
+    for (DESIGN.md §4). Each job gets a session of its own (the worker's is
+    closed by its own teardown) and its events are relayed at once. The job
+    still runs in the worker: a draining service finishes it before stopping."""
+
+    def setup(self):
+        self.jobs: dict = {}
+        self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+
+    def get_dependency(self, worker_ctx):
+        jobs = self.jobs.setdefault(worker_ctx, [])
+        return jobs.append
+
+    def worker_teardown(self, worker_ctx):
+        for job in self.jobs.pop(worker_ctx, []):
+            session = self.database.sessionmaker()
+            try:
+                job(session)
+            except Exception:  # noqa: BLE001 - the answer is gone; never kill the service
+                log.exception("work after the reply failed")
+            finally:
+                session.close()
+
+
+class _SystemContext:
+    """A worker context whose calls carry the ``system`` caller (identity
+    deleting the documents of an expired registration)."""
+
+    def __init__(self, worker_ctx):
+        self.container = worker_ctx.container
+        self._worker_ctx = worker_ctx
+
+    @property
+    def context_data(self):
+        data = dict(self._worker_ctx.context_data)
+        caller = Caller.from_header(data.get(CALLER_KEY))
+        data[CALLER_KEY] = json.dumps(
+            {"user_id": "identity-service", "roles": [SYSTEM], "request_id": caller.request_id}
+        )
+        return data
+
+
+class SystemRpcProxy(BoundedRpcProxy):
+    """A bounded proxy whose calls run as the ``system`` caller."""
+
+    def proxy_for(self, worker_ctx):
+        return ServiceProxy(
+            _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
+        )
+
+
 class IdentityService(kit_service.ServiceBase):
     name = "identity"
     db = Database("identity")
     outbox_model = Outbox
     sirene = SireneProvider()
+    after_reply = AfterReply()
+    files = SystemRpcProxy("files", timeout_setting="IDENTITY_RPC_TIMEOUT")
+
+    def defer(self, job) -> None:
+        """``job(session)`` once the reply is sent, then its events relayed."""
+
+        def run(session) -> None:
+            job(session)
+            relay(
+                session,
+                Outbox,
+                self._publish,
+                service=self.name,
+                on_unroutable=self._declare_consumers,
+            )
+
+        self.after_reply(run)
 
     # -- registration --------------------------------------------------
 
     @rpc
     def check_registration(self, data: dict) -> dict:
-        """Validates the « Inscription » form without saving.
-        Errors: registration.invalid (per field)."""
-        return uc.check_registration(data)
+        """Validates the « Inscription » form and its limits without saving.
+        Errors: registration.invalid (per field), registration.too_many_attempts
+        (429), registration.too_many_pending (409)."""
+        return uc.check_registration(data, self.db)
 
     @rpc
     def register_organisation(self, data: dict, attachments: list | None = None) -> dict:
         """The « Inscription » form: account_type, siret, nda, uai, apprentice_count,
         last_name, first_name, phone, email, email_confirm, password, password_confirm;
         attachments [{file_id, kind: habilitation|other, name}].
-        Returns {status: confirmation_sent}, whether or not the address is known.
-        Errors: registration.invalid, registration.siret_unknown, quota.users."""
-        result = uc.register(self.db, data, attachments, self.sirene)
-        self.publish_pending()
-        return result
+        Returns {status: confirmation_sent}, whether or not the address is known,
+        in the same time: the account is made once the answer is sent. A pending
+        registration takes no quota slot (the quota applies at validation).
+        Errors: registration.invalid, registration.siret_unknown,
+        registration.too_many_attempts (429: 3 a day per address),
+        registration.too_many_pending (409: 3 pending per organisation)."""
+        return uc.register(self.db, data, attachments, self.sirene, defer=self.defer)
 
     @rpc
     def confirm_email(self, token: str) -> dict:
@@ -72,10 +156,15 @@ class IdentityService(kit_service.ServiceBase):
         return uc.list_registrations(self.db, self.caller)
 
     @rpc
-    def validate_user(self, user_id: str) -> dict:
-        """Agency (first accounts) or a manager. Errors: identity.user_not_found,
-        validation.email_not_confirmed, validation.sirene_pending, validation.closed."""
-        result = uc.validate_user(self.db, self.caller, user_id)
+    def validate_user(self, user_id: str, confirmation: dict | None = None) -> dict:
+        """Agency (first accounts) or a manager. ``confirmation`` {confirm: true,
+        reason}: required for an organisation closed or unknown in SIRENE (the
+        reason is audited). Errors: identity.user_not_found, forbidden.manager_only
+        (403, a plain user of the organisation), validation.email_not_confirmed,
+        validation.sirene_pending, validation.sirene_closed,
+        validation.sirene_unknown (409), validation.reason_required (422),
+        validation.closed, quota.users, quota.managers."""
+        result = uc.validate_user(self.db, self.caller, user_id, confirmation=confirmation)
         self.publish_pending()
         return result
 
@@ -131,10 +220,48 @@ class IdentityService(kit_service.ServiceBase):
 
     @rpc
     def authenticate(self, email: str, password: str, ip: str = "unknown") -> dict:
-        """Returns {session_id, expires_at, caller, user}. Errors:
+        """Returns {status, session_id, expires_at, caller, user}; status
+        signed_in, or totp_required / totp_enrolment_required (the session is
+        then only good for totp_verify_sign_in / the enrolment). Errors:
         auth.invalid_credentials (401), auth.too_many_attempts (429),
         auth.email_not_confirmed / auth.awaiting_validation / auth.account_disabled (403)."""
         return uc.authenticate(self.db, email, password, ip)
+
+    # -- second factor (identity/totp.py) ------------------------------------
+
+    @rpc
+    def totp_verify_sign_in(self, session_id: str, code: str, ip: str = "unknown") -> dict:
+        """Second step of a sign-in whose status was totp_required: a TOTP code
+        or a recovery code. Returns what authenticate returns, for a new
+        session. Errors: auth.session_invalid (401), auth.totp_invalid (401),
+        auth.totp_replayed (401), auth.totp_too_many_attempts (429)."""
+        return totp.verify_sign_in(self.db, session_id, code, ip)
+
+    @rpc
+    def totp_begin_enrolment(self, session_id: str) -> dict:
+        """A new secret to show as a QR code: {secret, uri, issuer, account}.
+        Errors: auth.session_invalid, auth.totp_enrolled (409)."""
+        return totp.begin_enrolment(self.db, session_id)
+
+    @rpc
+    def totp_confirm_enrolment(self, session_id: str, code: str, ip: str = "unknown") -> dict:
+        """The first code turns TOTP on: what authenticate returns (a new
+        session) plus recovery_codes (shown once). Errors: auth.session_invalid,
+        auth.totp_invalid (422, field code), auth.totp_not_started, auth.totp_enrolled."""
+        return totp.confirm_enrolment(self.db, session_id, code, ip)
+
+    @rpc
+    def totp_reauthenticate(self, session_id: str, code: str, ip: str = "unknown") -> dict:
+        """A fresh code before a sensitive action: {session_id, expires_at, caller}
+        (caller.mfa_at is now). Errors: auth.session_invalid, auth.totp_invalid,
+        auth.totp_replayed, auth.totp_too_many_attempts, auth.totp_not_enrolled (403)."""
+        return totp.reauthenticate(self.db, session_id, code, ip)
+
+    @rpc
+    def totp_disable(self, session_id: str, code: str, ip: str = "unknown") -> dict:
+        """Organisation accounts turn TOTP off with a code (a new session).
+        Errors: auth.totp_required_for_staff (403), auth.totp_invalid."""
+        return totp.disable(self.db, session_id, code, ip)
 
     @rpc
     def end_session(self, session_id: str) -> dict:
@@ -148,10 +275,9 @@ class IdentityService(kit_service.ServiceBase):
 
     @rpc
     def request_password_reset(self, email: str) -> dict:
-        """Always the same answer (no account enumeration)."""
-        result = uc.request_password_reset(self.db, email)
-        self.publish_pending()
-        return result
+        """Always the same answer, in the same time (no account enumeration):
+        the link is made and sent once the answer is gone."""
+        return uc.request_password_reset(self.db, email, defer=self.defer)
 
     @rpc
     def reset_password(self, token: str, password: str, password_confirm: str) -> dict:
@@ -198,6 +324,72 @@ class IdentityService(kit_service.ServiceBase):
         uc.acting_agent(self.db, self.caller)
         return {"resolved": uc.refresh_sirene(self.db, self.sirene, org_id)}
 
+    @timer(interval=3600)
+    def purge_expired_registrations(self) -> None:
+        """Self-registrations older than PENDING_REGISTRATION_DAYS (14) and never
+        validated go, with their documents (SKIP LOCKED: one replica each)."""
+        count = uc.purge_expired_registrations(self.db, self._delete_file)
+        if count:
+            log.info("expired registrations purged: %d", count)
+
+    @timer(interval=3600)
+    def apply_retention(self) -> None:
+        """The retention rules of identity/personal_data.py (invitations,
+        closed accounts, old links and sessions; SKIP LOCKED: one replica each)."""
+        personal_data.run_retention(self.db, self._delete_file)
+
+    @rpc
+    def run_retention(self, now: str | None = None) -> dict:
+        """System callers (operations, tests): runs every retention rule at
+        once, as of ``now`` (ISO-8601, default: the current time; a later time
+        shows what the periodic job will do then). Returns the counts per rule.
+        Errors: forbidden.system_only, invalid_input (now)."""
+        return personal_data.run_retention(
+            self.db, self._delete_file, now=personal_data.system_clock(self.caller, now)
+        )
+
+    # -- a person's data (RGPD; identity/personal_data.py) ---------------------
+
+    @rpc
+    def find_people(self, query: str) -> list:
+        """Agency: accounts whose e-mail, name or carte identifier holds
+        ``query`` (3 characters at least), as get_person. Errors:
+        forbidden.agency_only, invalid_input (query)."""
+        return personal_data.find_people(self.db, self.caller, query)
+
+    @rpc
+    def get_person(self, user_id: str) -> dict:
+        """Agency: an account's row with ``carte_account`` and ``emails`` (the
+        addresses the platform wrote to). Errors: identity.user_not_found."""
+        return personal_data.get_person(self.db, self.caller, user_id)
+
+    @rpc
+    def export_person(self, user_id: str) -> dict:
+        """Agency: identity's part of a person's data {account, sessions,
+        second_factor, failed_sign_ins, documents [{file_id, kind, name}],
+        audit}; audited (personal_data_exported). Errors: identity.user_not_found,
+        forbidden.agency_only."""
+        return personal_data.export_person(self.db, self.caller, user_id)
+
+    @rpc
+    def erase_person(self, user_id: str, reason: str | None = None, check: bool = False) -> dict:
+        """Agency, on the person's request: account deactivated and anonymised,
+        registration documents deleted, personal values redacted from the audit
+        trail (recorded as personal_data_erased). Idempotent. Returns {user_id,
+        status: erased, already, documents_deleted, audit_entries_redacted};
+        with ``check`` only the checks run ({status: erasable}, nothing changed).
+        Errors: identity.user_not_found, personal_data.own_account (409),
+        quota.last_manager (409), forbidden.agency_only."""
+        return personal_data.erase_person(
+            self.db, self.caller, user_id, self._delete_file, reason=reason, check=check
+        )
+
+    def _delete_file(self, file_id: str) -> None:
+        try:
+            self.files.delete_file(file_id)
+        except NotFound:
+            pass  # already gone
+
     @timer(interval=60)
     def retry_sirene(self) -> None:
         """Degraded mode: fetch registry data that was missing at registration."""
@@ -216,10 +408,9 @@ class IdentityService(kit_service.ServiceBase):
     @rpc
     def carte_request_password_reset(self, identifier: str) -> dict:
         """« Mot de passe perdu »: same answer whatever the identifier; the link
-        goes to the account's contact e-mail (identity.password_reset_requested)."""
-        result = carte_accounts.request_password_reset(self.db, identifier)
-        self.publish_pending()
-        return result
+        goes to the account's contact e-mail (identity.password_reset_requested),
+        made once the answer is gone (same time whatever the identifier)."""
+        return carte_accounts.request_password_reset(self.db, identifier, defer=self.defer)
 
     @rpc
     def create_carte_account(self, data: dict) -> dict:

@@ -9,24 +9,31 @@ same transaction. Errors are kit.errors classes with stable codes.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import secrets
+from collections.abc import Callable
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from identity import repository as repo
-from identity import security
+from identity import security, totp
 from identity.domain import registration as rules
 from identity.models import (
     Attachment,
+    AuditChain,
     AuditEntry,
     Organisation,
     Outbox,
+    RegistrationAttempt,
     Session,
     SignInAttempt,
     Token,
     User,
 )
 from identity.sirene import RegistryUnavailable
+from kit import audit as kit_audit
 from kit import events
 from kit.context import AGENCY_ADMIN, Caller
 from kit.db import new_id, read_only, utcnow
@@ -63,6 +70,40 @@ REGISTERED = {
     "message": "Un courriel vous a été envoyé pour confirmer votre adresse.",
 }
 
+RESET_SENT = {
+    "status": "reset_sent",
+    "message": "Si un compte correspond à cette adresse, un courriel vient d'être envoyé.",
+}
+MANAGER_ONLY = (
+    "forbidden.manager_only",
+    "Réservé au gestionnaire de compte de votre organisme.",
+)
+
+log = logging.getLogger(__name__)
+
+# ``defer(job)``: runs ``job(session)`` once the RPC's reply is sent, with a
+# session of its own (identity.service.AfterReply); None runs it at once
+Defer = Callable[[Callable], None] | None
+
+
+def pending_ttl() -> dt.timedelta:
+    """How long a self-registration may wait for its validation
+    (``PENDING_REGISTRATION_DAYS``, default 14)."""
+    raw = os.environ.get("PENDING_REGISTRATION_DAYS", "")
+    try:
+        days = float(raw) if raw else rules.PENDING_REGISTRATION_DAYS
+    except ValueError:
+        days = rules.PENDING_REGISTRATION_DAYS
+    return dt.timedelta(days=max(days, 0.0))
+
+
+def _run(defer: Defer, session, job: Callable) -> None:
+    if defer is None:
+        job(session)
+    else:
+        defer(job)
+
+
 ORG_NOT_FOUND = ("identity.organisation_not_found", "Organisme introuvable.")
 USER_NOT_FOUND = ("identity.user_not_found", "Utilisateur introuvable.")
 
@@ -94,10 +135,17 @@ def user_state(user: User) -> str:
 
 
 def audit(session, action: str, *, org_id=None, subject=None, actor=None, **detail) -> None:
-    session.add(
-        AuditEntry(
-            org_id=org_id, subject_user_id=subject, actor_id=actor, action=action, detail=detail
-        )
+    """One entry of the tamper-evident audit trail (kit.audit: chained to the
+    previous one; the chain's head stays locked until the caller commits)."""
+    kit_audit.append(
+        session,
+        AuditEntry,
+        AuditChain,
+        org_id=org_id,
+        subject_user_id=subject,
+        actor_id=actor,
+        action=action,
+        detail=detail,
     )
 
 
@@ -172,6 +220,9 @@ def managed_org(session, caller: Caller, org_id: str) -> tuple[Organisation, Use
         return org, actor
     if actor.role == "manager" and actor.org_id in (org.id, org.parent_id):
         return org, actor
+    if actor.role == "user" and actor.org_id in (org.id, org.parent_id):
+        # their own organisation exists for them: say why, not « introuvable »
+        raise Forbidden(*MANAGER_ONLY)
     raise NotFound(*ORG_NOT_FOUND)
 
 
@@ -230,19 +281,27 @@ def org_dict(org: Organisation) -> dict:
 # ---------------------------------------------------------------- registration
 
 
-def _apply_sirene(org: Organisation, sirene, now: dt.datetime) -> None:
-    """Fills name and address; degraded mode when the registry is down."""
+def _sirene_lookup(siret: str, sirene):
+    """The registry's establishment, or ``RegistryUnavailable`` (degraded mode).
+    Raises registration.siret_unknown when the registry has no such SIRET."""
     try:
-        found = sirene.lookup(org.siret)
+        found = sirene.lookup(siret)
     except RegistryUnavailable:
-        org.sirene_status = "pending"
-        return
-    org.sirene_checked_at = now
+        return RegistryUnavailable
     if found is None:
         raise InvalidInput.fields(
             {"siret": ["Ce SIRET est introuvable dans la base SIRENE de l'Insee."]},
             "registration.siret_unknown",
         )
+    return found
+
+
+def _apply_sirene(org: Organisation, found, now: dt.datetime) -> None:
+    """Fills name and address; degraded mode when the registry was down."""
+    if found is RegistryUnavailable:
+        org.sirene_status = "pending"
+        return
+    org.sirene_checked_at = now
     org.name, org.address = found.name, found.address
     org.sirene_status = "ok" if found.active else "closed"
 
@@ -270,48 +329,122 @@ def _clean_attachments(attachments) -> list[dict]:
     return cleaned
 
 
-def check_registration(data: dict) -> dict:
-    """Checks the form without saving anything (the gateway calls it before
-    uploading attachments)."""
-    _reg, errors = rules.parse_registration(data)
-    if errors:
-        raise InvalidInput.fields(
-            errors, "registration.invalid", "Le formulaire d'inscription comporte des erreurs."
-        )
-    return {"status": "ok"}
-
-
-def register(session, data: dict, attachments, sirene, now: dt.datetime | None = None) -> dict:
-    """« S'inscrire »: the same answer whether or not the address is known."""
-    now = now or utcnow()
+def _parse(data: dict) -> rules.Registration:
     reg, errors = rules.parse_registration(data)
     if errors:
         raise InvalidInput.fields(
             errors, "registration.invalid", "Le formulaire d'inscription comporte des erreurs."
         )
+    return reg
+
+
+IN_FLIGHT = dt.timedelta(minutes=5)
+
+
+def _check_registration_limits(session, reg: rules.Registration, now: dt.datetime) -> None:
+    """At most a few registrations per address and pending per organisation.
+    The same work and answer whether or not the address has an account."""
+    window = dt.timedelta(hours=rules.REGISTRATION_WINDOW_HOURS)
+    count, oldest = repo.registration_attempts_since(session, reg.email, now - window)
+    if count >= rules.MAX_REGISTRATIONS_PER_EMAIL:
+        retry = int(((oldest or now) + window - now).total_seconds()) + 1
+        raise TooManyRequests(
+            "registration.too_many_attempts",
+            f"Cette adresse e-mail a déjà servi à {rules.MAX_REGISTRATIONS_PER_EMAIL} "
+            "demandes d'inscription en 24 heures : réessayez plus tard.",
+            {"retry_after": max(1, retry)},
+        )
+    org = repo.org_by_siret(session, reg.siret)
+    pending = repo.pending_count(session, org.id) if org is not None else 0
+    # answered registrations whose account is not made yet count too (for a
+    # few minutes at most, should their deferred work have failed)
+    pending += repo.registrations_in_flight(session, reg.siret, now - IN_FLIGHT)
+    if pending >= rules.MAX_PENDING_PER_ORG:
+        raise Conflict(
+            "registration.too_many_pending",
+            f"Cet organisme a déjà {rules.MAX_PENDING_PER_ORG} inscriptions en attente de "
+            "validation : adressez-vous à son gestionnaire de compte, ou réessayez quand "
+            "elles auront été traitées.",
+        )
+
+
+def check_registration(data: dict, session=None, now: dt.datetime | None = None) -> dict:
+    """Checks the form without saving anything (the gateway calls it before
+    uploading attachments): its fields and, given the session, the limits."""
+    reg = _parse(data)
+    if session is not None:
+        read_only(session)
+        _check_registration_limits(session, reg, now or utcnow())
+    return {"status": "ok"}
+
+
+def register(
+    session, data: dict, attachments, sirene, now: dt.datetime | None = None, defer: Defer = None
+) -> dict:
+    """« S'inscrire »: the same answer, in the same time, whether or not the
+    address is known. Everything that depends on the address (hashing the
+    password, the duplicate check, the account, its e-mail) is ``defer``red
+    until the answer is sent; what is checked before (the form, the limits,
+    the SIRET in SIRENE) depends on the form only.
+
+    A pending self-registration does not take a quota slot: the quota is
+    enforced when it is validated (validate_user)."""
+    now = now or utcnow()
+    reg = _parse(data)
     files = _clean_attachments(attachments)
-    # hashed before the duplicate check: a known address answers in the same time
-    password_hash = security.hash_password(reg.password)
+    _check_registration_limits(session, reg, now)
+    org = repo.org_by_siret(session, reg.siret)
+    found = _sirene_lookup(reg.siret, sirene) if org is None else None
+    attempt = RegistrationAttempt(id=new_id(), email=reg.email, siret=reg.siret, at=now)
+    session.add(attempt)
+    session.commit()
+    attempt_id = attempt.id
+    _run(defer, session, lambda s: finish_registration(s, reg, files, found, now, attempt_id))
+    return dict(REGISTERED)
+
+
+def finish_registration(
+    session, reg, files, found, now: dt.datetime, attempt_id: str | None = None
+) -> None:
+    """The account of a registration whose answer is already given (the
+    attempt is marked finished in the same transaction)."""
+    try:
+        _finish_registration(session, reg, files, found, now, attempt_id)
+    finally:
+        if attempt_id is not None:  # whatever happened: no longer in flight
+            session.rollback()
+            row = session.get(RegistrationAttempt, attempt_id)
+            if row is not None and row.finished_at is None:
+                row.finished_at = now
+                session.commit()
+
+
+def _finish_registration(session, reg, files, found, now, attempt_id) -> None:
     # Concurrent registrations for one SIRET each find no organisation and
     # insert one: all but the first fail on the unique SIRET (at the flush, or
     # at the commit). Run again, they find it and join it; a second failure is
-    # the same address registered concurrently: the usual answer, nothing more.
+    # the same address registered concurrently: nothing more to do.
+    password_hash = security.hash_password(reg.password)
     for attempt in (1, 2):
         try:
-            return _register_once(session, reg, files, password_hash, sirene, now)
+            _register_once(session, reg, files, password_hash, found, now, attempt_id)
+            return
         except IntegrityError:
             session.rollback()
             if attempt == 2:
-                return dict(REGISTERED)
-    raise AssertionError("unreachable")  # pragma: no cover
+                return
 
 
-def _register_once(session, reg, files, password_hash, sirene, now) -> dict:
+def _register_once(session, reg, files, password_hash, found, now, attempt_id) -> None:
+    if attempt_id is not None:
+        attempt = session.get(RegistrationAttempt, attempt_id)
+        if attempt is not None:
+            attempt.finished_at = now  # committed with the account (or its absence)
     if repo.user_by_email(session, reg.email) is not None:
         # no account enumeration: same answer, nothing created
         audit(session, "registration_duplicate_email", detail_email=reg.email)
         session.commit()
-        return dict(REGISTERED)
+        return
 
     org = repo.org_by_siret(session, reg.siret)
     joining = org is not None and org.status == "validated"
@@ -326,18 +459,12 @@ def _register_once(session, reg, files, password_hash, sirene, now) -> dict:
             status="pending",
             created_at=now,
         )
-        _apply_sirene(org, sirene, now)
+        _apply_sirene(org, found if found is not None else RegistryUnavailable, now)
         session.add(org)
     elif org.status == "rejected":
         org.status = "pending"
         org.account_type, org.nda, org.uai = reg.account_type, reg.nda, reg.uai
         org.apprentice_count = reg.apprentice_count
-    if joining and len(repo.live_users(session, org.id)) >= rules.MAX_USERS_PER_ORG:
-        raise Conflict(
-            "quota.users",
-            "Cet organisme a déjà 5 comptes utilisateurs : "
-            "adressez-vous à son gestionnaire de compte.",
-        )
 
     user = User(
         id=new_id(),
@@ -375,8 +502,58 @@ def _register_once(session, reg, files, password_hash, sirene, now) -> dict:
             for_existing_org=joining,
         ),
     )
-    session.commit()  # IntegrityError: see register()
-    return dict(REGISTERED)
+    session.commit()  # IntegrityError: see finish_registration()
+
+
+def purge_expired_registrations(
+    session, delete_file: Callable[[str], None], now: dt.datetime | None = None, limit: int = 50
+) -> int:
+    """Self-registrations past ``pending_ttl()`` go, with their documents
+    (``delete_file(file_id)``, idempotent, called before the rows go: a file
+    that could not be deleted keeps its registration for the next round), their
+    links and, for an organisation nobody else joined, the organisation.
+    Safe with several replicas: rows are taken with SKIP LOCKED (PostgreSQL).
+    Returns how many registrations were purged."""
+    now = now or utcnow()
+    repo.forget_registration_attempts(
+        session, now - dt.timedelta(hours=rules.REGISTRATION_WINDOW_HOURS)
+    )
+    purged = 0
+    for user in repo.expired_registrations(session, now - pending_ttl(), limit=limit):
+        attachments = repo.attachments_of(session, user.id)
+        try:
+            for attachment in attachments:
+                delete_file(attachment.file_id)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.info("expired registration kept: a document could not be deleted (%s)", exc)
+            continue
+        org_id = user.org_id
+        for attachment in attachments:
+            session.delete(attachment)
+        session.query(Token).filter(Token.user_id == user.id).delete(synchronize_session=False)
+        session.query(Session).filter(Session.user_id == user.id).delete(synchronize_session=False)
+        session.delete(user)
+        session.flush()
+        org = session.get(Organisation, org_id)
+        if org is not None and org.status != "validated" and not repo.live_users(session, org_id):
+            others = session.scalar(
+                select(func.count()).where(User.org_id == org_id)
+            ) + session.scalar(select(func.count()).where(Organisation.parent_id == org_id))
+            if not others:
+                session.query(Attachment).filter(Attachment.org_id == org_id).delete(
+                    synchronize_session=False
+                )
+                session.delete(org)
+        audit(
+            session,
+            "registration_expired",
+            org_id=org_id,
+            subject=user.id,
+            documents=len(attachments),
+        )
+        purged += 1
+    session.commit()
+    return purged
 
 
 def confirm_email(session, token: str, now: dt.datetime | None = None) -> dict:
@@ -406,8 +583,53 @@ def confirm_email(session, token: str, now: dt.datetime | None = None) -> dict:
     }
 
 
-def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None = None) -> dict:
-    """Agency: first accounts of an organisation; managers: later ones."""
+SIRENE_CONFIRMATION = {
+    "closed": (
+        "validation.sirene_closed",
+        "Cet établissement est fermé selon la base SIRENE de l'Insee : confirmez "
+        "explicitement la validation en indiquant le motif.",
+    ),
+    "not_found": (
+        "validation.sirene_unknown",
+        "Ce SIRET est inconnu de la base SIRENE de l'Insee : confirmez explicitement "
+        "la validation en indiquant le motif.",
+    ),
+}
+
+
+def _sirene_override(org: Organisation, confirmation) -> str | None:
+    """The agency's reason for validating an organisation SIRENE does not
+    vouch for (closed or unknown); None when the registry has no objection.
+    Errors: validation.sirene_closed / validation.sirene_unknown (409) without
+    a confirmation; invalid_input (reason) with an empty or too long one."""
+    if org.sirene_status not in SIRENE_CONFIRMATION:
+        return None
+    code, message = SIRENE_CONFIRMATION[org.sirene_status]
+    if not isinstance(confirmation, dict) or confirmation.get("confirm") is not True:
+        raise Conflict(code, message, {"sirene_status": org.sirene_status})
+    reason = confirmation.get("reason")
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if not reason or len(reason) > REASON_MAX:
+        raise InvalidInput.fields(
+            {
+                "reason": [
+                    "Indiquez pourquoi vous validez malgré l'état SIRENE "
+                    f"({REASON_MAX} caractères au plus)."
+                ]
+            },
+            "validation.reason_required",
+            "Le motif de la validation est obligatoire.",
+        )
+    return reason
+
+
+def validate_user(
+    session, caller: Caller, user_id: str, now: dt.datetime | None = None, confirmation=None
+) -> dict:
+    """Agency: first accounts of an organisation; managers: later ones.
+    ``confirmation`` {confirm: true, reason}: required to validate an
+    organisation whose SIRET is closed or unknown to SIRENE (the reason goes
+    to the audit trail). The quota applies here, not at registration."""
     now = now or utcnow()
     user, org, actor = managed_user(session, caller, user_id)
     if org.status != "validated" and actor.role != AGENCY_ADMIN:
@@ -428,9 +650,15 @@ def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None
             "Les données SIRENE de l'organisme n'ont pas encore pu être "
             "récupérées : réessayez quand le registre répondra.",
         )
+    override = _sirene_override(org, confirmation) if org.status != "validated" else None
+    role = "manager" if not repo.managers(session, org.id) else user.role
+    _check_quota(session, org, role)
     if org.status != "validated":
         org.status = "validated"
-        audit(session, "organisation_validated", org_id=org.id, actor=actor.id)
+        detail = {}
+        if override is not None:
+            detail = {"sirene_status": org.sirene_status, "sirene_override_reason": override}
+        audit(session, "organisation_validated", org_id=org.id, actor=actor.id, **detail)
         emit(
             session,
             Outbox,
@@ -446,8 +674,7 @@ def validate_user(session, caller: Caller, user_id: str, now: dt.datetime | None
                 "validated_at": now.isoformat(),
             },
         )
-    if not repo.managers(session, org.id):
-        user.role = "manager"  # the first validated user manages the account
+    user.role = role  # the first validated user manages the account
     user.validated_at = now
     audit(session, "validated", org_id=org.id, subject=user.id, actor=actor.id, role=user.role)
     emit(session, Outbox, events.USER_VALIDATED, dict(person_payload(user), role=user.role))
@@ -513,21 +740,14 @@ def list_users(session, caller: Caller, org_id: str | None = None) -> list[dict]
 
 
 def _check_quota(session, org: Organisation, role: str, exclude: User | None = None) -> None:
-    live = [u for u in repo.live_users(session, org.id) if u is not exclude]
-    if exclude is None and len(live) >= rules.MAX_USERS_PER_ORG:
-        raise Conflict(
-            "quota.users",
-            f"Un organisme compte au plus {rules.MAX_USERS_PER_ORG} comptes "
-            "utilisateurs : désactivez-en un avant d'en créer un autre.",
-        )
-    if (
-        role == "manager"
-        and sum(1 for u in live if u.role == "manager") >= rules.MAX_MANAGERS_PER_ORG
-    ):
-        raise Conflict(
-            "quota.managers",
-            f"Un organisme compte au plus {rules.MAX_MANAGERS_PER_ORG} gestionnaires de compte.",
-        )
+    """domain.registration.quota_problem over the accounts that take a slot
+    (``exclude``: the account being changed, already counted)."""
+    active = [
+        u for u in repo.active_users(session, org.id) if exclude is None or u.id != exclude.id
+    ]
+    problem = rules.quota_problem(len(active), sum(1 for u in active if u.role == "manager"), role)
+    if problem:
+        raise Conflict(problem, rules.QUOTA_MESSAGES[problem])
 
 
 def _role(data: dict, default: str | None = "user") -> str | None:
@@ -765,27 +985,61 @@ def authenticate(
         }
         raise Forbidden(*messages[state])
     repo.clear_failures(session, email)
-    sid = secrets.token_urlsafe(24)
-    session.add(Session(id=sid, user_id=user.id, created_at=now, expires_at=now + SESSION_TTL))
+    row = open_session(session, user, now)
     session.commit()
+    return signed_in(session, user, row)
+
+
+SIGN_IN_STATUS = {
+    "ok": "signed_in",
+    "pending": "totp_required",
+    "enrol": "totp_enrolment_required",
+}
+
+
+def open_session(session, user: User, now: dt.datetime) -> Session:
+    """A new session; its second factor (identity.totp) decides its state."""
+    row = Session(
+        id=secrets.token_urlsafe(24),
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + SESSION_TTL,
+        mfa=totp.sign_in_state(session, user),
+    )
+    session.add(row)
+    return row
+
+
+def signed_in(session, user: User, row: Session) -> dict:
+    """{status, session_id, expires_at, caller, user}: ``status`` says whether
+    a TOTP code (totp_required) or an enrolment (totp_enrolment_required) is
+    still needed before the session is worth anything."""
     return {
-        "session_id": sid,
-        "expires_at": iso(now + SESSION_TTL),
-        "caller": caller_claims(session, user),
+        "status": SIGN_IN_STATUS[row.mfa],
+        "session_id": row.id,
+        "expires_at": iso(row.expires_at),
+        "caller": caller_claims(session, user, row),
         "user": profile(session, user),
     }
 
 
-def caller_claims(session, user: User) -> dict:
+def caller_claims(session, user: User, row: Session | None = None) -> dict:
     managed = (
         repo.child_org_ids(session, user.org_id) if user.role == "manager" and user.org_id else []
     )
-    return {
+    claims = {
         "user_id": user.id,
         "org_id": user.org_id,
         "roles": [user.role],
         "managed_org_ids": managed,
+        # the submitter's name and address a transmission records, carried by
+        # the gateway's token so that survey.transmit needs no call to identity
+        "name": f"{user.last_name.upper()} {user.first_name}",
+        "email": user.email,
     }
+    if row is not None:
+        claims.update(totp.claims(session, user, row))
+    return claims
 
 
 def end_session(session, caller: Caller, session_id: str, now: dt.datetime | None = None) -> dict:
@@ -822,10 +1076,20 @@ def revoked_sessions(session, since: str | None, now: dt.datetime | None = None)
     }
 
 
-def request_password_reset(session, email, now: dt.datetime | None = None) -> dict:
+def request_password_reset(
+    session, email, now: dt.datetime | None = None, defer: Defer = None
+) -> dict:
+    """Always the same answer, in the same time: the look-up and the link
+    are ``defer``red until the answer is sent."""
     now = now or utcnow()
-    email = rules.normalise_email(email if isinstance(email, str) else "")
-    user = repo.user_by_email(session, email) if email else None
+    email = rules.normalise_email(email if isinstance(email, str) else "")[: rules.EMAIL_MAX]
+    if email:
+        _run(defer, session, lambda s: send_password_reset(s, email, now))
+    return dict(RESET_SENT)
+
+
+def send_password_reset(session, email: str, now: dt.datetime) -> None:
+    user = repo.user_by_email(session, email)
     if (
         user is not None
         and user_state(user) in ("validated", "awaiting_validation")
@@ -842,10 +1106,6 @@ def request_password_reset(session, email, now: dt.datetime | None = None) -> di
             dict(person_payload(user), reset_token=token),
         )
         session.commit()
-    return {
-        "status": "reset_sent",
-        "message": "Si un compte correspond à cette adresse, un courriel vient d'être envoyé.",
-    }
 
 
 def reset_password(
@@ -918,7 +1178,12 @@ def org_with_parent(session, org: Organisation) -> dict:
 
 
 def get_organisation(session, caller: Caller, org_id: str) -> dict:
-    org, _actor = managed_org(session, caller, org_id)
+    """Those who may administer it, and its own users (reading is no manager action)."""
+    actor = acting_user(session, caller)
+    if _is_id(org_id) and actor.role == "user" and actor.org_id == org_id:
+        org = session.get(Organisation, org_id)
+    else:
+        org, _actor = managed_org(session, caller, org_id)
     return org_with_parent(session, org)
 
 

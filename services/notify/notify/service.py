@@ -34,7 +34,7 @@ from kit import events
 from kit.db import Database, utcnow
 from kit.entrypoints import rpc
 from kit.handlers import event_handler  # retries, then parks (never loses an event)
-from notify import use_cases
+from notify import personal_data, use_cases
 from notify.dependencies import MailerProvider, PartnersProvider, SettingsProvider
 from notify.models import Outbox
 from notify.partners import admin, catalogue, feed
@@ -185,6 +185,20 @@ class NotifyService(kit.service.ServiceBase):
     def partner_delivery(self, api_key: str, delivery_id: str) -> dict:
         me = admin.authenticate(self.db, api_key, utcnow())
         return admin.delivery(self.db, delivery_id, partner_id=me["partner_id"])
+
+    @rpc
+    def export_person(self, emails: list) -> dict:
+        """Agency: the e-mails sent to a person's addresses {emails: [{id, to,
+        template, subject, status, created_at, sent_at}]} (no bodies).
+        Errors: forbidden.agency_only, invalid_input (emails)."""
+        return personal_data.export_person(self.db, self.caller, emails)
+
+    @rpc
+    def erase_person(self, emails: list) -> dict:
+        """Agency: those e-mails' addresses and bodies replaced, unsent ones
+        given up. Returns {emails_erased}. Errors: forbidden.agency_only,
+        invalid_input (emails)."""
+        return personal_data.erase_person(self.db, self.caller, emails)
 
     @timer(interval=3600)
     def purge_partner_feed(self) -> None:

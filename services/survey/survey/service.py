@@ -15,13 +15,21 @@ identity or files do not answer in time.
 
 from __future__ import annotations
 
+import json
+
+from nameko.rpc import ServiceProxy
+from nameko.timer import timer
+
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.cpu import heavy as cpu  # spreadsheet work in a process pool (STACK.md #10)
 from kit.db import Database
 from kit.entrypoints import rpc
+from kit.errors import NotFound
 from kit.handlers import event_handler  # retries, then parks (never loses an event)
 from kit.rpc import BoundedRpcProxy
+from survey import personal_data
 from survey import use_cases as uc
 from survey.models import Outbox
 from survey.settings import Settings
@@ -39,6 +47,33 @@ class BoundedRpc(BoundedRpcProxy):
         )
 
 
+class _SystemContext:
+    """A worker context whose calls carry the ``system`` caller (the retention
+    job deleting files of campaigns past their retention)."""
+
+    def __init__(self, worker_ctx):
+        self.container = worker_ctx.container
+        self._worker_ctx = worker_ctx
+
+    @property
+    def context_data(self):
+        data = dict(self._worker_ctx.context_data)
+        caller = Caller.from_header(data.get(CALLER_KEY))
+        data[CALLER_KEY] = json.dumps(
+            {"user_id": "survey-service", "roles": [SYSTEM], "request_id": caller.request_id}
+        )
+        return data
+
+
+class SystemRpc(BoundedRpc):
+    """A bounded proxy whose calls run as the ``system`` caller."""
+
+    def proxy_for(self, worker_ctx):
+        return ServiceProxy(
+            _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
+        )
+
+
 class SurveyService(kit_service.ServiceBase):
     name = "survey"
     db = Database("survey")
@@ -52,6 +87,7 @@ class SurveyService(kit_service.ServiceBase):
     settings = Settings()
     identity = BoundedRpc("identity")
     files = BoundedRpc("files")
+    system_files = SystemRpc("files")
 
     # -- campaigns (agency) --------------------------------------------------
 
@@ -229,12 +265,20 @@ class SurveyService(kit_service.ServiceBase):
         return result
 
     @rpc
-    def transmit(self, survey_id: str, upload: dict, idempotency_key: str | None = None) -> dict:
+    def transmit(
+        self,
+        survey_id: str,
+        upload: dict,
+        idempotency_key: str | None = None,
+        submitter: dict | None = None,
+    ) -> dict:
         """« Envoyer » in one call, the way the gateway transmits: upload
         {name, content_b64}; survey checks who may send it here, has files
         check and store it (files.store_xlsx, kind survey_form), then checks
-        the form with the bytes in hand and records it. Output and errors:
-        those of prepare_upload (purpose response), files.store_xlsx and
+        the form with the bytes in hand and records it. ``submitter`` {name,
+        email}: who sends it, from the caller's session token (without it,
+        survey asks identity.get_me). Output and errors: those of
+        prepare_upload (purpose response), files.store_xlsx and
         submit_response together; a known idempotency key stores nothing."""
         result = uc.transmit(
             self.db,
@@ -246,6 +290,7 @@ class SurveyService(kit_service.ServiceBase):
             self.settings.form_secret,
             cpu,
             idempotency_key=idempotency_key,
+            submitter=submitter,
         )
         self.publish_pending()
         return result
@@ -311,3 +356,39 @@ class SurveyService(kit_service.ServiceBase):
     def get_attachment(self, survey_id: str, attachment_id: str) -> dict:
         """« Exporter »: the attachment with its file_id."""
         return uc.get_attachment(self.db, self.caller, survey_id, attachment_id)
+
+    # -- personal data (RGPD; survey/personal_data.py) -----------------------
+
+    @timer(interval=3600)
+    def apply_retention(self) -> None:
+        """Campaigns past SURVEY_RETENTION_YEARS lose their transmitted files
+        and values (SKIP LOCKED: one replica per row)."""
+        personal_data.run_retention(self.db, self._delete_file)
+
+    @rpc
+    def run_retention(self, now: str | None = None) -> dict:
+        """System callers (operations, tests): the retention job at once, as of
+        ``now`` (ISO-8601). Returns {transmissions_purged, attachments_purged,
+        lists_purged}. Errors: forbidden.system_only, invalid_input (now)."""
+        return personal_data.run_retention(
+            self.db, self._delete_file, now=personal_data.system_clock(self.caller, now)
+        )
+
+    @rpc
+    def export_person(self, user_id: str) -> dict:
+        """Agency: {transmissions, attachments} submitted or uploaded by the
+        user (file ids, names, dates, kept_until). Errors: forbidden.agency_only."""
+        return personal_data.export_person(self.db, self.caller, user_id)
+
+    @rpc
+    def erase_person(self, user_id: str) -> dict:
+        """Agency: the submitter's name and e-mail copied on their
+        transmissions are replaced. Returns {transmissions_anonymised}.
+        Errors: forbidden.agency_only."""
+        return personal_data.erase_person(self.db, self.caller, user_id)
+
+    def _delete_file(self, file_id: str) -> None:
+        try:
+            self.system_files.delete_file(file_id)
+        except NotFound:
+            pass  # already gone

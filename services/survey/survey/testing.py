@@ -151,6 +151,11 @@ class FakeFiles:
         self.deleted.append(file_id)
         return {"id": file_id}
 
+    def discard_file(self, file_id):
+        """As files.discard_file: the record goes for good (tests read ``deleted``)."""
+        self.delete_file(file_id)
+        return {"id": file_id, "discarded": True}
+
 
 def workbook_bytes(sheets: dict[str, list[list]]) -> bytes:
     """A workbook from readable tables: ``{"Certifications": [[header…], [row…]]}``."""

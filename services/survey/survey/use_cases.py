@@ -181,11 +181,12 @@ def _check_submittable(caller: Caller, survey: Survey, campaign: Campaign, today
 
 
 def _discard(files, file_id: str | None) -> None:
-    """Best effort: a refused upload leaves nothing behind in files."""
+    """Best effort: a refused upload leaves nothing behind in files (no
+    soft-deleted record either: ``files.discard_file``)."""
     if not file_id:
         return
     try:
-        files.delete_file(file_id)
+        files.discard_file(file_id)
     except Exception:  # noqa: BLE001 - the refusal matters more than the clean-up
         pass
 
@@ -1301,6 +1302,7 @@ def transmit(
     cpu=direct,
     now: Clock = utcnow,
     idempotency_key: str | None = None,
+    submitter: dict | None = None,
 ) -> dict:
     """« Envoyer » in one call: what ``prepare_upload`` (purpose
     ``response``), ``files.store_xlsx`` and ``submit_response`` do one after
@@ -1308,7 +1310,12 @@ def transmit(
     never coming back: ``upload = {name, content_b64}``. Same rules, same
     order of refusals and the same error codes as those three calls; a retry
     with a key already recorded stores nothing. Nothing is stored before the
-    caller is known to be a manager of an open survey."""
+    caller is known to be a manager of an open survey.
+
+    ``submitter`` {name, email} comes from the caller's session token (the
+    gateway's): the caller's role is checked from the same token (a role
+    change revokes the sessions: identity.update_user), so identity is not asked; without
+    it (an older token, another client), ``identity.get_me`` says both."""
     if not isinstance(upload, dict):
         upload = {}
     name = upload.get("name") if isinstance(upload.get("name"), str) else ""
@@ -1328,14 +1335,26 @@ def transmit(
         "owner_org_id": survey.org_id,
     }
     session.commit()
-    me = identity.get_me()
-    if me.get("role") != "manager":  # no longer a manager since signing in
-        raise Forbidden(*MANAGER_ONLY)
+    me = _submitter(submitter)
+    if me is None:
+        me = identity.get_me()
+        if me.get("role") != "manager":  # no longer a manager since signing in
+            raise Forbidden(*MANAGER_ONLY)
     stored = files.store_xlsx(meta, content_b64)  # files' checks, then its record and blob
     data = base64.b64decode(content_b64)
     return _check_and_record(
         session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
     )
+
+
+def _submitter(submitter) -> dict | None:
+    """{display_name, email} of a well-formed ``submitter``, else None."""
+    if not isinstance(submitter, dict):
+        return None
+    name, email = submitter.get("name"), submitter.get("email")
+    if not (isinstance(name, str) and isinstance(email, str) and name.strip() and "@" in email):
+        return None
+    return {"display_name": name.strip(), "email": email.strip()}
 
 
 def _check_and_record(

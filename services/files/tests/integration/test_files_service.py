@@ -12,6 +12,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import text
 
+from files import corpus
 from files.service import FilesService
 from files.storage import s3_client
 from kit.context import CALLER_KEY, Caller
@@ -22,6 +23,7 @@ from kit.migrate import upgrade
 pytestmark = pytest.mark.integration
 
 MANAGER_A = Caller(user_id="u-a", org_id="org-a", roles=("manager",))
+PLAN = corpus.pdf(payload=b"plan")
 USER_B = Caller(user_id="u-b", org_id="org-b", roles=("user",))
 ANONYMOUS = Caller()
 
@@ -86,17 +88,17 @@ def rpc_as(rabbit_config, files_service):
 
 def test_a_file_goes_in_and_comes_back_over_the_bus(rpc_as, tmp_path):
     files = rpc_as(MANAGER_A)
-    assert files.health() == {"service": "files", "status": "ok"}
+    assert files.health() == {"service": "files", "status": "ok", "scanner": "disabled"}
     stored = files.store_file(
         {"kind": "annex", "name": "plan.pdf", "content_type": "application/pdf"},
-        base64.b64encode(b"%PDF plan").decode(),
+        base64.b64encode(PLAN).decode(),
     )
     assert stored["owner_org_id"] == "org-a"
     got = files.get_file(stored["id"])
-    assert base64.b64decode(got["content_b64"]) == b"%PDF plan"
+    assert base64.b64decode(got["content_b64"]) == PLAN
     sha = stored["sha256"]
     blob = tmp_path / "blobs" / sha[:2] / sha[2:4] / sha
-    assert blob.read_bytes() == b"%PDF plan"
+    assert blob.read_bytes() == PLAN
     assert files.delete_file(stored["id"])["id"] == stored["id"]
     assert not blob.exists()
     with pytest.raises(NotFound):
@@ -105,7 +107,7 @@ def test_a_file_goes_in_and_comes_back_over_the_bus(rpc_as, tmp_path):
 
 def test_another_organisation_gets_a_typed_not_found(rpc_as):
     stored = rpc_as(MANAGER_A).store_file(
-        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(PLAN).decode()
     )
     with pytest.raises(NotFound) as caught:
         rpc_as(USER_B).get_file(stored["id"])
@@ -140,7 +142,7 @@ def test_a_stored_file_is_announced_on_the_bus_without_its_bytes(
     listener.start()
     with entrypoint_waiter(listener, "on_file_stored", timeout=10) as result:
         stored = rpc_as(MANAGER_A).store_file(
-            {"kind": "annex", "name": "a.pdf"}, base64.b64encode(b"plan").decode()
+            {"kind": "annex", "name": "a.pdf"}, base64.b64encode(PLAN).decode()
         )
     payload = result.get()
     assert payload["file_id"] == stored["id"]

@@ -9,7 +9,9 @@ import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy.orm import sessionmaker
 
+from files.corpus import pdf
 from files.models import Base
+from files.scanner import NoScanner
 from files.service import FilesService
 from files.settings import FilesSettings, load
 from files.storage import LocalDiskStorage
@@ -18,6 +20,7 @@ from kit.context import Caller
 from kit.db import make_engine
 from kit.errors import InvalidInput, NotFound
 
+PLAN = pdf(payload=b"plan")
 MANAGER_A = Caller(user_id="u-a", org_id="org-a", roles=("manager",))
 USER_B = Caller(user_id="u-b", org_id="org-b", roles=("user",))
 
@@ -36,6 +39,7 @@ def service_for(tmp_path):
             storage=storage,
             caller=caller,
             settings=FilesSettings(max_bytes=max_bytes),
+            scanner=NoScanner(),
         )
 
     yield make
@@ -46,7 +50,7 @@ def service_for(tmp_path):
 def test_a_stored_file_is_announced_once_after_commit(service_for):
     service = service_for(MANAGER_A)
     stored = service.store_file(
-        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(PLAN).decode()
     )
     service.announce.assert_called_once()
     event_type, payload = service.announce.call_args.args
@@ -62,17 +66,17 @@ def test_a_stored_file_is_announced_once_after_commit(service_for):
 def test_the_size_cap_comes_from_the_settings(service_for):
     with pytest.raises(InvalidInput) as caught:
         service_for(MANAGER_A, max_bytes=3).store_file(
-            {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+            {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(PLAN).decode()
         )
     assert caught.value.code == "files.too_large"
 
 
 def test_reads_use_the_worker_caller(service_for):
     stored = service_for(MANAGER_A).store_file(
-        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(b"plan").decode()
+        {"kind": "annex", "name": "plan.pdf"}, base64.b64encode(PLAN).decode()
     )
     got = service_for(MANAGER_A).get_file(stored["id"])
-    assert base64.b64decode(got["content_b64"]) == b"plan"
+    assert base64.b64decode(got["content_b64"]) == PLAN
     with pytest.raises(NotFound):
         service_for(USER_B).get_file_info(stored["id"])
     with pytest.raises(NotFound):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from files import use_cases
+from files import corpus, use_cases
 from files.models import Base, Blob, Outbox, StoredFile
 from files.storage import LocalDiskStorage
 from kit import outbox
@@ -31,6 +31,8 @@ AGENCY = Caller(user_id="u-agency", roles=("agency_admin",))
 SYSTEM = Caller(roles=("system",))
 
 MAX = 1024
+PDF = corpus.pdf(payload=b"contenu")
+XLSX = corpus.xlsx()
 
 
 def b64(data: bytes) -> str:
@@ -56,13 +58,16 @@ def storage(tmp_path):
 def store(session, storage):
     def store(
         caller=MANAGER_A,
-        data=b"%PDF-1.7 contenu",
+        data=None,
         kind="attachment",
         name="a.pdf",
         content_type="application/pdf",
         owner=None,
         max_bytes=MAX,
     ):
+        if data is None:  # a workbook where only workbooks go
+            data = XLSX if kind in ("survey_form", "certification_list") else PDF
+            max_bytes = max(max_bytes, len(data))
         meta = {"kind": kind, "name": name, "content_type": content_type}
         if owner is not None:
             meta["owner_org_id"] = owner
@@ -79,11 +84,11 @@ def test_a_stored_file_comes_back_with_its_bytes_and_description(session, storag
     stored = store(name="../Bilan 2024.pdf")
     assert stored["name"] == "Bilan 2024.pdf"
     assert stored["owner_org_id"] == "org-a"
-    assert stored["size"] == len(b"%PDF-1.7 contenu")
-    assert stored["sha256"] == hashlib.sha256(b"%PDF-1.7 contenu").hexdigest()
+    assert stored["size"] == len(PDF)
+    assert stored["sha256"] == hashlib.sha256(PDF).hexdigest()
     assert stored["created_at"].endswith("+00:00")
     got = use_cases.get_file(session, storage, USER_A, stored["id"])
-    assert base64.b64decode(got["content_b64"]) == b"%PDF-1.7 contenu"
+    assert base64.b64decode(got["content_b64"]) == PDF
     assert {k: v for k, v in got.items() if k != "content_b64"} == stored
     assert use_cases.get_file_info(session, USER_A, stored["id"]) == stored
 
@@ -100,7 +105,7 @@ def test_the_same_bytes_are_kept_once_but_each_upload_is_a_file(session, storage
 
 
 def test_storing_announces_the_file_without_its_bytes_and_without_an_outbox_row(session, store):
-    stored = store(data=b"secret-bytes")
+    stored = store(data=corpus.pdf(payload=b"secret-bytes"))
     # files.file_stored has no consumer (kit.events.UNCONSUMED): announced after commit
     assert session.scalars(select(Outbox)).all() == []
     ((event_type, payload),) = outbox.take_committed(session)
@@ -117,7 +122,8 @@ def test_storing_announces_the_file_without_its_bytes_and_without_an_outbox_row(
         (b"x" * (MAX + 1), "attachment", "application/pdf", "files.too_large"),
         (b"", "attachment", "application/pdf", "files.empty"),
         (b"x", "passport", "application/pdf", "files.invalid_kind"),
-        (b"x", "attachment", "text/html; charset=utf-8", "files.invalid_content_type"),
+        (b"<html><script>alert(1)</script>", "attachment", "application/pdf",
+         "files.type_not_allowed"),
     ],
 )
 def test_invalid_uploads_are_refused_and_nothing_is_kept(
@@ -128,6 +134,12 @@ def test_invalid_uploads_are_refused_and_nothing_is_kept(
     assert caught.value.code == code
     assert count(session, StoredFile) == 0
     assert not storage.root.exists() or not any(storage.root.rglob("*"))
+
+
+def test_the_declared_content_type_is_ignored_for_the_one_read_from_the_bytes(store):
+    stored = store(content_type="text/html", name="page.html")
+    assert stored["content_type"] == "application/pdf"
+    assert stored["name"] == "page.pdf"
 
 
 def test_malformed_base64_is_refused(session, storage):
@@ -274,7 +286,7 @@ def test_storing_deleted_content_again_brings_its_bytes_back(session, storage, s
     again = store()
     assert (
         base64.b64decode(use_cases.get_file(session, storage, USER_A, again["id"])["content_b64"])
-        == b"%PDF-1.7 contenu"
+        == PDF
     )
 
 
@@ -316,8 +328,8 @@ def test_missing_bytes_read_as_not_found(session, storage, store):
 
 def test_registration_uploads_get_their_organisation_afterwards(session, store):
     ids = [
-        store(caller=ANONYMOUS, kind="habilitation", data=b"1")["id"],
-        store(caller=ANONYMOUS, kind="registration_other", data=b"2")["id"],
+        store(caller=ANONYMOUS, kind="habilitation", data=corpus.pdf(payload=b"1"))["id"],
+        store(caller=ANONYMOUS, kind="registration_other", data=corpus.pdf(payload=b"2"))["id"],
     ]
     result = use_cases.attach_owner(session, SYSTEM, ids + ids[:1], "org-a")
     assert result == {"file_ids": ids, "owner_org_id": "org-a"}
@@ -338,7 +350,7 @@ def test_only_agency_and_system_attach_owners(session, store, caller, error):
 
 def test_attaching_is_all_or_nothing(session, store):
     file_id = store(caller=ANONYMOUS, kind="habilitation")["id"]
-    owned = store(caller=USER_B, data=b"b")["id"]
+    owned = store(caller=USER_B, data=corpus.pdf(payload=b"b"))["id"]
     with pytest.raises(NotFound) as missing:
         use_cases.attach_owner(session, SYSTEM, [file_id, "f" * 32], "org-a")
     assert missing.value.details == {"file_ids": ["f" * 32]}

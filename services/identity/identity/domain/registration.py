@@ -165,10 +165,40 @@ def parse_registration(data: dict) -> tuple[Registration | None, dict]:
     ), {}
 
 
+# Quotas of an organisation (Karoussel guide, « Gestion des utilisateurs »): the
+# one rule production uses, through quota_problem(). Only validated accounts
+# that are neither rejected nor deactivated count: a pending self-registration
+# takes its slot when a manager (or the agency) validates it, so that whoever
+# knows a SIRET cannot fill an organisation's quota.
+QUOTA_MESSAGES = {
+    "quota.users": (
+        f"Un organisme compte au plus {MAX_USERS_PER_ORG} comptes utilisateurs : "
+        "désactivez-en un avant d'en ajouter un autre."
+    ),
+    "quota.managers": (
+        f"Un organisme compte au plus {MAX_MANAGERS_PER_ORG} gestionnaires de compte."
+    ),
+}
+
+# Pending self-registrations (not validated yet): at most this many per
+# organisation at a time, and this many registration attempts per e-mail
+# address within REGISTRATION_WINDOW_HOURS; they expire after
+# PENDING_REGISTRATION_DAYS (configuration, use_cases.pending_ttl()).
+MAX_PENDING_PER_ORG = 3
+MAX_REGISTRATIONS_PER_EMAIL = 3
+REGISTRATION_WINDOW_HOURS = 24
+PENDING_REGISTRATION_DAYS = 14
+
+
 def quota_problem(
     active_users: int, active_managers: int, new_role: str, replacing_manager: bool = False
 ) -> str | None:
-    """Why one more account (or role) cannot be added, or None."""
+    """Why one more account (or one more manager) cannot be added, or None.
+
+    ``active_users`` and ``active_managers`` count the organisation's accounts
+    that take a slot, without the one being added or changed; ``new_role`` is
+    the role it is to have. ``replacing_manager``: the account takes the place
+    of a manager (so the managers' count does not grow)."""
     if active_users >= MAX_USERS_PER_ORG:
         return "quota.users"
     if new_role == "manager" and not replacing_manager and active_managers >= MAX_MANAGERS_PER_ORG:

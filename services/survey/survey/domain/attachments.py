@@ -1,9 +1,15 @@
 """« Pièces à fournir »: which documents are accepted and how big.
 
-The type is decided by the extension and confirmed by the first bytes, so a
-renamed executable or a macro-enabled document is refused before it is
-stored. Legacy Office formats (.doc, .xls) are refused: they may carry
-macros and cannot be checked cheaply.
+The extension says which documents a survey takes (the page lists them);
+the type itself is decided by the files service from the whole content
+(magic numbers, office and PDF checks, malware scan), so a renamed
+executable or a macro-enabled document is refused before it is stored, with
+the same code as in every other upload slot. Legacy Office formats (.doc,
+.xls) are refused: they may carry macros and cannot be checked cheaply. The
+codes are the files service's (``files.type_not_allowed``, ``files.empty``,
+``files.too_large``): the same refusal has the same code in every upload
+slot; files then decides the type from the whole content and runs its
+checks and malware scan.
 """
 
 from __future__ import annotations
@@ -57,17 +63,14 @@ def check(name: str, size, head: bytes) -> tuple[str, str]:
     kind = TYPES.get(ext)
     if kind is None:
         raise Refused(
-            "survey.attachment_type", f"Type de document refusé : formats acceptés {ACCEPTED}."
+            "files.type_not_allowed", f"Type de document refusé : formats acceptés {ACCEPTED}."
         )
     if not isinstance(size, int) or size <= 0:
-        raise Refused("survey.attachment_empty", "Le document est vide.")
+        raise Refused("files.empty", "Le document est vide.")
     if size > MAX_BYTES:
         raise Refused(
-            "survey.attachment_too_large", "Le document dépasse la taille maximale de 10 Mo."
+            "files.too_large", "Le document dépasse la taille maximale de 10 Mo."
         )
-    if not any(head.startswith(magic) for magic in kind.magic):
-        raise Refused(
-            "survey.attachment_type",
-            f"Le contenu du document ne correspond pas à son extension .{ext}.",
-        )
+    # the first bytes are files' to judge (files.policy), with the rest of the
+    # content: a verdict here would give an EICAR file another code than elsewhere
     return ext, kind.content_type

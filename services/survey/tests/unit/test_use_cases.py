@@ -467,6 +467,43 @@ def test_a_filled_form_is_transmitted_with_its_values_and_announced(session, fil
     assert len(values["lines"]) == 4 and values["form_version"] == 1
 
 
+def test_a_transmission_with_the_submitter_of_the_token_asks_identity_nothing(session, ready):
+    content, _ = download(session, MANAGER_A, ready["id"])
+    files, identity = FakeFiles(), FakeIdentity(MANAGER_A)
+    result = uc.transmit(
+        session,
+        MANAGER_A,
+        ready["id"],
+        {"name": "Compte.xlsx", "content_b64": base64.b64encode(fill_form(content)).decode()},
+        files,
+        identity,
+        SECRET,
+        now=clock(),
+        submitter={"name": "DURAND Claire (jeton)", "email": "claire.jeton@cfa-a.example"},
+    )
+    assert result["status"] == "recorded"
+    assert result["submitter_name"] == "DURAND Claire (jeton)"
+    assert result["submitter_email"] == "claire.jeton@cfa-a.example"
+    assert identity.calls == []
+    # a malformed submitter is ignored: identity says who sends
+    again = uc.transmit(
+        session,
+        MANAGER_A,
+        ready["id"],
+        {
+            "name": "Compte.xlsx",
+            "content_b64": base64.b64encode(fill_form(content, lambda s, r, c: 7)).decode(),
+        },
+        files,
+        identity,
+        SECRET,
+        now=clock(),
+        submitter={"name": "", "email": "pas-une-adresse"},
+    )
+    assert identity.calls == ["get_me"]
+    assert (again["status"], again["submitter_name"]) == ("recorded", "DURAND Claire")
+
+
 def test_retransmission_keeps_every_version_and_retries_are_idempotent(session, files, ready):
     content, _ = download(session, MANAGER_A, ready["id"])
     first = transmit(session, files, ready["id"], fill_form(content), key="essai-000001")
@@ -772,17 +809,17 @@ def test_uploads_are_prepared_before_anything_is_stored(session, ready):
             {"name": "virus.exe", "size": 10, "head_b64": head},
             now=clock(),
         )
-    assert caught.value.code == "survey.attachment_type"
-    with pytest.raises(InvalidInput) as caught:
-        uc.prepare_upload(
-            session,
-            USER_A,
-            ready["id"],
-            "attachment",
-            {"name": "faux.pdf", "size": 10, "head_b64": base64.b64encode(b"MZ").decode()},
-            now=clock(),
-        )
-    assert "ne correspond pas à son extension" in caught.value.message
+    assert caught.value.code == "files.type_not_allowed"
+    # the content is for files to judge (files.policy: the same code in every slot)
+    plan = uc.prepare_upload(
+        session,
+        USER_A,
+        ready["id"],
+        "attachment",
+        {"name": "faux.pdf", "size": 10, "head_b64": base64.b64encode(b"MZ").decode()},
+        now=clock(),
+    )
+    assert plan["store"] == "store_file"
     with pytest.raises(InvalidInput) as caught:
         uc.prepare_upload(
             session,
@@ -792,7 +829,7 @@ def test_uploads_are_prepared_before_anything_is_stored(session, ready):
             {"name": "gros.pdf", "size": 11 * 1024 * 1024, "head_b64": head},
             now=clock(),
         )
-    assert caught.value.code == "survey.attachment_too_large"
+    assert caught.value.code == "files.too_large"
     with pytest.raises(InvalidInput) as caught:
         uc.prepare_upload(
             session, USER_A, ready["id"], "certifications", {"name": "liste.csv"}, now=clock()
@@ -862,7 +899,7 @@ def test_a_survey_holds_20_attachments_at_most_but_each_can_still_be_replaced(
     assert plan["store"] == "store_file"
     with pytest.raises(InvalidInput) as caught:
         uc.prepare_upload(session, USER_A, sid, "attachment", dict(info, size=0), now=clock())
-    assert caught.value.code == "survey.attachment_empty"
+    assert caught.value.code == "files.empty"
     assert len(uc.list_attachments(session, USER_A, sid, now=clock())) == len(added) == 20
 
 

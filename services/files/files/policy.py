@@ -1,0 +1,190 @@
+"""One upload policy for every slot, applied before anything is stored.
+
+The order, the same for every slot (a files ``kind``), so that the same
+hostile file gets the same code wherever it is sent:
+
+1. the envelope (``domain.meta.decode_content``): ``files.empty``,
+   ``files.too_large``;
+2. the malware scan of the bytes (``files.scanner``), started at once and
+   run beside the content checks (clamd works in its own process): a
+   detection is 422 ``files.malware_detected`` whatever else is wrong;
+   a configured scanner that gives no verdict is 503
+   ``files.scanner_unavailable`` with ``Retry-After`` (fail closed);
+3. the type from the magic numbers (``domain.policy``), then that type's own
+   checks, whatever the slot: office packages through ``xlsx_safety`` (the
+   survey form's zip, macro, external-link, embedded-object and DTD checks,
+   ``files.xlsx.*``), PDFs through ``pdf_safety`` (``files.pdf.*``);
+4. the slot's allow-list: ``files.type_not_allowed``;
+5. for a workbook, its text (shared and inline strings) is scanned too: an
+   EICAR string in a cell is a known way past whole-file scans.
+
+The type decided here is the one stored and served back, never the
+client's. ``check_content`` is CPU work with no I/O: the service runs it in
+a worker process (``kit.cpu.heavy``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from files import pdf_safety, xlsx_safety
+from files.domain import policy
+from files.domain.meta import Rejected
+from files.scanner import Scanner, ScannerUnavailable
+from kit.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+
+MALWARE = Counter(
+    "files_malware_detected_total", "Uploads refused by the malware scan.", ["kind"]
+)
+SCAN_SECONDS = Histogram(
+    "files_scan_seconds",
+    "Time clamd took to scan one upload (or its extracted text).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+UNAVAILABLE = Counter(
+    "files_scanner_unavailable_total", "Uploads refused because clamd gave no verdict."
+)
+RETRY_AFTER = 30
+
+
+@dataclass(frozen=True)
+class Decision:
+    type: str
+    content_type: str
+    sheets: tuple[str, ...] = ()
+    text: str = ""
+
+
+def _invalid(exc: Rejected) -> InvalidInput:
+    details = {"fields": {exc.field: [exc.message]}} if exc.field else None
+    return InvalidInput(exc.code, exc.message, details)
+
+
+def check_content(
+    data: bytes,
+    kind: str,
+    limits: xlsx_safety.XlsxLimits,
+    only: frozenset[str] | None = None,
+) -> Decision:
+    """Steps 3 and 4: the decided type, or ``InvalidInput``. ``only``
+    narrows the slot's list (``store_xlsx`` takes workbooks only)."""
+    magic = policy.magic_of(data)
+    sheets: tuple[str, ...] = ()
+    text = ""
+    if magic == "zip":
+        key, verdict = xlsx_safety.inspect_zip(data, limits, collect_text=True)
+        if verdict is not None:
+            sheets, text = verdict.sheets, verdict.text
+    elif magic == "pdf":
+        pdf_safety.check(data)
+        key = "pdf"
+    elif magic == "text":
+        key = "csv"
+    else:
+        key = magic  # an image, or None: nothing we know
+    try:
+        if key is None:
+            raise policy.not_allowed(kind)
+        file_type = policy.allowed(kind, key, only)
+    except Rejected as exc:
+        raise _invalid(exc) from None
+    return Decision(file_type.key, file_type.content_type, sheets, text)
+
+
+def malware_detected(signature: str | None) -> InvalidInput:
+    return InvalidInput(
+        "files.malware_detected",
+        "Le fichier a été refusé : l'antivirus y a détecté un contenu malveillant. Il n'a pas "
+        "été enregistré. Analysez votre poste avec un antivirus à jour, puis déposez une copie "
+        "saine du document.",
+        {"signature": signature} if signature else None,
+    )
+
+
+def scanner_unavailable() -> Unavailable:
+    return Unavailable(
+        "files.scanner_unavailable",
+        "L'analyse antivirus des fichiers est momentanément indisponible : votre fichier n'a "
+        "pas été enregistré, déposez-le à nouveau dans quelques minutes.",
+        {"retry_after": RETRY_AFTER},
+    )
+
+
+class _Done:
+    """What ``run_now`` gives: the outcome of a call already made."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        try:
+            self.value, self.error = fn(*args), None
+        except Exception as exc:  # noqa: BLE001 - re-raised by wait()
+            self.value, self.error = None, exc
+
+    def wait(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def run_now(fn: Callable[..., Any], *args: Any) -> _Done:
+    """The default ``spawn``: call now (the service uses ``eventlet.spawn``)."""
+    return _Done(fn, *args)
+
+
+def _scan(scanner: Scanner, data: bytes):
+    start = time.perf_counter()
+    try:
+        return scanner.scan(data)
+    finally:
+        SCAN_SECONDS.observe(time.perf_counter() - start)
+
+
+def _verdict_of(job, kind: str, size: int) -> None:
+    try:
+        result = job.wait()
+    except ScannerUnavailable as exc:
+        UNAVAILABLE.inc()
+        log.error("upload refused, no malware verdict: %s", exc)
+        raise scanner_unavailable() from None
+    if result.infected:
+        MALWARE.labels(kind).inc()
+        log.warning(
+            "upload refused: malware detected",
+            extra={"kind": kind, "signature": result.signature, "size": size},
+        )
+        raise malware_detected(result.signature)
+
+
+def inspect(
+    data: bytes,
+    kind: str,
+    *,
+    limits: xlsx_safety.XlsxLimits,
+    scanner: Scanner,
+    offload: Callable[..., Any],
+    spawn: Callable[..., Any] = run_now,
+    only: frozenset[str] | None = None,
+) -> Decision:
+    """Steps 2 to 5 on decoded bytes: the decision, or the refusal."""
+    job = spawn(_scan, scanner, data) if scanner.enabled else None
+    refusal: InvalidInput | None = None
+    decision: Decision | None = None
+    try:
+        decision = offload(check_content, data, kind, limits, only)
+    except InvalidInput as exc:
+        refusal = exc
+    if job is not None:
+        _verdict_of(job, kind, len(data))
+    if refusal is not None:
+        raise refusal
+    assert decision is not None
+    if decision.text and scanner.enabled:
+        _verdict_of(run_now(_scan, scanner, decision.text.encode("utf-8")), kind, len(data))
+    return decision
