@@ -73,14 +73,17 @@ def check_content(
     kind: str,
     limits: xlsx_safety.XlsxLimits,
     only: frozenset[str] | None = None,
+    collect_text: bool = True,
 ) -> Decision:
     """Steps 3 and 4: the decided type, or ``InvalidInput``. ``only``
-    narrows the slot's list (``store_xlsx`` takes workbooks only)."""
+    narrows the slot's list (``store_xlsx`` takes workbooks only);
+    ``collect_text``: gather a workbook's cell text for the scanner (not
+    worth its cost when no scanner runs)."""
     magic = policy.magic_of(data)
     sheets: tuple[str, ...] = ()
     text = ""
     if magic == "zip":
-        key, verdict = xlsx_safety.inspect_zip(data, limits, collect_text=True)
+        key, verdict = xlsx_safety.inspect_zip(data, limits, collect_text=collect_text)
         if verdict is not None:
             sheets, text = verdict.sheets, verdict.text
     elif magic == "pdf":
@@ -177,7 +180,7 @@ def inspect(
     refusal: InvalidInput | None = None
     decision: Decision | None = None
     try:
-        decision = offload(check_content, data, kind, limits, only)
+        decision = offload(check_content, data, kind, limits, only, scanner.enabled)
     except InvalidInput as exc:
         refusal = exc
     if job is not None:
