@@ -29,15 +29,17 @@ acknowledgements that survive a lost link).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import eventlet
 from kombu import Queue
 from nameko.exceptions import UnknownService
-from nameko.rpc import MethodProxy, RpcProxy
+from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 from nameko.rpc import ReplyListener as NamekoReplyListener
 
+from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.entrypoints import (
     DEADLINE_KEY,
     QueueConsumer,
@@ -161,3 +163,35 @@ class BoundedRpcProxy(RpcProxy):
 
     def get_dependency(self, worker_ctx):
         return Bounded(self.proxy_for(worker_ctx), self.timeout, self.busy_code, worker_ctx)
+
+
+class _SystemContext:
+    """A worker context whose calls carry the ``system`` caller
+    (``<service>-service``), keeping the worker's request id."""
+
+    def __init__(self, worker_ctx):
+        self.container = worker_ctx.container
+        self._worker_ctx = worker_ctx
+
+    @property
+    def context_data(self):
+        data = dict(self._worker_ctx.context_data)
+        caller = Caller.from_header(data.get(CALLER_KEY))
+        data[CALLER_KEY] = json.dumps(
+            {
+                "user_id": f"{self.container.service_name}-service",
+                "roles": [SYSTEM],
+                "request_id": caller.request_id,
+            }
+        )
+        return data
+
+
+class SystemRpcProxy(BoundedRpcProxy):
+    """A bounded proxy whose calls run as the ``system`` caller: a service's
+    own jobs (purges, retention) and reads it has already authorised."""
+
+    def proxy_for(self, worker_ctx):
+        return ServiceProxy(
+            _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
+        )

@@ -13,47 +13,15 @@ identity. Errors: see each method; a request the caller may not see is
 
 from __future__ import annotations
 
-import json
-
-from nameko.rpc import ServiceProxy
-
 from carte import personal_data
 from carte import use_cases as uc
 from carte.models import Outbox
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
-from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.db import Database
 from kit.entrypoints import rpc
 from kit.handlers import event_handler  # retries, then parks (never loses an event)
-from kit.rpc import BoundedRpcProxy
-
-
-class _SystemContext:
-    """A worker context whose calls carry the ``system`` caller (the carte
-    service reading a file it has already authorised)."""
-
-    def __init__(self, worker_ctx):
-        self.container = worker_ctx.container
-        self._worker_ctx = worker_ctx
-
-    @property
-    def context_data(self):
-        data = dict(self._worker_ctx.context_data)
-        caller = Caller.from_header(data.get(CALLER_KEY))
-        data[CALLER_KEY] = json.dumps(
-            {"user_id": "carte-service", "roles": [SYSTEM], "request_id": caller.request_id}
-        )
-        return data
-
-
-class SystemRpcProxy(BoundedRpcProxy):
-    """A bounded proxy whose calls run as the ``system`` caller."""
-
-    def proxy_for(self, worker_ctx):
-        return ServiceProxy(
-            _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
-        )
+from kit.rpc import BoundedRpcProxy, SystemRpcProxy
 
 
 class CarteService(kit_service.ServiceBase):

@@ -898,17 +898,7 @@ def check(data: bytes, name: str | None = None, limits: XlsxLimits = DEFAULT_LIM
     if not bytes(data[:4]) == b"PK\x03\x04":
         raise _not_xlsx_content()
     data = bytes(data)
-    declared = _declared_directory(data)
-    if declared is not None and (
-        declared[0] > limits.max_entries or declared[1] > limits.max_entries * CD_BYTES_PER_ENTRY
-    ):
-        raise _too_many_entries(limits)
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - any unreadable zip is a corrupt upload
-        log.info("xlsx refused: unreadable zip (%r)", exc)
-        raise _corrupt() from None
-    with archive:
+    with _open_zip(data, limits) as archive:
         try:
             return _Inspector(archive, limits).run(len(data))
         except InvalidInput:
@@ -916,6 +906,21 @@ def check(data: bytes, name: str | None = None, limits: XlsxLimits = DEFAULT_LIM
         except Exception as exc:  # noqa: BLE001 - CRC errors, bad deflate streams…
             log.info("xlsx refused: unreadable content (%r)", exc)
             raise _corrupt() from None
+
+
+def _open_zip(data: bytes, limits: XlsxLimits) -> zipfile.ZipFile:
+    """The archive, once its central directory (as declared) is within the
+    entry limits; any unreadable zip is a corrupt upload."""
+    declared = _declared_directory(data)
+    if declared is not None and (
+        declared[0] > limits.max_entries or declared[1] > limits.max_entries * CD_BYTES_PER_ENTRY
+    ):
+        raise _too_many_entries(limits)
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any unreadable zip is a corrupt upload
+        log.info("zip refused: unreadable (%r)", exc)
+        raise _corrupt() from None
 
 
 # --- other office packages (files.policy) --------------------------------------
@@ -971,17 +976,7 @@ def inspect_zip(
     before the type is known, so a hostile zip gets the same refusal in every
     slot; then each type's own checks. ``InvalidInput`` ``files.xlsx.*``."""
     data = bytes(data)
-    declared = _declared_directory(data)
-    if declared is not None and (
-        declared[0] > limits.max_entries or declared[1] > limits.max_entries * CD_BYTES_PER_ENTRY
-    ):
-        raise _too_many_entries(limits)
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - any unreadable zip is a corrupt upload
-        log.info("zip refused: unreadable (%r)", exc)
-        raise _corrupt() from None
-    with archive:
+    with _open_zip(data, limits) as archive:
         try:
             inspector = _PackageInspector(archive, limits, collect_text)
             inspector._check_entries()

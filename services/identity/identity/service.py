@@ -6,12 +6,10 @@ from the context the gateway sends (kit.context.Caller).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import ServiceProxy
 from nameko.timer import timer
 
 from identity import carte as carte_accounts
@@ -20,12 +18,11 @@ from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
 from kit import service as kit_service  # not imported by name: nameko run would see it
-from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.db import Database
 from kit.entrypoints import rpc
 from kit.errors import NotFound
 from kit.outbox import relay
-from kit.rpc import BoundedRpcProxy
+from kit.rpc import SystemRpcProxy
 
 log = logging.getLogger(__name__)
 
@@ -68,33 +65,6 @@ class AfterReply(DependencyProvider):
                 log.exception("work after the reply failed")
             finally:
                 session.close()
-
-
-class _SystemContext:
-    """A worker context whose calls carry the ``system`` caller (identity
-    deleting the documents of an expired registration)."""
-
-    def __init__(self, worker_ctx):
-        self.container = worker_ctx.container
-        self._worker_ctx = worker_ctx
-
-    @property
-    def context_data(self):
-        data = dict(self._worker_ctx.context_data)
-        caller = Caller.from_header(data.get(CALLER_KEY))
-        data[CALLER_KEY] = json.dumps(
-            {"user_id": "identity-service", "roles": [SYSTEM], "request_id": caller.request_id}
-        )
-        return data
-
-
-class SystemRpcProxy(BoundedRpcProxy):
-    """A bounded proxy whose calls run as the ``system`` caller."""
-
-    def proxy_for(self, worker_ctx):
-        return ServiceProxy(
-            _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
-        )
 
 
 class IdentityService(kit_service.ServiceBase):

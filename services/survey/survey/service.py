@@ -15,20 +15,16 @@ identity or files do not answer in time.
 
 from __future__ import annotations
 
-import json
-
-from nameko.rpc import ServiceProxy
 from nameko.timer import timer
 
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
-from kit.context import CALLER_KEY, SYSTEM, Caller
 from kit.cpu import heavy as cpu  # spreadsheet work in a process pool (STACK.md #10)
 from kit.db import Database
 from kit.entrypoints import rpc
 from kit.errors import NotFound
 from kit.handlers import event_handler  # retries, then parks (never loses an event)
-from kit.rpc import BoundedRpcProxy
+from kit.rpc import BoundedRpcProxy, SystemRpcProxy
 from survey import personal_data
 from survey import use_cases as uc
 from survey.models import Outbox
@@ -47,30 +43,16 @@ class BoundedRpc(BoundedRpcProxy):
         )
 
 
-class _SystemContext:
-    """A worker context whose calls carry the ``system`` caller (the retention
-    job deleting files of campaigns past their retention)."""
+class SystemRpc(SystemRpcProxy):
+    """Calls as the ``system`` caller (the retention job deleting files of
+    campaigns past their retention), bounded like ``BoundedRpc``."""
 
-    def __init__(self, worker_ctx):
-        self.container = worker_ctx.container
-        self._worker_ctx = worker_ctx
-
-    @property
-    def context_data(self):
-        data = dict(self._worker_ctx.context_data)
-        caller = Caller.from_header(data.get(CALLER_KEY))
-        data[CALLER_KEY] = json.dumps(
-            {"user_id": "survey-service", "roles": [SYSTEM], "request_id": caller.request_id}
-        )
-        return data
-
-
-class SystemRpc(BoundedRpc):
-    """A bounded proxy whose calls run as the ``system`` caller."""
-
-    def proxy_for(self, worker_ctx):
-        return ServiceProxy(
-            _SystemContext(worker_ctx), self.target_service, self.rpc_reply_listener, **self.options
+    def __init__(self, target_service, **options):
+        super().__init__(
+            target_service,
+            timeout_setting="SURVEY_RPC_TIMEOUT",
+            busy_code="survey.dependency_busy",
+            **options,
         )
 
 
