@@ -771,6 +771,7 @@ COMPOSE_SECRETS = {
     "SURVEY_FORM_SECRET": "y" * 40,
     "RABBITMQ_PASSWORD": "rabbit-test-password",
     "POSTGRES_PASSWORD": "postgres-test-password",
+    "TOTP_ENCRYPTION_KEYS": "ZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmRlZmQ=",
 }
 
 

@@ -49,10 +49,12 @@ def broker_reachable(uri: str, timeout: float) -> bool:
         connection.release()
 
 
-def _check(pool: rpc_module.RpcPool, caller: Caller, service: str, results: dict) -> None:
+def _check(
+    pool: rpc_module.RpcPool, caller: Caller, service: str, results: dict, answers: dict
+) -> None:
     try:
         with rpc_module.lend(pool, caller) as client:
-            client[service].health()
+            answers[service] = client[service].health()
         results[service] = OK
     except RpcTimeout:
         results[service] = TIMEOUT
@@ -80,13 +82,20 @@ def revocations_state() -> dict:
     }
 
 
-def check_services(services: list[str], timeout: float, caller: Caller) -> dict[str, str]:
-    """``{service: "ok" | "unavailable" | "timeout"}``, all checked concurrently."""
+def check_services(
+    services: list[str], timeout: float, caller: Caller, answers: dict | None = None
+) -> dict[str, str]:
+    """``{service: "ok" | "unavailable" | "timeout"}``, all checked concurrently;
+    ``answers`` (given) receives each service's ``health()`` answer."""
     pool = rpc_module.pool_for(current_app._get_current_object(), timeout)
     results: dict[str, str] = {}
+    answers = {} if answers is None else answers
     threads = [
         threading.Thread(
-            target=_check, args=(pool, caller, name, results), name=f"health-{name}", daemon=True
+            target=_check,
+            args=(pool, caller, name, results, answers),
+            name=f"health-{name}",
+            daemon=True,
         )
         for name in services
     ]
@@ -103,7 +112,12 @@ def ready() -> tuple[Response, int] | tuple[Response, int, dict]:
     """200 when the broker and every service answer ``health()``, else 503.
 
     Body: ``{"status": "ok"|"unavailable", "broker": ..., "services": {name: state},
-    "revocations": {"status", "age_seconds", "max_staleness_seconds"}}``.
+    "revocations": {"status", "age_seconds", "max_staleness_seconds"},
+    "scanner": "ok"|"unreachable"|"disabled"|"unknown"}``. ``scanner`` is the
+    malware scanner's state as files sees it: ``disabled`` says uploads are
+    not scanned (``FILES_CLAMD`` unset), ``unreachable`` that uploads answer
+    503 until clamd is back; neither makes the gateway unready (the rest of
+    the platform works), ``unknown`` when files did not answer.
     """
     config = current_app.config
     timeout = float(config["HEALTH_RPC_TIMEOUT"])
@@ -114,7 +128,8 @@ def ready() -> tuple[Response, int] | tuple[Response, int, dict]:
                 "revocations": revocations_state()}
         return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}
     caller = Caller(roles=(SYSTEM,), request_id=current_request_id())
-    states = check_services(services, timeout, caller)
+    answers: dict = {}
+    states = check_services(services, timeout, caller, answers)
     healthy = all(state == OK for state in states.values())
     body = {
         "status": OK if healthy else UNAVAILABLE,
@@ -122,6 +137,10 @@ def ready() -> tuple[Response, int] | tuple[Response, int, dict]:
         "services": states,
         "revocations": revocations_state(),
     }
+    if "files" in services:
+        answer = answers.get("files")
+        scanner = answer.get("scanner") if isinstance(answer, dict) else None
+        body["scanner"] = scanner or "unknown"
     if healthy:
         return jsonify(body), 200
     return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}

@@ -38,3 +38,8 @@ def test_the_carte_service_was_started_and_answers(system, gateway):
     assert "carte" in system.started_services and "carte" not in system.skipped
     response = gateway.get("/api/v1/carte/requests")
     assert response.status_code == 401  # the route exists, and asks who is calling
+
+
+def test_readiness_says_whether_uploads_are_scanned(gateway, e2e_clamd):
+    body = gateway.get("/health/ready").json()
+    assert body["scanner"] == ("ok" if e2e_clamd is not None else "disabled"), body

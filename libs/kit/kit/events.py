@@ -30,6 +30,11 @@ PASSWORD_RESET_REQUESTED = "password_reset_requested"
 ORGANISATION_VALIDATED = "organisation_validated"
 # identity.user_deactivated: {user_id, org_id}
 USER_DEACTIVATED = "user_deactivated"
+# identity.person_anonymised: {user_id, emails: [the addresses the account had,
+#   lower case, no duplicates], reason: retention | request} (an account
+#   anonymised by retention or erased on request: consumers erase their copies
+#   of the person's name and e-mail; identity drops the row once published)
+PERSON_ANONYMISED = "person_anonymised"
 
 NOTIFY = "notify"
 # notify.email_failed: {source_event_id, template, error}

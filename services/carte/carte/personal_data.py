@@ -7,7 +7,8 @@ account as carte knows it, the requests and annexes it filed and its reports.
 Erasure: the named contact of its requests and the free text of its reports
 are replaced; the requests themselves are the establishment's (the Région
 and the rectorats decide on them) and stay. The user id stays: a pseudonym
-once identity has anonymised the account.
+once identity has anonymised the account. The same erasure runs when identity
+announces an account anonymised (``identity.person_anonymised``).
 """
 
 from __future__ import annotations
@@ -102,7 +103,17 @@ def erase_person(session, caller: Caller, user_id) -> dict:
     """Agency: contacts named in the account's requests and its reports'
     messages replaced. Idempotent. Returns {requests_anonymised, reports_anonymised}."""
     _require_agency(caller)
-    user_id = _user_id(user_id)
+    return _erase(session, _user_id(user_id))
+
+
+def person_anonymised(session, payload: dict) -> dict:
+    """identity.person_anonymised (retention or a request): the same erasure
+    as ``erase_person``. Idempotent: a second delivery, or one after the
+    agency's erasure, finds nothing left to replace."""
+    return _erase(session, _user_id(payload.get("user_id")))
+
+
+def _erase(session, user_id: str) -> dict:
     requests = 0
     for row in session.scalars(select(Request).where(Request.filed_by == user_id)).all():
         if row.manager_name or row.manager_phone or row.manager_email:

@@ -249,3 +249,9 @@ class CarteService(kit_service.ServiceBase):
         reports' messages are replaced; the requests stay. Returns
         {requests_anonymised, reports_anonymised}. Errors: forbidden.agency_only."""
         return personal_data.erase_person(self.db, self.caller, user_id)
+
+    @event_handler(events.IDENTITY, events.PERSON_ANONYMISED)
+    def on_person_anonymised(self, payload: dict) -> None:
+        """identity anonymised an account (retention or request): the contact
+        named in its requests and its reports' messages are replaced (idempotent)."""
+        personal_data.person_anonymised(self.db, payload)

@@ -45,6 +45,14 @@ class StoredFile(Base):
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
+    # the malware verdict (``files.scanning``): clean, pending (a large
+    # document answered before its verdict: served to nobody until it comes),
+    # infected (its bytes are gone; reads answer files.malware_detected) or
+    # not_scanned (no scanner configured when it was stored)
+    scan_status: Mapped[str] = mapped_column(
+        String(16), default="clean", server_default="clean", index=True
+    )
+    scan_signature: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Outbox(OutboxMixin, Base):

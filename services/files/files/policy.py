@@ -18,6 +18,15 @@ hostile file gets the same code wherever it is sent:
 5. for a workbook, its text (shared and inline strings) is scanned too: an
    EICAR string in a cell is a known way past whole-file scans.
 
+A large document kept for people to open later (``may_defer``: a
+registration document, an annex, an attachment; never a workbook another
+service parses) does not wait for the scan when the checks are done before
+it: it is stored quarantined (``scan_status = pending``, served to nobody)
+and its verdict is recorded when it comes (``files.scanning``). clamd takes
+20-40 ms per MB of a PDF on this hardware, as long as the whole store
+otherwise takes; files up to ``wait_bytes`` always wait (their scan costs a
+few milliseconds), so a small infected file is still refused at once.
+
 The type decided here is the one stored and served back, never the
 client's. ``check_content`` is CPU work with no I/O: the service runs it in
 a worker process (``kit.cpu.heavy``).
@@ -28,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -61,6 +70,8 @@ class Decision:
     content_type: str
     sheets: tuple[str, ...] = ()
     text: str = ""
+    # the scan still running when the answer was allowed not to wait for it
+    pending: Any = field(default=None, compare=False)
 
 
 def _invalid(exc: Rejected) -> InvalidInput:
@@ -149,6 +160,12 @@ def _scan(scanner: Scanner, data: bytes):
         SCAN_SECONDS.observe(time.perf_counter() - start)
 
 
+def finished(job) -> bool:
+    """An eventlet GreenThread is ``dead`` once it returned; ``run_now``'s
+    outcome is always there."""
+    return bool(getattr(job, "dead", True))
+
+
 def _verdict_of(job, kind: str, size: int) -> None:
     try:
         result = job.wait()
@@ -174,8 +191,16 @@ def inspect(
     offload: Callable[..., Any],
     spawn: Callable[..., Any] = run_now,
     only: frozenset[str] | None = None,
+    may_defer: bool = False,
+    wait_bytes: int = 0,
 ) -> Decision:
-    """Steps 2 to 5 on decoded bytes: the decision, or the refusal."""
+    """Steps 2 to 5 on decoded bytes: the decision, or the refusal.
+
+    With ``may_defer``, a file over ``wait_bytes`` whose scan is still
+    running once the content checks passed comes back with the running scan
+    in ``Decision.pending``: the caller stores it quarantined and records the
+    verdict later. A refused file always waits for its verdict (a detection
+    is the code that wins)."""
     job = spawn(_scan, scanner, data) if scanner.enabled else None
     refusal: InvalidInput | None = None
     decision: Decision | None = None
@@ -183,11 +208,15 @@ def inspect(
         decision = offload(check_content, data, kind, limits, only, scanner.enabled)
     except InvalidInput as exc:
         refusal = exc
+    pending = None
     if job is not None:
-        _verdict_of(job, kind, len(data))
+        if refusal is None and may_defer and len(data) > wait_bytes and not finished(job):
+            pending = job
+        else:
+            _verdict_of(job, kind, len(data))
     if refusal is not None:
         raise refusal
     assert decision is not None
     if decision.text and scanner.enabled:
         _verdict_of(run_now(_scan, scanner, decision.text.encode("utf-8")), kind, len(data))
-    return decision
+    return replace(decision, pending=pending) if pending is not None else decision

@@ -115,3 +115,30 @@ def unreferenced_blobs(session: Session, cutoff: dt.datetime, limit: int) -> lis
             .with_for_update(skip_locked=True)
         )
     )
+
+
+def files_of(session: Session, sha256: str) -> list[StoredFile]:
+    """The live records of one content, locked."""
+    return list(
+        session.scalars(
+            select(StoredFile)
+            .where(StoredFile.sha256 == sha256, StoredFile.deleted_at.is_(None))
+            .with_for_update()
+        )
+    )
+
+
+def pending_hashes(session: Session, before: dt.datetime, limit: int) -> list[str]:
+    """Contents with a record still waiting for its malware verdict since before ``before``."""
+    return list(
+        session.scalars(
+            select(StoredFile.sha256)
+            .where(
+                StoredFile.scan_status == "pending",
+                StoredFile.deleted_at.is_(None),
+                StoredFile.created_at < before,
+            )
+            .distinct()
+            .limit(limit)
+        )
+    )

@@ -10,7 +10,9 @@ config key or environment variable): ``FILES_DB_URL``, ``FILES_MAX_BYTES``
 ``AWS_SECRET_ACCESS_KEY``); XLSX limits ``FILES_XLSX_*`` (see ``check_xlsx``);
 the malware scanner ``FILES_CLAMD`` (``files.scanner``; unset: no scan, a
 WARNING at start and ``scanner: disabled`` in ``health``); the sweep's grace
-``FILES_SWEEP_GRACE_HOURS`` (``use_cases.sweep``).
+``FILES_SWEEP_GRACE_HOURS`` (``use_cases.sweep``); ``FILES_SCAN_WAIT_BYTES``
+(documents larger than this may be answered before their malware verdict,
+quarantined until it comes: ``use_cases.store_file``).
 
 Every upload, whatever its slot, goes through one policy (``files.policy``)
 before anything is written: the same hostile file gets the same code in
@@ -33,6 +35,7 @@ from files.models import Outbox
 from files.scanner import ScannerProvider
 from files.settings import Settings
 from files.storage import Storage
+from files.verdicts import DeferredVerdicts
 
 # imported as a module, not by name: `nameko run files.service` takes every
 # class of this module that has entrypoints for a service, ServiceBase included
@@ -50,6 +53,7 @@ class FilesService(kit_service.ServiceBase):
     storage = Storage()
     settings = Settings()
     scanner = ScannerProvider()
+    later = DeferredVerdicts()
     outbox_model = Outbox
     upload_methods = ("store_file", "store_xlsx", "check_xlsx")  # kit.metrics
 
@@ -79,6 +83,15 @@ class FilesService(kit_service.ServiceBase):
                 extra=removed,
             )
 
+    @timer(interval=30)
+    def rescan_pending(self) -> None:
+        """Every 30 s: files still waiting for their malware verdict after a
+        minute are scanned again (``use_cases.rescan_pending``)."""
+        counts = use_cases.rescan_pending(self.db, self.storage, self.scanner)
+        if counts["scanned"] or counts["unavailable"]:
+            log.info("files pending verdicts: %d scanned, %d infected", counts["scanned"],
+                     counts["infected"], extra=counts)
+
     @rpc
     def store_file(self, meta: dict, content_b64: str) -> dict:
         """Checks an upload against its slot's policy, then stores it; the same
@@ -100,8 +113,15 @@ class FilesService(kit_service.ServiceBase):
         they manage; agency and system callers store anything for anyone.
 
         Output: ``{id, kind, name, content_type, size, sha256, owner_org_id,
-        created_at}`` (ISO-8601 UTC; ``content_type`` the decided one; plus
-        ``sheets`` for a workbook). Emits ``files.file_stored``.
+        created_at, scan_status}`` (ISO-8601 UTC; ``content_type`` the decided
+        one; plus ``sheets`` for a workbook). ``scan_status``: ``clean``,
+        ``not_scanned`` (no scanner configured) or ``pending``: a document of
+        the kinds people open later (``habilitation``, ``registration_other``,
+        ``attachment``, ``annex``) larger than ``FILES_SCAN_WAIT_BYTES`` whose
+        scan had not ended when its checks had is stored quarantined; its
+        verdict is recorded when it comes (infected: the bytes are deleted
+        and reads answer ``files.malware_detected``). Emits
+        ``files.file_stored``.
 
         Errors, the same for a case whatever the kind: ``InvalidInput``
         ``files.invalid_meta``, ``files.invalid_kind``, ``files.invalid_name``,
@@ -127,6 +147,8 @@ class FilesService(kit_service.ServiceBase):
             scanner=self.scanner,
             offload=heavy,
             spawn=eventlet.spawn,
+            later=self.later,
+            wait_bytes=self.settings.scan_wait_bytes,
         )
         self.publish_pending()
         return result
@@ -223,9 +245,15 @@ class FilesService(kit_service.ServiceBase):
     def get_file(self, file_id: str) -> dict:
         """A file's description plus ``content_b64`` (its bytes in base64).
 
-        Same access and errors as ``get_file_info``.
+        Same access and errors as ``get_file_info``, plus: a file still
+        waiting for its malware verdict is scanned first; ``InvalidInput``
+        ``files.malware_detected`` for an infected one (its bytes are gone);
+        ``Unavailable`` ``files.scanner_unavailable`` when a pending file
+        cannot be scanned now.
         """
-        return use_cases.get_file(self.db, self.storage, self.caller, file_id)
+        return use_cases.get_file(
+            self.db, self.storage, self.caller, file_id, scanner=self.scanner
+        )
 
     @rpc
     def delete_file(self, file_id: str) -> dict:

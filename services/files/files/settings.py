@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from nameko.extensions import DependencyProvider
 
 from files.domain.meta import DEFAULT_MAX_BYTES
+from files.use_cases import DEFAULT_SCAN_WAIT_BYTES
 from files.xlsx_safety import CONFIG_NAMES, XlsxLimits
 
 
@@ -19,6 +20,9 @@ class FilesSettings:
     xlsx: XlsxLimits = field(default_factory=XlsxLimits)
     # how long a soft-deleted record or an unreferenced blob waits for the sweep
     sweep_grace: dt.timedelta = dt.timedelta(hours=24)
+    # documents up to this size wait for their malware verdict before the
+    # answer; larger ones may be answered first, quarantined (use_cases)
+    scan_wait_bytes: int = DEFAULT_SCAN_WAIT_BYTES
 
 
 def _positive(config: dict, key: str) -> int | None:
@@ -37,7 +41,9 @@ def load(config: dict | None = None) -> FilesSettings:
     ``FILES_XLSX_MAX_ENTRIES``, ``FILES_XLSX_MAX_UNCOMPRESSED_BYTES``,
     ``FILES_XLSX_MAX_RATIO``, ``FILES_XLSX_MAX_SHEETS``, ``FILES_XLSX_MAX_ROWS``,
     ``FILES_XLSX_MAX_COLUMNS``, ``FILES_XLSX_MAX_CELL_CHARS``);
-    ``FILES_SWEEP_GRACE_HOURS`` (default 24: see ``use_cases.sweep``)."""
+    ``FILES_SWEEP_GRACE_HOURS`` (default 24: see ``use_cases.sweep``);
+    ``FILES_SCAN_WAIT_BYTES`` (default 256 KiB: see ``use_cases.store_file``;
+    set it to ``FILES_MAX_BYTES`` for every upload to wait for its verdict)."""
     config = config or {}
     max_bytes = _positive(config, "FILES_MAX_BYTES") or DEFAULT_MAX_BYTES
     xlsx = {
@@ -46,8 +52,12 @@ def load(config: dict | None = None) -> FilesSettings:
         if (value := _positive(config, key)) is not None
     }
     grace = _positive(config, "FILES_SWEEP_GRACE_HOURS") or 24
+    wait_bytes = _positive(config, "FILES_SCAN_WAIT_BYTES") or DEFAULT_SCAN_WAIT_BYTES
     return FilesSettings(
-        max_bytes=max_bytes, xlsx=XlsxLimits(**xlsx), sweep_grace=dt.timedelta(hours=grace)
+        max_bytes=max_bytes,
+        xlsx=XlsxLimits(**xlsx),
+        sweep_grace=dt.timedelta(hours=grace),
+        scan_wait_bytes=wait_bytes,
     )
 
 

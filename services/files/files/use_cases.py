@@ -23,9 +23,19 @@ from files import policy, xlsx_safety
 from files import repository as repo
 from files.domain import access
 from files.domain import policy as slot_policy
-from files.domain.meta import OWNER_MAX, FileMeta, Rejected, check_meta, decode_content
+from files.domain.meta import (
+    ANNEX,
+    ATTACHMENT,
+    HABILITATION,
+    OWNER_MAX,
+    REGISTRATION_OTHER,
+    FileMeta,
+    Rejected,
+    check_meta,
+    decode_content,
+)
 from files.models import Outbox, StoredFile
-from files.scanner import NoScanner, Scanner
+from files.scanner import NoScanner, Scanner, ScannerUnavailable, ScanResult
 from files.storage import BlobMissing, BlobStorage
 from kit.db import new_id, utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -39,8 +49,22 @@ FILE_STORED = "file_stored"
 
 MAX_ATTACH = 100
 
+# scan_status values (StoredFile.scan_status)
+CLEAN, PENDING, INFECTED, NOT_SCANNED = "clean", "pending", "infected", "not_scanned"
+# the slots whose files people open later, long after the answer: a large
+# one may be answered before its verdict (quarantined until it comes); a
+# workbook another service parses at once always waits
+DEFERRABLE = frozenset({HABILITATION, REGISTRATION_OTHER, ATTACHMENT, ANNEX})
+# files up to this size wait for their verdict whatever the slot: their scan
+# costs a few milliseconds, hidden behind the checks (FILES_SCAN_WAIT_BYTES)
+DEFAULT_SCAN_WAIT_BYTES = 256 * 1024
+# a pending verdict older than this is taken again by the service's timer
+# (the process that was to record it stopped, or clamd was unreachable)
+PENDING_RETRY = dt.timedelta(seconds=60)
+
 Clock = Callable[[], dt.datetime]
 Offload = Callable[..., Any]
+Later = Callable[[str, Any], None]
 
 
 def run_here(fn: Callable[..., Any], *args: Any) -> Any:
@@ -69,6 +93,7 @@ def info(record: StoredFile) -> dict:
         "sha256": record.sha256,
         "owner_org_id": record.owner_org_id,
         "created_at": record.created_at.astimezone(dt.UTC).isoformat(),
+        "scan_status": record.scan_status,
     }
 
 
@@ -85,6 +110,8 @@ def store_file(
     offload: Offload = run_here,
     spawn: Callable[..., Any] = policy.run_now,
     only: frozenset[str] | None = None,
+    later: Later | None = None,
+    wait_bytes: int = DEFAULT_SCAN_WAIT_BYTES,
     now: Clock = utcnow,
 ) -> dict:
     """Checks an upload against its slot's policy (``files.policy``), then
@@ -94,7 +121,14 @@ def store_file(
     content checks and the malware scan run before anything is written, so a
     refused file leaves no record, no blob and no event. The stored type is
     the one decided from the bytes, whatever the caller said; the name gets
-    the matching extension."""
+    the matching extension.
+
+    ``later(sha256, job)``: given (the service gives it for the document
+    slots, ``DEFERRABLE``), a document over ``wait_bytes`` whose scan is
+    still running when its checks passed is stored quarantined
+    (``scan_status: pending``) and ``later`` records the verdict when the scan
+    ends (``record_verdict``). Without it, every upload waits for its
+    verdict."""
     if isinstance(meta, dict):
         meta = {key: value for key, value in meta.items() if key != "content_type"}
     try:
@@ -113,6 +147,8 @@ def store_file(
         offload=offload,
         spawn=spawn,
         only=only,
+        may_defer=later is not None and checked.kind in DEFERRABLE,
+        wait_bytes=wait_bytes,
     )
     file_type = slot_policy.TYPES[decision.type]
     checked = replace(
@@ -120,7 +156,14 @@ def store_file(
         content_type=decision.content_type,
         name=slot_policy.stored_name(checked.name, file_type),
     )
-    record = _save(session, storage, caller, checked, owner, data, now)
+    if decision.pending is not None:
+        status = PENDING
+    else:
+        status = CLEAN if (scanner is not None and scanner.enabled) else NOT_SCANNED
+    record = _save(session, storage, caller, checked, owner, data, now, status)
+    if decision.pending is not None:
+        assert later is not None
+        later(record.sha256, decision.pending)
     result = info(record)
     if decision.type == "xlsx":
         result["sheets"] = list(decision.sheets)
@@ -174,6 +217,7 @@ def check_xlsx(
 ) -> dict:
     """Runs the XLSX checks on a stored file the caller may read."""
     record = _readable(session, caller, file_id)
+    _refuse_infected(record)
     file_id, name, size, sha256 = record.id, record.name, record.size, record.sha256
     # end the read transaction: the check may take a while and needs no database
     session.commit()
@@ -201,6 +245,7 @@ def _save(
     owner: str | None,
     data: bytes,
     now: Clock,
+    scan_status: str = "clean",
 ) -> StoredFile:
     """Writes the bytes (once per content), the record and its event; commits."""
     sha256 = hashlib.sha256(data).hexdigest()
@@ -219,6 +264,7 @@ def _save(
         size=len(data),
         created_by=caller.user_id,
         created_at=at,
+        scan_status=scan_status,
     )
     repo.add_file(session, record)
     emit(
@@ -255,15 +301,118 @@ def get_file_info(session: Session, caller: access.Principal, file_id: str) -> d
 
 
 def get_file(
-    session: Session, storage: BlobStorage, caller: access.Principal, file_id: str
+    session: Session,
+    storage: BlobStorage,
+    caller: access.Principal,
+    file_id: str,
+    *,
+    scanner: Scanner | None = None,
 ) -> dict:
+    """The bytes of a file, never before their verdict: a file still
+    ``pending`` is scanned now (and its verdict recorded for every record of
+    the same bytes); an infected one is ``files.malware_detected``."""
     record = _readable(session, caller, file_id)
+    _refuse_infected(record)
     try:
         data = storage.get(record.sha256)
     except BlobMissing:
         log.error("file %s: bytes %s missing from storage", record.id, record.sha256)
         raise _not_found() from None
+    if record.scan_status == PENDING:
+        scanner = scanner or NoScanner()
+        if scanner.enabled:
+            sha256 = record.sha256
+            session.commit()  # no transaction held open across the scan
+            try:
+                result = scanner.scan(data)
+            except ScannerUnavailable as exc:
+                log.error("file %s kept from its reader, no malware verdict: %s", file_id, exc)
+                raise policy.scanner_unavailable() from None
+            record_verdict(session, storage, sha256, result)
+            record = _readable(session, caller, file_id)
+            _refuse_infected(record)
     return dict(info(record), content_b64=base64.b64encode(data).decode("ascii"))
+
+
+def _refuse_infected(record: StoredFile) -> None:
+    if record.scan_status == INFECTED:
+        raise InvalidInput(
+            "files.malware_detected",
+            "Ce fichier a été supprimé : l'antivirus y a détecté un contenu malveillant après "
+            "son dépôt. Demandez à la personne qui l'a déposé d'en envoyer une copie saine.",
+            {"signature": record.scan_signature} if record.scan_signature else None,
+        )
+
+
+def record_verdict(session: Session, storage: BlobStorage, sha256: str, result: ScanResult) -> int:
+    """Records the verdict on bytes answered before it came.
+
+    Clean: the pending records of these bytes become ``clean``. Infected:
+    every live record of these bytes becomes ``infected`` (whatever an older
+    scan said: it is the same content), and the bytes leave the storage
+    under the blob lock; the records stay, so the services that point at
+    them get ``files.malware_detected``, not a vanished file. Idempotent.
+    Returns the number of records changed."""
+    blob = repo.lock_existing_blob(session, sha256)
+    records = repo.files_of(session, sha256)
+    changed = 0
+    if result.infected:
+        for record in records:
+            if record.scan_status != INFECTED:
+                record.scan_status, record.scan_signature = INFECTED, result.signature
+                changed += 1
+                policy.MALWARE.labels(record.kind).inc()
+        if blob is not None:
+            storage.delete(sha256)
+        if changed:
+            log.warning(
+                "stored file found infected after its answer: bytes deleted",
+                extra={"sha256": sha256, "signature": result.signature, "records": changed},
+            )
+    else:
+        for record in records:
+            if record.scan_status == PENDING:
+                record.scan_status = CLEAN
+                changed += 1
+    session.commit()
+    return changed
+
+
+def rescan_pending(
+    session: Session,
+    storage: BlobStorage,
+    scanner: Scanner,
+    *,
+    older_than: dt.timedelta = PENDING_RETRY,
+    now: Clock = utcnow,
+    batch: int = 50,
+) -> dict:
+    """Gives their verdict to the files still pending after ``older_than``
+    (the process that was to record it stopped, clamd was unreachable): the
+    bytes are scanned again. Replicas may both take the same bytes: the
+    verdict is the same and ``record_verdict`` is idempotent. Returns
+    ``{scanned, infected, unavailable}``."""
+    counts = {"scanned": 0, "infected": 0, "unavailable": 0}
+    if not scanner.enabled:
+        return counts
+    hashes = repo.pending_hashes(session, now() - older_than, batch)
+    session.commit()
+    for sha256 in hashes:
+        try:
+            data = storage.get(sha256)
+        except BlobMissing:
+            record_verdict(session, storage, sha256, ScanResult(False))
+            continue
+        try:
+            result = scanner.scan(data)
+        except ScannerUnavailable as exc:
+            log.error("pending verdicts wait for clamd: %s", exc)
+            counts["unavailable"] += 1
+            break
+        record_verdict(session, storage, sha256, result)
+        counts["scanned"] += 1
+        counts["infected"] += int(result.infected)
+    return counts
 
 
 def delete_file(

@@ -133,12 +133,14 @@ class RegistrationAttempt(Base):
 class TotpCredential(Base):
     """A user's TOTP secret (RFC 6238). ``confirmed_at`` is set once a first
     code proved the enrolment; ``last_step`` is the time-step of the last code
-    accepted, so that no code is accepted twice."""
+    accepted, so that no code is accepted twice. ``secret`` is a Fernet token
+    (identity.totp_secrets; ~140 characters), or the base32 secret in clear in
+    rows written before encryption, sealed when next used."""
 
     __tablename__ = "totp_credentials"
 
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(64))  # base32
+    secret: Mapped[str] = mapped_column(String(255))
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime(), nullable=True)
     last_step: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)

@@ -15,14 +15,20 @@ Retention (``run_retention``, a periodic job of the service):
   the organisation and the agency can still tell who transmitted last
   year's form while the next campaign runs);
 - used or expired links, and sessions ended for more than
-  ``SESSION_RETENTION_DAYS`` (default 90), are deleted.
+  ``SESSION_RETENTION_DAYS`` (default 90), are deleted;
+- published outbox rows go a day after their publication, and a published
+  ``identity.person_anonymised`` at once: events copy names and addresses
+  (that one, the addresses just erased), and once the broker has them in
+  their consumers' durable queues no one reads the row again.
 
 Anonymisation keeps the account's row and id (the audit trail, survey's
 transmissions and carte's requests refer to it), replaces its name, e-mail
 and phone, deletes its second factor, links and sessions, and redacts the
 personal values (addresses, reasons) in audit entries about it; the redaction
 is itself an audit entry listing the entries redacted, so the hash chain
-stays verifiable (kit.audit).
+stays verifiable (kit.audit). In the same transaction it emits
+``identity.person_anonymised`` {user_id, emails (the addresses it had),
+reason: retention | request}: survey, carte and notify erase their copies.
 
 Each job takes ``now`` (an injectable clock) and, on PostgreSQL, its rows with
 SKIP LOCKED: several replicas never work on the same row.
@@ -45,6 +51,7 @@ from identity.models import (
     AuditEntry,
     CarteAccount,
     Organisation,
+    Outbox,
     RecoveryCode,
     Session,
     SignInAttempt,
@@ -53,9 +60,11 @@ from identity.models import (
     User,
 )
 from kit import audit as kit_audit
+from kit import events
 from kit.context import AGENCY_ADMIN, SYSTEM, Caller
 from kit.db import utcnow
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from kit.outbox import emit
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,8 @@ ANONYMOUS_NAME = "Anonyme"
 # audit detail keys that may hold a person's data (e-mail addresses, free text)
 PERSONAL_DETAIL_KEYS = frozenset({"detail_email", "email", "reason", "contact_email"})
 REASON_MAX = 500
+# published outbox rows are kept this long (identity.person_anonymised: not at all)
+PUBLISHED_EVENTS_TTL = dt.timedelta(days=1)
 
 
 def _setting(name: str, default: float) -> float:
@@ -161,7 +172,7 @@ def anonymise_closed_accounts(session, now: dt.datetime, limit: int = 100) -> in
     )
     done = 0
     for user in session.scalars(_locked(session, query)).all():
-        anonymise(session, user, now, action="anonymised", reason="retention")
+        anonymise(session, user, now, action="anonymised", reason="retention", cause="retention")
         done += 1
     session.commit()
     return done
@@ -187,6 +198,25 @@ def purge_links_and_sessions(session, now: dt.datetime) -> int:
     return links + sessions
 
 
+def purge_published_events(session, now: dt.datetime) -> int:
+    """Outbox rows published ``PUBLISHED_EVENTS_TTL`` ago, and published
+    ``person_anonymised`` rows whatever their age (module docstring). A row
+    not published yet stays, whatever its age: the relay still owes it."""
+    deleted = (
+        session.query(Outbox)
+        .filter(Outbox.published_at.is_not(None))
+        .filter(
+            or_(
+                Outbox.published_at < now - PUBLISHED_EVENTS_TTL,
+                Outbox.event_type == events.PERSON_ANONYMISED,
+            )
+        )
+        .delete(synchronize_session=False)
+    )
+    session.commit()
+    return deleted
+
+
 def run_retention(
     session, delete_file: Callable[[str], None], now: dt.datetime | None = None
 ) -> dict:
@@ -197,6 +227,7 @@ def run_retention(
         "invitations_purged": purge_expired_invitations(session, now),
         "accounts_anonymised": anonymise_closed_accounts(session, now),
         "links_and_sessions_purged": purge_links_and_sessions(session, now),
+        "published_events_purged": purge_published_events(session, now),
     }
     log.info(
         "identity retention: %s",
@@ -259,16 +290,36 @@ def _redact_audit(session, user: User) -> list[str]:
     return changed
 
 
+def previous_emails(session, user: User) -> list[str]:
+    """The addresses the account had, lower case, without duplicates: its
+    e-mail, or a carte account's contact e-mail (its ``users.email`` is a
+    login key, not an address)."""
+    account = session.get(CarteAccount, user.id)
+    candidates = [user.email, account.contact_email if account is not None else None]
+    return sorted(
+        {
+            e.strip().lower()
+            for e in candidates
+            if isinstance(e, str) and "@" in e and not e.strip().lower().endswith(".invalid")
+        }
+    )
+
+
 def anonymise(
     session,
     user: User,
     now: dt.datetime,
     *,
     action: str,
+    cause: str,
     actor: str | None = None,
     reason: str | None = None,
 ) -> dict:
-    """Replaces the person's data in place (module docstring); the caller commits."""
+    """Replaces the person's data in place (module docstring) and emits
+    ``identity.person_anonymised`` with ``cause`` (retention | request) as
+    its reason; the caller commits (the event goes with the change or not
+    at all)."""
+    emails = previous_emails(session, user)  # before they are overwritten
     redacted = _redact_audit(session, user)
     session.query(SignInAttempt).filter(SignInAttempt.email == user.email).delete(
         synchronize_session=False
@@ -294,6 +345,12 @@ def anonymise(
     if reason:
         detail["request"] = reason
     uc.audit(session, action, org_id=user.org_id, subject=user.id, actor=actor, **detail)
+    emit(
+        session,
+        Outbox,
+        events.PERSON_ANONYMISED,
+        {"user_id": user.id, "emails": emails, "reason": cause},
+    )
     return {"audit_entries_redacted": len(redacted)}
 
 
@@ -488,6 +545,7 @@ def erase_person(
         user,
         now,
         action="personal_data_erased",
+        cause="request",
         actor=actor.id if actor else None,
         reason=reason.strip() if isinstance(reason, str) and reason.strip() else None,
     )

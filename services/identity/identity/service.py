@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import os
 
+import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from identity import carte as carte_accounts
-from identity import personal_data, totp
+from identity import personal_data, totp, totp_secrets
 from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
 from kit import service as kit_service  # not imported by name: nameko run would see it
 from kit.db import Database
 from kit.entrypoints import rpc
-from kit.errors import NotFound
+from kit.errors import NotFound, Unavailable
 from kit.outbox import relay
 from kit.rpc import SystemRpcProxy
 
@@ -58,18 +60,59 @@ class AfterReply(DependencyProvider):
 
     def worker_teardown(self, worker_ctx):
         for job in self.jobs.pop(worker_ctx, []):
+            self.run(job)
+
+    def run(self, job) -> None:
+        """The answer is already given (« confirmation envoyée »): a database
+        that drops its links (a restart, a failover, terminated backends) must
+        not lose the work. A transient database error is retried with backoff
+        (``RETRY_DELAYS``, about 15 s in all) on a fresh session; the jobs are
+        idempotent (a registration run again finds its account). Anything else
+        is logged and left."""
+        for attempt, delay in enumerate((*AFTER_REPLY_RETRY_DELAYS, None), start=1):
             session = self.database.sessionmaker()
             try:
                 job(session)
-            except Exception:  # noqa: BLE001 - the answer is gone; never kill the service
-                log.exception("work after the reply failed")
+                return
+            except Exception as exc:  # noqa: BLE001 - the answer is gone; never kill the service
+                if not _transient(exc):
+                    log.exception("work after the reply failed")
+                    return
+                if delay is None:
+                    log.exception("work after the reply failed after %d attempts", attempt)
+                    return
+                log.warning(
+                    "work after the reply: database unavailable (%s), attempt %d, again in %.1f s",
+                    type(exc).__name__, attempt, delay,
+                )
             finally:
-                session.close()
+                _close(session)
+            eventlet.sleep(delay)
+
+
+def _close(session) -> None:
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001 - a dead link: the pool replaces it
+        session.invalidate()
+
+
+def _transient(exc: Exception) -> bool:
+    """A database out of reach for a moment (kit.db answers it as
+    ``service.database_unavailable``)."""
+    if isinstance(exc, Unavailable):
+        return exc.code == "service.database_unavailable"
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+# seconds between attempts of work after the reply (7 attempts, ~15 s)
+AFTER_REPLY_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class IdentityService(kit_service.ServiceBase):
     name = "identity"
     db = Database("identity")
+    totp_keys = totp_secrets.TotpKeys()  # TOTP_ENCRYPTION_KEYS, loaded at start
     outbox_model = Outbox
     sirene = SireneProvider()
     after_reply = AfterReply()
@@ -80,13 +123,16 @@ class IdentityService(kit_service.ServiceBase):
 
         def run(session) -> None:
             job(session)
-            relay(
-                session,
-                Outbox,
-                self._publish,
-                service=self.name,
-                on_unroutable=self._declare_consumers,
-            )
+            try:
+                relay(
+                    session,
+                    Outbox,
+                    self._publish,
+                    service=self.name,
+                    on_unroutable=self._declare_consumers,
+                )
+            except Exception:  # noqa: BLE001 - committed: the 1-second timer relays it
+                log.warning("events of the work after the reply left for the relay timer")
 
         self.after_reply(run)
 
@@ -204,33 +250,38 @@ class IdentityService(kit_service.ServiceBase):
         """Second step of a sign-in whose status was totp_required: a TOTP code
         or a recovery code. Returns what authenticate returns, for a new
         session. Errors: auth.session_invalid (401), auth.totp_invalid (401),
-        auth.totp_replayed (401), auth.totp_too_many_attempts (429)."""
+        auth.totp_replayed (401), auth.totp_too_many_attempts (429);
+        auth.totp_unavailable (503: the secret cannot be decrypted)."""
         return totp.verify_sign_in(self.db, session_id, code, ip)
 
     @rpc
     def totp_begin_enrolment(self, session_id: str) -> dict:
         """A new secret to show as a QR code: {secret, uri, issuer, account}.
-        Errors: auth.session_invalid, auth.totp_enrolled (409)."""
+        Errors: auth.session_invalid, auth.totp_enrolled (409);
+        auth.totp_unavailable (503: the secret cannot be decrypted)."""
         return totp.begin_enrolment(self.db, session_id)
 
     @rpc
     def totp_confirm_enrolment(self, session_id: str, code: str, ip: str = "unknown") -> dict:
         """The first code turns TOTP on: what authenticate returns (a new
         session) plus recovery_codes (shown once). Errors: auth.session_invalid,
-        auth.totp_invalid (422, field code), auth.totp_not_started, auth.totp_enrolled."""
+        auth.totp_invalid (422, field code), auth.totp_not_started, auth.totp_enrolled;
+        auth.totp_unavailable (503: the secret cannot be decrypted)."""
         return totp.confirm_enrolment(self.db, session_id, code, ip)
 
     @rpc
     def totp_reauthenticate(self, session_id: str, code: str, ip: str = "unknown") -> dict:
         """A fresh code before a sensitive action: {session_id, expires_at, caller}
         (caller.mfa_at is now). Errors: auth.session_invalid, auth.totp_invalid,
-        auth.totp_replayed, auth.totp_too_many_attempts, auth.totp_not_enrolled (403)."""
+        auth.totp_replayed, auth.totp_too_many_attempts, auth.totp_not_enrolled (403);
+        auth.totp_unavailable (503: the secret cannot be decrypted)."""
         return totp.reauthenticate(self.db, session_id, code, ip)
 
     @rpc
     def totp_disable(self, session_id: str, code: str, ip: str = "unknown") -> dict:
         """Organisation accounts turn TOTP off with a code (a new session).
-        Errors: auth.totp_required_for_staff (403), auth.totp_invalid."""
+        Errors: auth.totp_required_for_staff (403), auth.totp_invalid;
+        auth.totp_unavailable (503: the secret cannot be decrypted)."""
         return totp.disable(self.db, session_id, code, ip)
 
     @rpc
@@ -305,8 +356,10 @@ class IdentityService(kit_service.ServiceBase):
     @timer(interval=3600)
     def apply_retention(self) -> None:
         """The retention rules of identity/personal_data.py (invitations,
-        closed accounts, old links and sessions; SKIP LOCKED: one replica each)."""
+        closed accounts, old links and sessions, published events; SKIP LOCKED:
+        one replica each); emits identity.person_anonymised per account anonymised."""
         personal_data.run_retention(self.db, self._delete_file)
+        self.publish_pending()
 
     @rpc
     def run_retention(self, now: str | None = None) -> dict:
@@ -314,9 +367,11 @@ class IdentityService(kit_service.ServiceBase):
         once, as of ``now`` (ISO-8601, default: the current time; a later time
         shows what the periodic job will do then). Returns the counts per rule.
         Errors: forbidden.system_only, invalid_input (now)."""
-        return personal_data.run_retention(
+        result = personal_data.run_retention(
             self.db, self._delete_file, now=personal_data.system_clock(self.caller, now)
         )
+        self.publish_pending()
+        return result
 
     # -- a person's data (RGPD; identity/personal_data.py) ---------------------
 
@@ -348,11 +403,14 @@ class IdentityService(kit_service.ServiceBase):
         trail (recorded as personal_data_erased). Idempotent. Returns {user_id,
         status: erased, already, documents_deleted, audit_entries_redacted};
         with ``check`` only the checks run ({status: erasable}, nothing changed).
+        Emits identity.person_anonymised (reason request) with the erasure.
         Errors: identity.user_not_found, personal_data.own_account (409),
         quota.last_manager (409), forbidden.agency_only."""
-        return personal_data.erase_person(
+        result = personal_data.erase_person(
             self.db, self.caller, user_id, self._delete_file, reason=reason, check=check
         )
+        self.publish_pending()
+        return result
 
     def _delete_file(self, file_id: str) -> None:
         try:

@@ -20,6 +20,10 @@ randomness: a fast hash is enough, as for the e-mailed tokens).
 
 ``sessions.mfa_at`` is when a code was last given: the gateway asks for a
 fresh one (``reauthenticate``) before sensitive actions.
+
+Secrets are encrypted at rest (identity.totp_secrets); one that cannot be
+decrypted (its key no longer configured) is logged and refused with a French
+503 ``auth.totp_unavailable``, as is every operation when the keys are missing.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -36,10 +41,20 @@ import pyotp
 from sqlalchemy import select
 
 from identity import repository as repo
+from identity import totp_secrets
 from identity.models import RecoveryCode, Session, SignInAttempt, TotpCredential, User
 from kit.context import AGENCY_ADMIN
 from kit.db import utcnow
-from kit.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from kit.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
 
 ISSUER = "Plateforme formations"
 STEP_SECONDS = 30
@@ -59,6 +74,11 @@ INVALID_CODE = (
 REPLAYED_CODE = (
     "auth.totp_replayed",
     "Ce code a déjà été utilisé : attendez le code suivant de votre application.",
+)
+UNAVAILABLE = (
+    "auth.totp_unavailable",
+    "La double authentification ne peut pas être vérifiée pour le moment : réessayez "
+    "plus tard, ou contactez l'assistance si le problème persiste.",
 )
 
 
@@ -103,6 +123,34 @@ def claims(session, user: User, row: Session) -> dict:
         "totp": enrolled(session, user),
         "mfa_at": row.mfa_at.isoformat() if row.mfa_at else None,
     }
+
+
+def _box() -> totp_secrets.SecretBox:
+    try:
+        return totp_secrets.current()
+    except totp_secrets.ConfigError as exc:
+        log.error("TOTP refused: %s", exc)
+        raise Unavailable(*UNAVAILABLE) from None
+
+
+def _secret(cred: TotpCredential) -> str:
+    """The secret in clear; one stored in clear or under an older key is
+    sealed again with the first key (written by the caller's commit)."""
+    box = _box()
+    try:
+        secret, stale = box.open(cred.secret, cred.user_id)
+    except totp_secrets.Unreadable as exc:
+        log.error(
+            "TOTP secret of user %s cannot be decrypted (%s): was its key removed "
+            "from %s too early?",
+            cred.user_id,
+            exc,
+            totp_secrets.ENV,
+        )
+        raise Unavailable(*UNAVAILABLE) from None
+    if stale:
+        cred.secret = box.seal(secret, cred.user_id)
+    return secret
 
 
 def _step(now: dt.datetime) -> int:
@@ -166,7 +214,7 @@ def check_code(
 ) -> str:
     """Accepts a TOTP code (once) or an unused recovery code; returns which.
     Errors: auth.totp_too_many_attempts (429), auth.totp_invalid (401),
-    auth.totp_replayed (401)."""
+    auth.totp_replayed (401), auth.totp_unavailable (503)."""
     now = now or utcnow()
     _failures(session, user, now)
     code = _normalise(code)
@@ -174,7 +222,7 @@ def check_code(
     if cred is None or cred.confirmed_at is None:
         _refuse(session, user, ip, now, Unauthenticated(*INVALID_CODE))
     if _DIGITS.match(code):
-        step = _match_step(cred.secret, code, now)
+        step = _match_step(_secret(cred), code, now)
         if step is not None and step <= cred.last_step:
             _refuse(session, user, ip, now, Unauthenticated(*REPLAYED_CODE))
         if step is not None:
@@ -257,7 +305,8 @@ def verify_sign_in(
 
 def begin_enrolment(session, session_id, now: dt.datetime | None = None) -> dict:
     """A new secret (not active until a first code confirms it):
-    {secret, uri (otpauth://…), issuer, account}. Errors: auth.totp_enrolled (409)."""
+    {secret, uri (otpauth://…), issuer, account}; the secret is stored encrypted.
+    Errors: auth.totp_enrolled (409), auth.totp_unavailable (503)."""
     from identity import use_cases as uc
 
     now = now or utcnow()
@@ -271,16 +320,18 @@ def begin_enrolment(session, session_id, now: dt.datetime | None = None) -> dict
             "auth.totp_enrolled",
             "La double authentification est déjà activée pour ce compte.",
         )
+    box = _box()
     if cred is None:
         cred = TotpCredential(user_id=user.id, created_at=now, last_step=0)
         session.add(cred)
-    cred.secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
+    cred.secret = box.seal(secret, user.id)
     cred.created_at = now
     account = _account_name(session, user)
     session.commit()
     return {
-        "secret": cred.secret,
-        "uri": pyotp.TOTP(cred.secret, interval=STEP_SECONDS).provisioning_uri(
+        "secret": secret,
+        "uri": pyotp.TOTP(secret, interval=STEP_SECONDS).provisioning_uri(
             name=account, issuer_name=ISSUER
         ),
         "issuer": ISSUER,
@@ -302,7 +353,9 @@ def confirm_enrolment(
 ) -> dict:
     """The first code proves the secret is in the application: TOTP is on,
     recovery codes are made (shown this once) and the session renewed.
-    Returns what ``authenticate`` returns plus ``recovery_codes``."""
+    Returns what ``authenticate`` returns plus ``recovery_codes``.
+    Errors: auth.totp_invalid (422), auth.totp_not_started, auth.totp_enrolled
+    (409), auth.totp_unavailable (503)."""
     from identity import use_cases as uc
 
     now = now or utcnow()
@@ -319,7 +372,7 @@ def confirm_enrolment(
             "auth.totp_enrolled", "La double authentification est déjà activée pour ce compte."
         )
     normalised = _normalise(code)
-    step = _match_step(cred.secret, normalised, now) if _DIGITS.match(normalised) else None
+    step = _match_step(_secret(cred), normalised, now) if _DIGITS.match(normalised) else None
     if step is None:
         _refuse(
             session,

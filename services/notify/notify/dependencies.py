@@ -15,6 +15,7 @@ from notify.mailer import DEFAULT_MAIL_FROM, DEFAULT_SMTP_URL, Mailer
 from notify.partners.amqp import Provisioner, Publisher
 from notify.partners.dispatcher import Dispatcher
 from notify.partners.settings import PartnerSettings
+from notify.personal_data import Retention
 from notify.templates import (
     DEFAULT_AGENCY_EMAIL,
     DEFAULT_CARTE_ADMIN_EMAIL,
@@ -54,6 +55,19 @@ class SettingsProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.settings
+
+
+class RetentionProvider(DependencyProvider):
+    """Injects ``personal_data.Retention``: ``NOTIFY_EMAIL_RETENTION_DAYS``
+    (default 90). A value that is not a number of days stops the service at
+    start rather than keeping e-mails for a length nobody chose."""
+
+    def setup(self):
+        config = self.container.config
+        self.retention = Retention.read(lambda key, default: setting(config, key, default))
+
+    def get_dependency(self, worker_ctx):
+        return self.retention
 
 
 log = logging.getLogger(__name__)

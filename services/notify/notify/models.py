@@ -1,7 +1,9 @@
 """Notify tables (SQLAlchemy 2): the delivery log, the inbox, the outbox.
 
 A delivery keeps the rendered message (recipient, subject, body) so a failed
-send can be retried later without the event that caused it.
+send can be retried later without the event that caused it; once it is
+``sent`` or ``undelivered`` it is deleted after ``NOTIFY_EMAIL_RETENTION_DAYS``
+(notify.personal_data).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, synonym
 
 from kit.db import InboxMixin, OutboxMixin, TZDateTime, make_base, new_id, utcnow
 
@@ -167,11 +169,41 @@ class DeliveryAttempt(Base):
 
 
 class PartnerAudit(Base):
+    """Who changed which partner, and when: a tamper-evident chain (kit.audit).
+
+    The columns are kit.audit's: ``org_id`` holds the partner's id (a partner
+    is an agency: the organisation the entry is about), ``actor_id`` the
+    agent's user id (null for the push loop), ``subject_user_id`` is unused
+    (always null, still hashed). ``partner_id``, ``actor`` and ``details``
+    are the names the partner code reads them by. Append only through
+    ``notify.partners.admin.audit``; verify with ``python -m notify.audit_check``."""
+
     __tablename__ = "partner_audit"
+    __table_args__ = (UniqueConstraint("seq", name="uq_partner_audit_seq"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    partner_id: Mapped[str] = mapped_column(String(32), index=True)
-    at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
-    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    org_id: Mapped[str] = mapped_column(String(32), index=True)
+    subject_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     action: Mapped[str] = mapped_column(String(40))
-    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime(), default=utcnow)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    partner_id = synonym("org_id")
+    actor = synonym("actor_id")
+    details = synonym("detail")
+
+
+class PartnerAuditChain(Base):
+    """The head of the partner audit chain (kit.audit): the last entry's seq
+    and hash, in one row named ``audit``. Appending locks it until commit."""
+
+    __tablename__ = "partner_audit_chain"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))

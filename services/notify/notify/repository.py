@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from notify.models import FAILED, PENDING, UNDELIVERED, Delivery
+from notify.models import FAILED, PENDING, SENT, UNDELIVERED, Delivery
 
 
 def add_deliveries(session: Session, rows: list[Delivery]) -> None:
@@ -102,3 +102,50 @@ def mark_stale_failed(session: Session, delivery: Delivery, error: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def _final_before(before: dt.datetime):
+    """Sent (at ``sent_at``) or given up (at its last attempt) before ``before``.
+    The fallbacks cover rows without the usual date (written by older code)."""
+    return or_(
+        (Delivery.status == SENT)
+        & (func.coalesce(Delivery.sent_at, Delivery.last_attempt_at, Delivery.created_at) < before),
+        (Delivery.status == UNDELIVERED)
+        & (func.coalesce(Delivery.last_attempt_at, Delivery.created_at) < before),
+    )
+
+
+def final_deliveries_before(session: Session, before: dt.datetime, limit: int) -> list[str]:
+    """Ids of up to ``limit`` deliveries past their retention (personal_data),
+    locked on PostgreSQL (SKIP LOCKED: a row another replica holds is skipped)."""
+    query = select(Delivery.id).where(_final_before(before)).limit(limit)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def delete_final_deliveries(session: Session, ids: list[str], before: dt.datetime) -> int:
+    """Deletes those of ``ids`` still past their retention (the condition is
+    checked again: one sent back to the retry queue meanwhile stays)."""
+    result = session.execute(
+        delete(Delivery)
+        .where(Delivery.id.in_(ids), _final_before(before))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def deliveries_by_id(session: Session, ids: list[str]) -> list[Delivery]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Delivery).where(Delivery.id.in_(ids))))
+
+
+def record_outcome(session: Session, delivery_id: str, values: dict) -> None:
+    """Writes an attempt's outcome on a delivery still marked ``pending``."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == PENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )

@@ -4,11 +4,13 @@ Run: ``nameko run --config deploy/nameko.yaml notify.service`` with
 ``PYTHONPATH=libs/kit:services/notify``. Configuration (container config, else
 environment): ``NOTIFY_DB_URL``, ``SMTP_URL`` (default ``smtp://127.0.0.1:8625``,
 the local mail catcher), ``MAIL_FROM``, ``PUBLIC_URL`` (base of the links),
-``AGENCY_EMAIL`` (France compétences' mailbox).
+``AGENCY_EMAIL`` (France compétences' mailbox), ``NOTIFY_EMAIL_RETENTION_DAYS``
+(default 90: e-mails sent or given up are deleted after it, notify.personal_data).
 
 Surface: one handler per identity event that calls for an e-mail
 (``on_<event>``: the method name is part of the durable queue's name, never
-rename it); emits ``notify.email_failed`` ``{source_event_id, template, error,
+rename it); ``on_person_anonymised`` erases the e-mails of an account
+identity anonymised; emits ``notify.email_failed`` ``{source_event_id, template, error,
 delivery_id, attempts, will_retry}``.
 
 Partners (DESIGN §8, docs/partners-design.md, ``notify.partners``): one
@@ -35,7 +37,12 @@ from kit.db import Database, utcnow
 from kit.entrypoints import rpc
 from kit.handlers import event_handler  # retries, then parks (never loses an event)
 from notify import personal_data, use_cases
-from notify.dependencies import MailerProvider, PartnersProvider, SettingsProvider
+from notify.dependencies import (
+    MailerProvider,
+    PartnersProvider,
+    RetentionProvider,
+    SettingsProvider,
+)
 from notify.models import Outbox
 from notify.partners import admin, catalogue, feed
 
@@ -73,6 +80,7 @@ class NotifyService(kit.service.ServiceBase):
     send = MailerProvider()
     settings = SettingsProvider()
     partners = PartnersProvider()
+    retention = RetentionProvider()
 
     # ------------------------------------------------------------ partner events
     # the names are part of the durable queues' names: never rename them
@@ -199,6 +207,27 @@ class NotifyService(kit.service.ServiceBase):
         given up. Returns {emails_erased}. Errors: forbidden.agency_only,
         invalid_input (emails)."""
         return personal_data.erase_person(self.db, self.caller, emails)
+
+    @event_handler(events.IDENTITY, events.PERSON_ANONYMISED)
+    def on_person_anonymised(self, payload: dict) -> None:
+        """identity anonymised an account (retention or request): the e-mails
+        sent to its addresses are erased as by erase_person (once per event)."""
+        personal_data.person_anonymised(self.db, payload, handler="on_person_anonymised")
+
+    @timer(interval=3600)
+    def apply_retention(self) -> None:
+        """E-mails sent or given up more than NOTIFY_EMAIL_RETENTION_DAYS ago
+        are deleted (notify/personal_data.py; SKIP LOCKED: one replica per row)."""
+        personal_data.run_retention(self.db, self.retention)
+
+    @rpc
+    def run_retention(self, now: str | None = None) -> dict:
+        """System callers (operations, tests): the e-mail retention at once, as
+        of ``now`` (ISO-8601, default: the current time). Returns
+        {emails_purged}. Errors: forbidden.system_only, invalid_input (now)."""
+        return personal_data.run_retention(
+            self.db, self.retention, now=personal_data.system_clock(self.caller, now)
+        )
 
     @timer(interval=3600)
     def purge_partner_feed(self) -> None:

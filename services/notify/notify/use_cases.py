@@ -35,12 +35,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import Gauge
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from kit import events
 from kit.context import Caller
-from kit.db import utcnow
+from kit.db import new_id, utcnow
 from kit.errors import NotFound
 from kit.metrics import EMAILS
 from kit.outbox import emit
@@ -134,6 +134,7 @@ def notify_event(
     session.add(Inbox(event_id=event_id, handler=handler, handled_at=now))
     rows = [
         Delivery(
+            id=new_id(),  # known before the commit: a lost link may hide its outcome
             source_event_id=event_id,
             template=e.template,
             to=e.to,
@@ -154,6 +155,18 @@ def notify_event(
         session.rollback()
         log.info("event %s already handled by %s: no e-mail", event_id, handler)
         return []
+    except OperationalError:
+        # the link died during COMMIT: the server may have committed before
+        # it went (a terminated backend finishes its commit first). Ask a
+        # fresh connection; if the inbox row is there, these deliveries are
+        # ours to send (a later copy of the event finds it "already handled"
+        # and would send nothing, leaving them pending for STALE_AFTER)
+        _discard(session)
+        if session.get(Inbox, (event_id, handler)) is None:
+            raise
+        log.info("event %s: commit confirmed after a lost link, sending", event_id)
+        ids = [row.id for row in rows]
+        rows = [r for r in repository.deliveries_by_id(session, ids) if r.status == PENDING]
     for row in rows:
         _attempt(session, send, row, clock, policy)
     return rows
@@ -235,7 +248,28 @@ def _attempt(
         row.status = SENT
         row.sent_at = clock()
     EMAILS.labels(outcome="sent" if row.status == SENT else "failed").inc()
-    session.commit()
+    outcome = {
+        "status": row.status,
+        "sent_at": row.sent_at,
+        "last_error": row.last_error,
+        "next_attempt_at": row.next_attempt_at,
+    }
+    try:
+        session.commit()
+    except OperationalError:
+        # the mail went (or failed) whatever the database says: record it on
+        # a fresh connection, once, or the stale-pending recovery would send
+        # a sent e-mail again
+        _discard(session)
+        repository.record_outcome(session, row.id, outcome)
+        session.commit()
+
+
+def _discard(session: Session) -> None:
+    try:
+        session.rollback()
+    except Exception:  # noqa: BLE001 - a dead link: the pool replaces it
+        session.invalidate()
 
 
 def _announce_failure(session: Session, row: Delivery) -> None:

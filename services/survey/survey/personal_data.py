@@ -16,7 +16,8 @@ A person's data: the transmissions they submitted (with the name and e-mail
 copied at submission) and the attachments they uploaded. Erasure replaces
 the copied name and e-mail; the transmissions belong to the organisation and
 follow the retention above. The user id stays (a pseudonym once identity
-has anonymised the account).
+has anonymised the account). The same erasure runs when identity announces
+an account anonymised (``identity.person_anonymised``: retention or request).
 
 The retention job takes ``now`` and, on PostgreSQL, its rows with SKIP
 LOCKED: several replicas never purge the same row.
@@ -209,7 +210,17 @@ def erase_person(session, caller: Caller, user_id) -> dict:
     """Agency: the name and e-mail copied on the person's transmissions are
     replaced. Idempotent. Returns {transmissions_anonymised}."""
     _require_agency(caller)
-    user_id = _user_id(user_id)
+    return _erase(session, _user_id(user_id))
+
+
+def person_anonymised(session, payload: dict) -> dict:
+    """identity.person_anonymised (retention or a request): the same erasure
+    as ``erase_person``. Idempotent: a second delivery, or one after the
+    agency's erasure, finds nothing left to replace."""
+    return _erase(session, _user_id(payload.get("user_id")))
+
+
+def _erase(session, user_id: str) -> dict:
     changed = 0
     for row in session.scalars(
         select(Transmission).where(Transmission.submitted_by == user_id)

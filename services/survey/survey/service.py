@@ -369,6 +369,12 @@ class SurveyService(kit_service.ServiceBase):
         Errors: forbidden.agency_only."""
         return personal_data.erase_person(self.db, self.caller, user_id)
 
+    @event_handler(events.IDENTITY, events.PERSON_ANONYMISED)
+    def on_person_anonymised(self, payload: dict) -> None:
+        """identity anonymised an account (retention or request): the name and
+        e-mail copied on its transmissions are replaced (idempotent)."""
+        personal_data.person_anonymised(self.db, payload)
+
     def _delete_file(self, file_id: str) -> None:
         try:
             self.system_files.delete_file(file_id)

@@ -43,13 +43,13 @@ def storage_config():
 
 @pytest.fixture
 def files_config(rabbit_config, files_db, storage_config, tmp_path):
-    return dict(
+    base = dict(
         rabbit_config,
         FILES_DB_URL=files_db,
         FILES_DIR=str(tmp_path / "blobs"),
         FILES_MAX_BYTES=1024,
-        **storage_config,
     )
+    return {**base, **storage_config}
 
 
 @pytest.fixture
@@ -231,3 +231,46 @@ class TestOnS3:
         assert files.check_xlsx(stored["id"])["ok"] is True
         files.delete_file(stored["id"])
         assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+class TestWithAScanner:
+    """With a real clamd: a large document answered before its verdict gets
+    it recorded by the service itself, moments later."""
+
+    @pytest.fixture
+    def storage_config(self, clamd):
+        return {"FILES_CLAMD": clamd.address, "FILES_MAX_BYTES": 2_000_000,
+                "FILES_SCAN_WAIT_BYTES": 64 * 1024}
+
+    def test_a_large_infected_annex_is_answered_then_its_bytes_are_deleted(self, rpc_as):
+        import random
+        import time
+
+        files = rpc_as(MANAGER_A)
+        assert files.health()["scanner"] == "ok"
+        payload = random.Random(5).randbytes(1_000_000)
+        infected = corpus.pdf(payload=payload + corpus.EICAR)
+        clean = corpus.pdf(payload=payload)
+        answers = [
+            files.store_file({"kind": "annex", "name": "plan.pdf"}, base64.b64encode(d).decode())
+            for d in (clean, infected)
+        ]
+        deadline = time.monotonic() + 10
+        states = []
+        while time.monotonic() < deadline:
+            states = [files.get_file_info(a["id"])["scan_status"] for a in answers]
+            if "pending" not in states:
+                break
+            time.sleep(0.05)
+        assert states == ["clean", "infected"]
+        assert base64.b64decode(files.get_file(answers[0]["id"])["content_b64"]) == clean
+        with pytest.raises(InvalidInput) as caught:
+            files.get_file(answers[1]["id"])
+        assert caught.value.code == "files.malware_detected"
+
+    def test_a_small_infected_file_is_refused_over_the_bus(self, rpc_as):
+        with pytest.raises(InvalidInput) as caught:
+            rpc_as(MANAGER_A).store_file(
+                {"kind": "annex", "name": "a.pdf"}, base64.b64encode(corpus.EICAR).decode()
+            )
+        assert caught.value.code == "files.malware_detected"

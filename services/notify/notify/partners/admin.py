@@ -1,6 +1,7 @@
 """The agency's use cases on partners, and the partner's own reads.
 
-Every change is in the partner's audit trail (``PartnerAudit``). Secrets
+Every change is in the partner's audit trail (``PartnerAudit``, hash-chained
+by ``kit.audit``: see ``audit``). Secrets
 (API keys, the webhook secret, the AMQP password) are returned once, by the
 call that makes them, and never again.
 """
@@ -13,6 +14,7 @@ import re
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from kit import audit as kit_audit
 from kit.context import Caller
 from kit.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from notify.models import (
@@ -27,6 +29,7 @@ from notify.models import (
     DeliveryAttempt,
     Partner,
     PartnerAudit,
+    PartnerAuditChain,
     PartnerDelivery,
     PartnerEvent,
     PartnerKey,
@@ -111,8 +114,19 @@ def event_types() -> dict:
     }
 
 
-def audit(session, partner_id, actor, action, **details) -> None:
-    session.add(PartnerAudit(partner_id=partner_id, actor=actor, action=action, details=details))
+def audit(session, partner_id, actor, action, **details) -> PartnerAudit:
+    """Appends one entry to the partner audit chain (kit.audit). It locks the
+    chain's head row until the caller's transaction ends: call it after any
+    slow outside call (RabbitMQ's API), just before the commit."""
+    return kit_audit.append(
+        session,
+        PartnerAudit,
+        PartnerAuditChain,
+        org_id=partner_id,
+        actor_id=actor,
+        action=action,
+        detail=details,
+    )
 
 
 # ---------------------------------------------------------------- validation

@@ -36,13 +36,12 @@ from notify.models import (
     Delivery,
     DeliveryAttempt,
     Partner,
-    PartnerAudit,
     PartnerDelivery,
     PartnerEvent,
 )
 from notify.partners import delivery as push
 from notify.partners import ssrf
-from notify.partners.admin import signing_secrets
+from notify.partners.admin import audit, signing_secrets
 from notify.partners.settings import PartnerSettings
 
 log = logging.getLogger(__name__)
@@ -369,14 +368,7 @@ class Dispatcher:
             .values(state=DELIVERY_DISABLED)
             .execution_options(synchronize_session=False)
         )
-        session.add(
-            PartnerAudit(
-                partner_id=partner.id,
-                actor=None,
-                action="webhook_disabled",
-                details={"reason": partner.webhook_disabled_reason},
-            )
-        )
+        audit(session, partner.id, None, "webhook_disabled", reason=partner.webhook_disabled_reason)
         log.warning("partner %s: webhook disabled after repeated failures", partner.id)
         for to in dict.fromkeys([partner.contact_email, self.settings.agency_email]):
             session.add(_disabled_email(partner, to, self.settings))

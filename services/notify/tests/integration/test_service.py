@@ -1,5 +1,6 @@
 """The notify service on a real broker, a real PostgreSQL and the mail catcher."""
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -7,14 +8,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from nameko.events import event_handler
 from nameko.standalone.events import event_dispatcher
-from nameko.standalone.rpc import ServiceRpcProxy
+from nameko.standalone.rpc import ClusterRpcProxy, ServiceRpcProxy
 from nameko.testing.services import entrypoint_waiter
 from sqlalchemy import select
 
 from kit import events
+from kit.context import SYSTEM, Caller
 from kit.db import make_engine
 from kit.migrate import upgrade
-from notify.models import FAILED, Base, Delivery
+from notify.models import FAILED, SENT, Base, Delivery
 from notify.service import NotifyService
 
 pytestmark = pytest.mark.integration
@@ -137,3 +139,62 @@ def test_health_answers_over_rpc(container_factory, config):
     container.start()
     with ServiceRpcProxy("notify", config) as notify:
         assert notify.health() == {"service": "notify", "status": "ok"}
+
+
+def add_deliveries(db_url, *rows):
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for row in rows:
+                conn.execute(Delivery.__table__.insert().values(**row))
+    finally:
+        engine.dispose()
+
+
+def sent_mail(to, days_ago, now):
+    at = now - dt.timedelta(days=days_ago)
+    return dict(id=uuid.uuid4().hex, source_event_id="e", template="user_validated", to=to,
+                subject="Votre compte est validé", body="Bonjour", status=SENT, attempts=1,
+                created_at=at, last_attempt_at=at, sent_at=at)  # fmt: skip
+
+
+def test_identity_person_anonymised_erases_the_emails_once(
+    container_factory, config, rabbit_config, db_url
+):
+    now = dt.datetime.now(dt.UTC)
+    add_deliveries(db_url, sent_mail("claire@example.test", 2, now),
+                   sent_mail("paul@example.test", 2, now))  # fmt: skip
+    container = container_factory(NotifyService, config)
+    container.start()
+    payload = {
+        "event_id": uuid.uuid4().hex,
+        "occurred_at": now.isoformat(),
+        "user_id": "u" * 32,
+        "emails": ["claire@example.test"],
+        "reason": "retention",
+    }
+    dispatch = event_dispatcher(rabbit_config)
+    with entrypoint_waiter(container, "on_person_anonymised", timeout=10):
+        dispatch(events.IDENTITY, "person_anonymised", payload)
+    add_deliveries(db_url, sent_mail("claire@example.test", 0, now))  # the address reused
+    with entrypoint_waiter(container, "on_person_anonymised", timeout=10):
+        dispatch(events.IDENTITY, "person_anonymised", payload)  # redelivered
+    assert sorted(r["to"] for r in deliveries(db_url)) == [
+        "anonyme@anonyme.invalid",
+        "claire@example.test",
+        "paul@example.test",
+    ]
+
+
+def test_a_system_caller_runs_the_email_retention_over_rpc(container_factory, config, db_url):
+    now = dt.datetime.now(dt.UTC)
+    add_deliveries(db_url, sent_mail("old@example.test", 91, now),
+                   sent_mail("new@example.test", 1, now))  # fmt: skip
+    container = container_factory(NotifyService, config)
+    container.start()
+    system = {"caller": Caller(roles=(SYSTEM,)).to_header()}
+    with ClusterRpcProxy(config, context_data=system, timeout=10) as rpc:
+        assert rpc.notify.run_retention(now.isoformat()) == {"emails_purged": 1}
+        later = (now + dt.timedelta(days=90)).isoformat()
+        assert rpc.notify.run_retention(later) == {"emails_purged": 1}
+    assert deliveries(db_url) == []

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from deploy.webhook_receiver import Receiver
+from kit import audit as kit_audit
 from kit.context import AGENCY_ADMIN, MANAGER, Caller
 from kit.db import make_engine
 from kit.errors import BadRequest, Forbidden, Gone, InvalidInput, Unauthenticated
@@ -31,6 +32,7 @@ from notify.models import (
     DeliveryAttempt,
     Partner,
     PartnerAudit,
+    PartnerAuditChain,
     PartnerDelivery,
     PartnerEvent,
     PartnerKey,
@@ -627,6 +629,9 @@ def test_a_webhook_failing_longer_than_disable_after_days_is_disabled_with_audit
         assert session.get(PartnerDelivery, first).state == DELIVERY_DISABLED
     assert audit.partner_id == pid and audit.actor is None
     assert audit.details["reason"] == stored.webhook_disabled_reason
+    with db() as session:  # the push loop's entry is chained after the agency's
+        report = kit_audit.verify(session, PartnerAudit, PartnerAuditChain)
+    assert report.ok and report.entries == 2 and audit.seq == 2, report.line()
     assert [m.to for m in mails] == ["agence@localhost", "hook@partenaire.test"]
     assert {m.template for m in mails} == {"partner_webhook_disabled"}
     assert all(m.status == FAILED and receiver.url in m.body for m in mails)

@@ -253,3 +253,61 @@ def test_an_unusable_payload_sends_nothing_and_records_nothing(session):
         notify(session, smtp, {"event_id": "evt-x", "email": "a@example.test"})
     session.rollback()
     assert smtp.sent == [] and count(session, Inbox) == 0
+
+
+def _link_lost_after(session, commits_that_succeed_then_fail: int):
+    """The next commits go through, the last one's answer is lost (the
+    server committed, then the link died: a terminated backend)."""
+    from sqlalchemy.exc import OperationalError
+
+    real = session.commit
+    calls = {"n": 0}
+
+    def commit():
+        calls["n"] += 1
+        real()
+        if calls["n"] == commits_that_succeed_then_fail:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    session.commit = commit
+    return calls
+
+
+def test_a_commit_whose_answer_was_lost_still_sends_the_email_once(session):
+    smtp = FakeSmtp()
+    _link_lost_after(session, 1)  # the inbox and delivery commit
+    [delivery] = notify(session, smtp, registered())
+    assert [m.to for m in smtp.sent] == ["nina.roux@example.test"]
+    session.expire_all()
+    assert session.get(Delivery, delivery.id).status == SENT
+    # the event again (its handler was told the commit failed): nothing more
+    assert notify(session, smtp, registered()) == []
+    assert len(smtp.sent) == 1
+
+
+def test_a_sent_email_whose_status_commit_was_lost_is_recorded_sent(session):
+    smtp = FakeSmtp()
+    _link_lost_after(session, 2)  # the commit after the send
+    [delivery] = notify(session, smtp, registered())
+    session.expire_all()
+    row = session.get(Delivery, delivery.id)
+    assert (row.status, row.sent_at) == (SENT, T0)
+    assert len(smtp.sent) == 1
+
+
+def test_a_commit_that_really_failed_is_left_to_the_event_retry(session):
+    from sqlalchemy.exc import OperationalError
+
+    def commit():
+        session.rollback()
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    real = session.commit
+    session.commit = commit
+    with pytest.raises(OperationalError):
+        notify(session, FakeSmtp(), registered())
+    session.commit = real
+    assert count(session, Inbox) == 0
+    smtp = FakeSmtp()
+    notify(session, smtp, registered())
+    assert len(smtp.sent) == 1
