@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -124,10 +125,22 @@ def test_retention_on_a_clock_moved_forward_purges_and_anonymises(
     users = users_of(gateway, manager)
     assert invited["id"] in users and users[leaving["id"]]["email"] == f"dep.{unique}@example.org"
 
+    # notify holds the invitation e-mail sent to the address (sent at once)
+    address = [f"dep.{unique}@example.org"]
+    deadline = time.monotonic() + 10
+    while not system_rpc(system, "notify", "export_person", address)["emails"]:
+        assert time.monotonic() < deadline, "the invitation e-mail never reached notify"
+        time.sleep(0.2)
+
     # 13 months later: the invitation has expired, the deactivation is old
     later = (now + dt.timedelta(days=400)).isoformat()
     counts = system_rpc(system, "identity", "run_retention", later)
     assert counts["invitations_purged"] >= 1 and counts["accounts_anonymised"] >= 1
+    # identity.person_anonymised reaches notify: the e-mails to that address go
+    deadline = time.monotonic() + 10
+    while system_rpc(system, "notify", "export_person", address)["emails"]:
+        assert time.monotonic() < deadline, "notify kept the e-mails of an anonymised person"
+        time.sleep(0.2)
     users = users_of(gateway, manager)
     assert invited["id"] not in users  # its quota slot is free again
     gone = users[leaving["id"]]
