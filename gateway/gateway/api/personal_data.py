@@ -119,6 +119,12 @@ def zip_export(data: dict) -> bytes:
             except NotFound:
                 item["in_zip"], item["note"] = False, "fichier supprimé"
                 continue
+            except InvalidInput as exc:
+                if exc.code != "files.malware_detected":
+                    raise
+                # found infected after its upload: its bytes are gone
+                item["in_zip"], item["note"] = False, "fichier supprimé : contenu malveillant"
+                continue
             content = base64.b64decode(stored["content_b64"])
             if total + len(content) > MAX_ZIP_BYTES:
                 item["in_zip"], item["note"] = False, "archive trop volumineuse"
