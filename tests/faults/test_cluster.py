@@ -84,7 +84,9 @@ SERVICES = ("identity", "survey", "files", "notify")
 ORGANISATIONS = 4
 TRANSMISSIONS = 7  # per organisation, one after the other
 REGISTRATION_THREADS = 4
-REGISTRATIONS = 4  # per thread, one after the other
+REGISTRATIONS = 3  # per thread, one after the other: 3 per SIRET at most (the
+# limit of pending registrations per organisation), spread over the SIRETs
+# the organisations above do not use
 STOP_AFTER = 6  # answers before the node is stopped: in the middle of the burst
 REQUEST_DEADLINE = 60  # seconds a client keeps retrying one request
 BURST_DEADLINE = 150  # seconds after which no client of the burst retries any more
@@ -166,12 +168,13 @@ def transmissions_of(url: str, org: dict, forms: list[tuple[bytes, str]], tally:
                 for content, key in forms]
 
 
-def registrations_of(url: str, emails: list[str], tally: Tally) -> list[int]:
+def registrations_of(url: str, emails: list[str], tally: Tally, thread: int) -> list[int]:
     """Registrations one after the other (the same address again is safe: a
     second registration sends nothing more)."""
     statuses = []
+    free = len(SIRETS) - ORGANISATIONS
     for n, email in enumerate(emails):
-        siret = SIRETS[(n + ORGANISATIONS) % len(SIRETS)]
+        siret = SIRETS[ORGANISATIONS + (thread * REGISTRATIONS + n) % free]
         response, _ = until_answered("register", lambda e=email, s=siret: register(url, e, s),
                                      tally, REQUEST_DEADLINE)
         statuses.append(getattr(response, "status_code", 0))
@@ -312,7 +315,7 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     pool = ThreadPoolExecutor(ORGANISATIONS + REGISTRATION_THREADS)
     began = time.monotonic()
     sent = [pool.submit(transmissions_of, url, o, forms[o["sid"]], tally) for o in orgs]
-    signed = [pool.submit(registrations_of, url, e, tally) for e in emails]
+    signed = [pool.submit(registrations_of, url, e, tally, t) for t, e in enumerate(emails)]
     pool.shutdown(wait=False)
     assert tally.enough.wait(60), tally.summary()
     monitor.thread.start()
@@ -405,5 +408,6 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
                          fill_form(org["form"], figures(99, org["i"])), key=f"grappe-{tag}-apres")
     assert fresh.status_code == 201, fresh.text
     late = f"inscription.grappe.{tag}.apres@example.org"
-    assert register(url, late, SIRETS[-1]).status_code == 202
+    # into an organisation of the burst (the other SIRETs hold 3 pending each)
+    assert register(url, late, org["siret"]).status_code == 202
     assert confirmations(mailbox, [late], timeout=30, poll=0.5) == {late: 1}

@@ -49,27 +49,33 @@ def active_users(session, org_id: str) -> list[User]:
     return [u for u in live_users(session, org_id) if u.validated_at is not None]
 
 
-def pending_count(session, org_id: str) -> int:
-    """Self-registrations of an organisation awaiting validation."""
-    return session.scalar(
-        select(func.count()).where(
-            User.org_id == org_id,
-            User.validated_at.is_(None),
-            User.rejected_at.is_(None),
-            User.deactivated_at.is_(None),
-        )
+def pending_count(session, org_id: str, other_than: str | None = None) -> int:
+    """Self-registrations of an organisation awaiting validation (those of
+    another address than ``other_than``)."""
+    query = select(func.count()).where(
+        User.org_id == org_id,
+        User.validated_at.is_(None),
+        User.rejected_at.is_(None),
+        User.deactivated_at.is_(None),
     )
+    if other_than is not None:
+        query = query.where(User.email != other_than)
+    return session.scalar(query)
 
 
-def registrations_in_flight(session, siret: str, since: dt.datetime) -> int:
-    """Registrations for ``siret`` answered but whose account is not made yet."""
-    return session.scalar(
-        select(func.count()).where(
-            RegistrationAttempt.siret == siret,
-            RegistrationAttempt.finished_at.is_(None),
-            RegistrationAttempt.at >= since,
-        )
+def registrations_in_flight(
+    session, siret: str, since: dt.datetime, other_than: str | None = None
+) -> int:
+    """Registrations for ``siret`` answered but whose account is not made yet
+    (of another address than ``other_than``)."""
+    query = select(func.count()).where(
+        RegistrationAttempt.siret == siret,
+        RegistrationAttempt.finished_at.is_(None),
+        RegistrationAttempt.at >= since,
     )
+    if other_than is not None:
+        query = query.where(RegistrationAttempt.email != other_than)
+    return session.scalar(query)
 
 
 def registration_attempts_since(

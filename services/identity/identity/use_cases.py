@@ -355,10 +355,12 @@ def _check_registration_limits(session, reg: rules.Registration, now: dt.datetim
             {"retry_after": max(1, retry)},
         )
     org = repo.org_by_siret(session, reg.siret)
-    pending = repo.pending_count(session, org.id) if org is not None else 0
+    # the same address again is not one more registration (a client that
+    # retries after a lost answer gets the same answer, nothing is created)
+    pending = repo.pending_count(session, org.id, reg.email) if org is not None else 0
     # answered registrations whose account is not made yet count too (for a
     # few minutes at most, should their deferred work have failed)
-    pending += repo.registrations_in_flight(session, reg.siret, now - IN_FLIGHT)
+    pending += repo.registrations_in_flight(session, reg.siret, now - IN_FLIGHT, reg.email)
     if pending >= rules.MAX_PENDING_PER_ORG:
         raise Conflict(
             "registration.too_many_pending",

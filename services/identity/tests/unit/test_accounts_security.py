@@ -356,3 +356,13 @@ def test_registrations_answered_but_not_yet_made_count_against_the_organisations
     with pytest.raises(Conflict):  # now pending users, no longer in flight: the same limit
         uc.register(session, form(email="q@example.org", email_confirm="q@example.org"), [],
                     sirene)  # fmt: skip
+
+
+def test_the_same_address_again_is_not_one_more_pending_registration(session, sirene, manager):
+    for n in range(rules.MAX_PENDING_PER_ORG):
+        joiner(session, sirene, n)
+    # a client retrying the last registration after a lost answer: the same
+    # answer, nothing created, not « too many pending »
+    again = f"j{rules.MAX_PENDING_PER_ORG - 1}@example.org"
+    answer = uc.register(session, form(email=again, email_confirm=again), [], sirene)
+    assert answer["status"] == "confirmation_sent"
