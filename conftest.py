@@ -1,7 +1,7 @@
 """Root test configuration.
 
 eventlet must patch the standard library before anything else is imported
-(STACK.md #2); psycopg must wait through select so it yields to the hub (#7).
+(docs/stack-pitfalls.md §2); psycopg must wait through select so it yields to the hub (§7).
 """
 
 import eventlet
@@ -48,7 +48,8 @@ def pg_database():
 
 @pytest.fixture
 def web_session(web_config_port):
-    """nameko's fixture imports werkzeug.urls.url_join, gone in Werkzeug 3 (STACK.md #5)."""
+    """nameko's fixture imports werkzeug.urls.url_join, gone in Werkzeug 3
+    (docs/stack-pitfalls.md §5)."""
     import requests
 
     class WebSession(requests.Session):

@@ -1,7 +1,7 @@
 """The clients the bench measures with, one per thread.
 
 - bare RPC: a standalone ``ClusterRpcProxy``, started once per thread and
-  reused for every call (STACK.md #12: never one proxy per call);
+  reused for every call (docs/stack-pitfalls.md §12: never one proxy per call);
 - gateway: a ``requests.Session`` per thread (keep-alive), with the bearer
   token of the seeded agency admin for ``GET /api/v1/me``.
 

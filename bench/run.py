@@ -14,7 +14,7 @@ with client threads in this process:
   split the gap into the service's own work and the gateway's hop.
 
 It prints calls/s and p50/p90/p99, the ratios gateway/bare with the targets
-of DESIGN.md §6 (PASS/MISS; a miss never fails the command), and the CPU
+of docs/architecture.md §6 (PASS/MISS; a miss never fails the command), and the CPU
 each process spent per call. Everything started is removed at the end.
 """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-# The quality bars of DESIGN.md §6 as the bench checks them.
+# The quality bars of docs/architecture.md §6 as the bench checks them.
 THROUGHPUT_TARGET = 0.85  # gateway calls/s >= 85 % of bare RPC calls/s
 TAIL_TARGET = 3.0  # gateway p99 < 3 x its p50
 

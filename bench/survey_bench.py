@@ -1,4 +1,4 @@
-"""Survey side, measured in one run on this machine (DESIGN.md §6):
+"""Survey side, measured in one run on this machine (docs/architecture.md §6):
 
 1. generation of the locked form for 50 certifications × 5 establishments;
 2. validation of the filled form against python-calamine's plain read of the

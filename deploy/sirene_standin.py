@@ -15,7 +15,7 @@ the returned SIRET themselves.
 
 ``--port 0`` picks a free port.
 
-Fault injection (DESIGN.md §9 "Dependencies fail soft"): in ``hang`` mode a
+Fault injection (docs/architecture.md §9 "Dependencies fail soft"): in ``hang`` mode a
 search is accepted and never answered (the connection stays open, as a
 registry that hangs), until the mode changes or ``HANG_MAX_SECONDS`` pass;
 in ``error`` mode it answers 503. ``POST /_standin/mode?mode=hang`` switches

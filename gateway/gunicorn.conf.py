@@ -1,4 +1,4 @@
-"""gunicorn settings for the gateway (STACK.md #11, #12).
+"""gunicorn settings for the gateway (docs/stack-pitfalls.md §11, §12).
 
     gunicorn -c gateway/gunicorn.conf.py "gateway:create_app()"
 

@@ -11,7 +11,7 @@ What is checked, for every overlay that ``kubectl kustomize`` renders:
   probes, resources and a locked-down security context on every container,
   a grace period longer than the services' drain, a ScaledObject on each
   service's RPC queue, disruption budgets, metrics scraped, the network
-  reachable only as DESIGN.md §9 says, no secret value in a manifest.
+  reachable only as docs/architecture.md §9 says, no secret value in a manifest.
 
 Each kind of check is also shown refusing a broken object, so that none of
 them passes by checking nothing.

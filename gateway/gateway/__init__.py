@@ -3,7 +3,7 @@
 ``create_app`` builds a Flask app from the environment (``gateway.config``);
 nothing connects or reads configuration at import time, so gunicorn workers
 create their RPC clients after fork (``gateway.rpc``). The gateway process is
-never monkey-patched by eventlet (STACK.md #11): it uses plain threads.
+never monkey-patched by eventlet (docs/stack-pitfalls.md §11): it uses plain threads.
 Browser hardening (security headers, CSRF) is ``gateway.security``; the
 pages' stylesheets and scripts are files under ``gateway/static``, served by
 Flask at ``/static``.
@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-# Importing nameko imports eventlet, which warns on import (STACK.md #1).
+# Importing nameko imports eventlet, which warns on import (docs/stack-pitfalls.md §1).
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 

@@ -1,7 +1,7 @@
 """A lean RPC client for the gateway, speaking nameko's wire format on py-amqp.
 
 Why it exists: a pooled ``ClusterRpcProxy`` costs the gateway more CPU per
-call than the call itself needs (STACK.md figures: ~460 req/s through the
+call than the call itself needs (docs/stack-pitfalls.md §12 figures: ~460 req/s through the
 gateway with it, ~520-560 with a minimal py-amqp client). Per call nameko
 acquires a kombu producer from a pool, publishes with a publisher confirm (one
 more round trip, only to learn whether the message was routed), builds a
@@ -28,7 +28,7 @@ ways), persistent, context data as ``nameko.<key>`` headers plus
 by kombu and errors rebuilt with ``nameko.exceptions.deserialize``, so
 ``kit.errors`` classes arrive typed, exactly as with nameko's proxy.
 
-Calls expire (DESIGN.md §9, ``kit.entrypoints``): each request carries the
+Calls expire (docs/architecture.md §9, ``kit.entrypoints``): each request carries the
 AMQP ``expiration`` (the milliseconds left of the call's timeout when it is
 published) and the ``nameko.deadline`` header (its absolute deadline, epoch
 seconds), so a service that comes back after its callers gave up drops their

@@ -3,7 +3,7 @@
 Nothing is read at import time: ``create_app`` calls :func:`load`, so tests and
 gunicorn workers each get the configuration of their own environment. Every
 value has a safe local default except ``SESSION_SECRET``, which production must
-provide (DESIGN.md §7: no secret has a default outside local development).
+provide (docs/architecture.md §7: no secret has a default outside local development).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RED metrics and the access log of the gateway (DESIGN.md §9).
+"""RED metrics and the access log of the gateway (docs/architecture.md §9).
 
 Every request counts in ``http_requests_total{route, method, status}`` and
 ``http_request_duration_seconds{route, method}``, where ``route`` is the

@@ -1,5 +1,5 @@
 """No page runs inline script, and every page still finds its styles and
-scripts under the Content-Security-Policy (gateway.security, DESIGN.md §10).
+scripts under the Content-Security-Policy (gateway.security, docs/architecture.md §10).
 
 Two nets: every HTML string of the gateway's modules and templates is read
 for inline script, event-handler attributes, ``javascript:`` URLs and style

@@ -1,7 +1,7 @@
 """The whole system, started once per test session on real parts.
 
 Each session gets its own RabbitMQ vhost (created through the management
-API, STACK.md #4) and one fresh PostgreSQL database per service, free ports
+API, docs/stack-pitfalls.md §4) and one fresh PostgreSQL database per service, free ports
 and a temporary data folder; all are removed at the end. The processes are
 the ones ``bash deploy/run.sh`` starts (``deploy.launcher.System``), so these
 tests exercise the way the platform really runs.

@@ -1,4 +1,4 @@
-"""No account enumeration by timing (issue 11, DESIGN.md §4): a password
+"""No account enumeration by timing (issue 11, docs/architecture.md §4): a password
 reset asked for a known address (or carte identifier) answers in the same
 time as one asked for an unknown one.
 

@@ -1,4 +1,4 @@
-"""No account enumeration by timing at sign-in (issue 11, DESIGN.md §4): a
+"""No account enumeration by timing at sign-in (issue 11, docs/architecture.md §4): a
 wrong password for a known address is refused in the same time as any
 password for an unknown address (identity verifies the password against a
 dummy argon2 hash when there is no account, identity.security).

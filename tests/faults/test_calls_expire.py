@@ -1,4 +1,4 @@
-"""Calls expire (DESIGN.md §9, issue 10), on the running system (identity,
+"""Calls expire (docs/architecture.md §9, issue 10), on the running system (identity,
 files, notify, survey and the gateway on PostgreSQL):
 
 - ghost writes are gone: identity is frozen (SIGSTOP: its RPC queue keeps a

@@ -1,4 +1,4 @@
-"""A broker that loses a node (DESIGN.md §9, issue 10), on a three-node
+"""A broker that loses a node (docs/architecture.md §9, issue 10), on a three-node
 RabbitMQ cluster started on loopback by ``deploy/rabbit_cluster.py``, and the
 running system (identity, survey, files, notify and the gateway) given every
 node: ``AMQP_URI=amqp://…:p1/v;amqp://…:p2/v;amqp://…:p3/v`` (kombu's failover

@@ -1,4 +1,4 @@
-"""Dependencies fail soft (DESIGN.md §9), on the running system (identity,
+"""Dependencies fail soft (docs/architecture.md §9), on the running system (identity,
 files, notify and the gateway on PostgreSQL):
 
 - the PostgreSQL backends of identity and notify are terminated (twice)

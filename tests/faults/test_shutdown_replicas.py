@@ -1,4 +1,4 @@
-"""Shutdown and replicas (DESIGN.md §9, issue 10), on the running system
+"""Shutdown and replicas (docs/architecture.md §9, issue 10), on the running system
 (identity, survey, files, notify and the gateway on PostgreSQL), with
 transmissions built as people build them (the locked form downloaded, then
 filled; each one with its own figures, so that no two carry the same bytes):

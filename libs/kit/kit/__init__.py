@@ -7,5 +7,5 @@ Nothing here knows about organisations, surveys or requests.
 
 import warnings
 
-# eventlet warns on import (STACK.md #1): filter by message, before nameko is imported
+# eventlet warns on import (docs/stack-pitfalls.md §1): filter by message, before nameko is imported
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")

@@ -1,4 +1,4 @@
-"""Pure checks of identifiers that more than one service validates (DESIGN.md §5).
+"""Pure checks of identifiers that more than one service validates (docs/architecture.md §5).
 
 Only what several services need lives here: the UAI (identity checks the
 identifiers of carte accounts and network members, carte the establishments

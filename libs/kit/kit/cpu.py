@@ -1,7 +1,7 @@
 """CPU-heavy work (password hashing, spreadsheets, PDF) off the eventlet hub.
 
 Under a nameko worker the hub must keep turning or the AMQP heartbeat starves
-and the broker re-runs the job (STACK.md #10). Two ways out:
+and the broker re-runs the job (docs/stack-pitfalls.md §10). Two ways out:
 
 - ``offload``: eventlet's native thread pool. Right for work that releases
   the GIL (argon2, bcrypt, C parsers); pure-Python work in a thread still

@@ -4,7 +4,7 @@ one session per worker, the outbox and the inbox tables.
 One transaction per entrypoint call: the session is rolled back at worker
 teardown unless the use case committed it.
 
-Dependencies fail soft (DESIGN.md §9). On PostgreSQL:
+Dependencies fail soft (docs/architecture.md §9). On PostgreSQL:
 
 - A pooled connection whose backend is gone (``pg_terminate_backend``, a
   restart, a failover) is replaced at checkout, before the request uses it:
@@ -91,7 +91,7 @@ def database_url(service: str) -> str:
 
 
 def make_engine(url: str, idle_ping: float | None = None):
-    """An engine that behaves under eventlet (see STACK.md #7, #8) and, on
+    """An engine that behaves under eventlet (see docs/stack-pitfalls.md §7, §8) and, on
     PostgreSQL, replaces dead connections and answers 503 when the database
     cannot (see the module's docstring)."""
     if url.startswith("postgresql"):

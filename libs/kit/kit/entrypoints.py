@@ -1,4 +1,4 @@
-"""RPC entrypoints whose calls expire (DESIGN.md §9 "Calls expire").
+"""RPC entrypoints whose calls expire (docs/architecture.md §9 "Calls expire").
 
 Every caller (the gateway's client, ``kit.rpc.BoundedRpcProxy``) sends two
 things with a request:

@@ -1,4 +1,4 @@
-"""Event handlers that never lose an event (DESIGN.md §9).
+"""Event handlers that never lose an event (docs/architecture.md §9).
 
 Use ``from kit.handlers import event_handler`` instead of nameko's. Compared
 with nameko's ``EventHandler`` (which acknowledges an event whose handler

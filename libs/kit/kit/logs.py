@@ -1,4 +1,4 @@
-"""Structured logs (DESIGN.md §9 "Observable by default").
+"""Structured logs (docs/architecture.md §9 "Observable by default").
 
 One line per log record, JSON by default (``LOG_FORMAT=json``: ``time``,
 ``level``, ``logger``, ``message``, ``service``, ``request_id``, then the

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the services (DESIGN.md §9 "Observable by default").
+"""Prometheus metrics of the services (docs/architecture.md §9 "Observable by default").
 
 Every service gets :class:`ServiceMetrics` from ``ServiceBase``. It records
 each worker (``worker_setup`` / ``worker_result``): RPCs by method and outcome

@@ -1,4 +1,4 @@
-"""Runs nameko services with a bounded, draining shutdown (DESIGN.md §9).
+"""Runs nameko services with a bounded, draining shutdown (docs/architecture.md §9).
 
 ``python -m kit.runner --config deploy/nameko.yaml survey.service`` replaces
 ``nameko run``. What differs is the stop, on SIGTERM (Kubernetes, docker,

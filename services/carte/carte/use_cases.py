@@ -139,7 +139,7 @@ def acting(session, caller: Caller, fetch_account: Callable[[str], dict] | None 
         return Actor(user_id=caller.user_id, kind="admin", identifier="AGENCE", label="Agence")
     row = repo.actor(session, caller.user_id)
     if row is None and fetch_account is not None:
-        session.rollback()  # no transaction open across an RPC (STACK.md #9)
+        session.rollback()  # no transaction open across an RPC (docs/stack-pitfalls.md §9)
         try:
             payload = fetch_account(caller.user_id)
         except (NotFound, Forbidden):
@@ -298,7 +298,7 @@ def import_catalogue(
     carte.catalogue_unreadable, carte.catalogue_invalid (details.problems:
     [{row, column, message}], every problem at once)."""
     _require(actor.is_admin, ADMIN_ONLY)
-    session.rollback()  # no transaction open while the file is fetched (STACK.md #9)
+    session.rollback()  # no transaction open while the file is fetched (docs/stack-pitfalls.md §9)
     try:
         rows = offload(tabular.read_table, name, read())
     except tabular.Unreadable as exc:

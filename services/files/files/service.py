@@ -155,7 +155,7 @@ class FilesService(kit_service.ServiceBase):
 
     @rpc
     def store_xlsx(self, meta: dict, content_b64: str) -> dict:
-        """Checks an XLSX upload (DESIGN.md §4), then stores it; THE way to
+        """Checks an XLSX upload (docs/architecture.md §4), then stores it; THE way to
         store any spreadsheet another service will parse.
 
         Input and who: as ``store_file``; the same policy, narrowed to

@@ -1,4 +1,4 @@
-"""XLSX upload safety checks (DESIGN.md §4): bytes in, verdict out.
+"""XLSX upload safety checks (docs/architecture.md §4): bytes in, verdict out.
 
 Every spreadsheet that reaches the platform goes through ``check`` before any
 parser (openpyxl, python-calamine) sees it, so that survey and carte can parse
@@ -35,7 +35,7 @@ details (``entry``, ``sheet``, ``cell``, ``limit``) where they help. Whatever
 else the zip or XML layer throws reads as ``files.xlsx.corrupt``: never a 500.
 
 No nameko here; the service runs ``check`` in a native thread
-(``eventlet.tpool``, STACK.md #10).
+(``eventlet.tpool``, docs/stack-pitfalls.md §10).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def normalise_identifier(value) -> str:
 
 
 def is_valid_uai(value: str) -> bool:
-    """DESIGN.md §5 in ASCII digits (``kit.codes`` alone also takes other
+    """docs/architecture.md §5 in ASCII digits (``kit.codes`` alone also takes other
     scripts' digits, which ``\\d`` and ``int()`` accept)."""
     return normalise_uai(value).isascii() and _is_valid_uai(value)
 

@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from kit.cpu import offload
 
-# DESIGN.md §4: argon2id, at least t=2, m=19 MiB
+# docs/architecture.md §4: argon2id, at least t=2, m=19 MiB
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # verified against when the account does not exist, to keep timings alike
 _DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))

@@ -46,7 +46,7 @@ class AfterReply(DependencyProvider):
     """Work an RPC hands over to run once its reply is sent (nameko sends the
     reply before the worker's teardown): the answer then takes the same time
     whatever the work, so its timing tells nothing about the address asked
-    for (DESIGN.md §4). Each job gets a session of its own (the worker's is
+    for (docs/architecture.md §4). Each job gets a session of its own (the worker's is
     closed by its own teardown) and its events are relayed at once. The job
     still runs in the worker: a draining service finishes it before stopping."""
 

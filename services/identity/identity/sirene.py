@@ -3,7 +3,7 @@
 ``GET {SIRENE_URL}/search?q=<siret>``: the search is fuzzy, so the SIRET of
 the returned establishment is always compared with the one asked for.
 
-A registry that hangs must not hold registrations (DESIGN.md §9): each look-up
+A registry that hangs must not hold registrations (docs/architecture.md §9): each look-up
 is bounded in total (``timeout`` seconds, connection and answer together, even
 when the answer trickles in), and after a failure the client stops asking for
 ``breaker_seconds`` (``SIRENE_BREAKER_SECONDS``, default 30): look-ups then fail

@@ -19,7 +19,7 @@ from nameko.timer import timer
 
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
-from kit.cpu import heavy as cpu  # spreadsheet work in a process pool (STACK.md #10)
+from kit.cpu import heavy as cpu  # spreadsheet work in a process pool (docs/stack-pitfalls.md §10)
 from kit.db import Database
 from kit.entrypoints import rpc
 from kit.errors import NotFound

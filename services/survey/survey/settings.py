@@ -3,7 +3,7 @@ import time).
 
 ``SURVEY_FORM_SECRET`` signs the forms (HMAC-SHA256): only the pre-formatted
 form of an organisation is accepted back. It has no default outside local
-development (DESIGN.md §7): with ``APP_ENV`` development or test and no
+development (docs/architecture.md §7): with ``APP_ENV`` development or test and no
 secret, one is generated once and kept in ``DATA_DIR/survey_form_secret``,
 so every local replica and restart agree on it.
 """

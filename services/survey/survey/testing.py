@@ -1,7 +1,7 @@
 """Test doubles of the survey service's collaborators (like nameko.testing):
 fakes of identity and files that answer like the real services for one
 caller, a few callers and organisations, and a helper that builds workbooks
-from readable tables (STYLE.md: no binary fixtures)."""
+from readable tables (docs/style.md: no binary fixtures)."""
 
 from __future__ import annotations
 

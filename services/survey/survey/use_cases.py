@@ -5,7 +5,7 @@ Each takes the SQLAlchemy session and its collaborators as parameters:
 caller's context), ``secret`` (the form signing key), ``cpu`` (runs CPU-heavy
 spreadsheet work off the eventlet hub; a plain call in tests) and ``now``.
 No remote call is made while this service holds uncommitted changes
-(STACK.md #9). Errors are kit.errors classes with stable codes.
+(docs/stack-pitfalls.md §9). Errors are kit.errors classes with stable codes.
 """
 
 from __future__ import annotations

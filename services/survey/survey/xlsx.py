@@ -1,4 +1,4 @@
-"""The one spreadsheet adapter of the survey service (STYLE.md: only this
+"""The one spreadsheet adapter of the survey service (docs/style.md: only this
 module imports openpyxl; it also wraps python-calamine).
 
 Writing uses openpyxl: the locked survey form and its working copy, the
@@ -7,7 +7,7 @@ python-calamine (fast), after a bounded scan of the package so that no parser
 ever sees a workbook whose cells reach absurd positions (a dense range of
 XFD1048576 would take gigabytes): entries and sizes of the zip, the position
 of every cell, and which cells hold a formula (calamine gives only values).
-The files service has already run the DESIGN.md §4 upload checks; the few
+The files service has already run the docs/architecture.md §4 upload checks; the few
 repeated here are cheap and keep this module safe on its own.
 
 Every failure becomes ``Unreadable`` (or ``OutOfBounds``) with a French
@@ -39,7 +39,7 @@ from survey.domain.codes import LEVELS
 from survey.domain.form import META, Layout, ReadBook
 from survey.domain.problems import cell_ref, column_letter
 
-if not DEFUSEDXML:  # DESIGN.md §4: XML parsed with entity expansion off
+if not DEFUSEDXML:  # docs/architecture.md §4: XML parsed with entity expansion off
     raise ImportError("defusedxml must be installed for openpyxl")
 
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

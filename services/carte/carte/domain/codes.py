@@ -1,4 +1,4 @@
-"""Codes the carte checks (DESIGN.md §5): code diplôme (CFD) and RNCP.
+"""Codes the carte checks (docs/architecture.md §5): code diplôme (CFD) and RNCP.
 
 The UAI rule is shared with identity (``kit.codes``); here it also insists on
 ASCII digits, since ``\\d`` and ``int()`` accept other scripts' digits
@@ -17,7 +17,7 @@ _RNCP = re.compile(r"^(RNCP|RS)([0-9]{1,6})$")
 
 
 def is_valid_uai(value: str) -> bool:
-    """DESIGN.md §5, in ASCII digits only."""
+    """docs/architecture.md §5, in ASCII digits only."""
     return normalise_uai(value).isascii() and shared.is_valid_uai(value)
 
 

@@ -1,5 +1,5 @@
 """What an export of validated requests holds, and how user-entered text is
-made safe for spreadsheets (DESIGN.md §4: no formula injection).
+made safe for spreadsheets (docs/architecture.md §4: no formula injection).
 
 A cell that starts with ``=``, ``+``, ``-``, ``@`` (or a tab / carriage
 return, which some programs skip before reading a formula) gets a leading

@@ -1,4 +1,4 @@
-"""Identifiers of French training organisations (DESIGN.md §5)."""
+"""Identifiers of French training organisations (docs/architecture.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §5 test vectors for the identifiers of an organisation."""
+"""docs/architecture.md §5 test vectors for the identifiers of an organisation."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """Registrations when the SIRENE registry hangs or another registration for the
-same SIRET commits first (DESIGN.md §9: never a 500)."""
+same SIRET commits first (docs/architecture.md §9: never a 500)."""
 
 import socket
 import threading

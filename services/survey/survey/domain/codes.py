@@ -1,4 +1,4 @@
-"""Codes of the certification list and of the form (DESIGN.md §5).
+"""Codes of the certification list and of the form (docs/architecture.md §5).
 
 Each ``parse_*`` returns the normalised value, or raises ``BadCode`` whose
 message says, in French, what is expected: the caller adds where it was found.

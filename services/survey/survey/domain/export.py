@@ -3,7 +3,7 @@ establishment line of each organisation's latest transmission (one row with
 blanks for an organisation that has not transmitted), safe to open in a
 spreadsheet.
 
-Formula injection (DESIGN.md §4): any text a person typed (names, titles,
+Formula injection (docs/architecture.md §4): any text a person typed (names, titles,
 keys…) that starts with ``= + - @`` (or their full-width forms, or a tab or
 carriage return) is prefixed with an apostrophe, and control characters
 become spaces, so that no spreadsheet ever evaluates it.

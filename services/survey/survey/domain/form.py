@@ -8,7 +8,7 @@ version, so the very same cells can be rebuilt when the form comes back.
 ``survey.xlsx`` renders a layout with openpyxl and reads workbooks back into
 a ``ReadBook``; everything else lives here.
 
-Sheets (DESIGN.md §5): Identité → Certifications → Charges → Produits → Clés
+Sheets (docs/architecture.md §5): Identité → Certifications → Charges → Produits → Clés
 de répartition → Note explicative, plus a very hidden ``meta`` sheet holding
 the signed metadata. Charges and produits have one block (a row) per
 certification × establishment.

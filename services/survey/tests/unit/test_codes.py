@@ -1,4 +1,4 @@
-"""The codes of DESIGN.md §5 with their test vectors."""
+"""The codes of docs/architecture.md §5 with their test vectors."""
 
 import pytest
 
