@@ -72,8 +72,13 @@ SLOTS = (
 )
 SYSTEM_CONTEXT = {
     "caller": json.dumps(
-        {"user_id": None, "org_id": None, "roles": ["system"], "request_id": None,
-         "managed_org_ids": []},
+        {
+            "user_id": None,
+            "org_id": None,
+            "roles": ["system"],
+            "request_id": None,
+            "managed_org_ids": [],
+        },
         separators=(",", ":"),
     )
 }
@@ -117,8 +122,10 @@ def verdict_delay(proxy, rounds: int) -> None:
                 state = proxy.files.get_file_info(stored["id"])["scan_status"]
             delays.append((time.perf_counter() - start) * 1000)
             outcomes[state] += 1
-        print(f"  {label:9s} median {statistics.median(delays):6.1f} ms, max {max(delays):6.1f} ms;"
-              f" verdicts {dict(outcomes)}")
+        print(
+            f"  {label:9s} median {statistics.median(delays):6.1f} ms, max {max(delays):6.1f} ms;"
+            f" verdicts {dict(outcomes)}"
+        )
 
 
 def main() -> int:
@@ -142,9 +149,7 @@ def main() -> int:
                 log("clamd is not installed: measuring without a scanner")
         running = stack.enter_context(platform(log=log, env=env))
         proxy = stack.enter_context(
-            ClusterRpcProxy(
-                {"AMQP_URI": running.amqp_uri}, context_data=SYSTEM_CONTEXT, timeout=60
-            )
+            ClusterRpcProxy({"AMQP_URI": running.amqp_uri}, context_data=SYSTEM_CONTEXT, timeout=60)
         )
         valid = {"pdf": corpus.variant("pdf", 1_000_000), "xlsx": corpus.variant("xlsx", 1_000_000)}
         print(f"valid files: pdf {len(valid['pdf'])} B, xlsx {len(valid['xlsx'])} B")
@@ -155,8 +160,10 @@ def main() -> int:
             # a new content each round (stores of the same bytes share a blob),
             # made and encoded before the clock starts
             variants = iter(
-                [base64.b64encode(corpus.variant(maker, 1_000_000, seed)).decode()
-                 for seed in range(args.rounds + WARM_UP)]
+                [
+                    base64.b64encode(corpus.variant(maker, 1_000_000, seed)).decode()
+                    for seed in range(args.rounds + WARM_UP)
+                ]
             )
 
             statuses: list[str] = []
@@ -211,14 +218,16 @@ def main() -> int:
                 # a new content each round and each slot: clamd caches its
                 # verdict per content (the same bytes again cost ~4 ms)
                 fresh = iter(
-                    [corpus.variant(maker, 1_000_000, 1000 + 100 * index + seed)
-                     for seed in range(args.rounds)]
+                    [
+                        corpus.variant(maker, 1_000_000, 1000 + 100 * index + seed)
+                        for seed in range(args.rounds)
+                    ]
                 )
-                scan_ms, _ = timed(
-                    lambda fresh=fresh: scanner.scan(next(fresh)), args.rounds
+                scan_ms, _ = timed(lambda fresh=fresh: scanner.scan(next(fresh)), args.rounds)
+                print(
+                    f"{kind:20s} scan {scan_ms:6.1f} ms of {accepted[kind]:6.1f} ms "
+                    f"= {100 * scan_ms / accepted[kind]:4.1f} %"
                 )
-                print(f"{kind:20s} scan {scan_ms:6.1f} ms of {accepted[kind]:6.1f} ms "
-                      f"= {100 * scan_ms / accepted[kind]:4.1f} %")
         if BEFORE_MS:
             verdict = "ok" if worst <= 1.2 else "OVER THE BAR"
             print(f"\nworst valid-upload ratio now/before: {worst:.2f} (bar 1.20): {verdict}")

@@ -265,8 +265,9 @@ def parse_replicas(text: str) -> dict[str, int]:
         name, sep, count = item.partition("=")
         name = name.strip()
         if not sep or name not in SERVICES or not count.strip().isdigit() or int(count) < 1:
-            raise LaunchError(f"REPLICAS: expected service=count (services: "
-                              f"{', '.join(SERVICES)}), got {item!r}")
+            raise LaunchError(
+                f"REPLICAS: expected service=count (services: {', '.join(SERVICES)}), got {item!r}"
+            )
         replicas[name] = int(count)
     return replicas
 
@@ -281,24 +282,32 @@ def service_argv(python: str, name: str) -> list[str]:
     return [python, "-m", "kit.runner", "--config", "deploy/nameko.yaml", f"{name}.service"]
 
 
-def common_env(config: Config, *, smtp_url: str, sirene_url: str, public_url: str,
-               base: Mapping[str, str] | None = None) -> dict[str, str]:
+def common_env(
+    config: Config,
+    *,
+    smtp_url: str,
+    sirene_url: str,
+    public_url: str,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """What every process of the platform gets."""
     env = dict(os.environ if base is None else base)
     env.pop("PYTHONPATH", None)
     data_dir = Path(config.data_dir)
-    env.update({
-        "AMQP_URI": config.amqp_uri,
-        "DATA_DIR": str(data_dir),
-        "FILES_DIR": str(data_dir / "files"),
-        "SMTP_URL": smtp_url,
-        "SIRENE_URL": sirene_url,
-        "PUBLIC_URL": public_url,
-        "AGENCY_EMAIL": config.agency_email,
-        "APP_ENV": config.app_env,
-        "PSYCOPG_WAIT_FUNC": "wait_select",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "AMQP_URI": config.amqp_uri,
+            "DATA_DIR": str(data_dir),
+            "FILES_DIR": str(data_dir / "files"),
+            "SMTP_URL": smtp_url,
+            "SIRENE_URL": sirene_url,
+            "PUBLIC_URL": public_url,
+            "AGENCY_EMAIL": config.agency_email,
+            "APP_ENV": config.app_env,
+            "PSYCOPG_WAIT_FUNC": "wait_select",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if config.clamd:
         env["FILES_CLAMD"] = config.clamd
     env.update(config.env)
@@ -307,24 +316,32 @@ def common_env(config: Config, *, smtp_url: str, sirene_url: str, public_url: st
 
 def service_env(common: Mapping[str, str], name: str, root: Path = ROOT) -> dict[str, str]:
     env = dict(common)
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "libs" / "kit"),
-                                         str(root / "services" / name)])
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "libs" / "kit"), str(root / "services" / name)])
     return env
 
 
-def gateway_env(common: Mapping[str, str], config: Config, *, port: int, session_secret: str,
-                services: Iterable[str], root: Path = ROOT) -> dict[str, str]:
+def gateway_env(
+    common: Mapping[str, str],
+    config: Config,
+    *,
+    port: int,
+    session_secret: str,
+    services: Iterable[str],
+    root: Path = ROOT,
+) -> dict[str, str]:
     """``SERVICES`` lists what was started: readiness then means "every
     running service answers", and a service not written yet does not hold
     the local run back (the launcher reports it as not started)."""
     env = dict(common)
-    env.update({
-        "PYTHONPATH": os.pathsep.join([str(root / "gateway"), str(root / "libs" / "kit")]),
-        "GATEWAY_BIND": f"{config.host}:{port}",
-        "SESSION_SECRET": session_secret,
-        "WEB_CONCURRENCY": str(config.web_concurrency),
-        "SERVICES": ",".join(services),
-    })
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(root / "gateway"), str(root / "libs" / "kit")]),
+            "GATEWAY_BIND": f"{config.host}:{port}",
+            "SESSION_SECRET": session_secret,
+            "WEB_CONCURRENCY": str(config.web_concurrency),
+            "SERVICES": ",".join(services),
+        }
+    )
     env.update(config.env)  # explicit overrides win here too
     return env
 
@@ -367,8 +384,15 @@ class System:
 
     # process plumbing
 
-    def spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None, *,
-              long_running: bool = True, log_name: str | None = None) -> Process:
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        long_running: bool = True,
+        log_name: str | None = None,
+    ) -> Process:
         """Starts ``argv`` in its own process group (so Ctrl-C in a terminal
         reaches only the launcher, and ``stop`` reaches its children too),
         output to ``logs/<name>.log``."""
@@ -379,14 +403,23 @@ class System:
             log = self.logs_dir / f"{log_name or name}.log"
             with open(log, "wb") as out:
                 popen = subprocess.Popen(
-                    argv, cwd=self.config.root, env=dict(env) if env is not None else None,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    argv,
+                    cwd=self.config.root,
+                    env=dict(env) if env is not None else None,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            process = Process(name, popen, log, long_running, tuple(argv),
-                              dict(env) if env is not None else None,
-                              service=name.split(".", 1)[0] if name.split(".", 1)[0]
-                              in SERVICES else None)
+            process = Process(
+                name,
+                popen,
+                log,
+                long_running,
+                tuple(argv),
+                dict(env) if env is not None else None,
+                service=name.split(".", 1)[0] if name.split(".", 1)[0] in SERVICES else None,
+            )
             self.processes.append(process)
             self._started.append(process)
             return process
@@ -394,15 +427,17 @@ class System:
     def replicas(self, service: str) -> list[str]:
         """The names of the running processes of ``service`` (its replicas)."""
         with self._lock:
-            return [p.name for p in self.processes
-                    if (p.service == service or p.name == service) and p.popen.poll() is None]
+            return [
+                p.name
+                for p in self.processes
+                if (p.service == service or p.name == service) and p.popen.poll() is None
+            ]
 
     def _running(self, name: str) -> Process:
         """The running process ``name``, or the last running replica of the
         service ``name``."""
         found = [p for p in self.processes if p.name == name and p.popen.poll() is None]
-        found = found or [p for p in self.processes
-                          if p.service == name and p.popen.poll() is None]
+        found = found or [p for p in self.processes if p.service == name and p.popen.poll() is None]
         if not found:
             raise LaunchError(f"no running process named {name!r}")
         return found[-1]
@@ -477,7 +512,8 @@ class System:
             if process.long_running and code is not None:
                 raise LaunchError(
                     f"{process.name} exited with code {code} (log: {process.log}):\n"
-                    f"{log_tail(process.log)}")
+                    f"{log_tail(process.log)}"
+                )
 
     def _remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
@@ -487,14 +523,17 @@ class System:
         try:
             code = process.popen.wait(timeout=max(self._remaining(), 0.1))
         except subprocess.TimeoutExpired:
-            raise LaunchError(f"{what} did not finish in time (log: {process.log}):\n"
-                              f"{log_tail(process.log)}") from None
+            raise LaunchError(
+                f"{what} did not finish in time (log: {process.log}):\n{log_tail(process.log)}"
+            ) from None
         if code != 0:
-            raise LaunchError(f"{what} failed with code {code} (log: {process.log}):\n"
-                              f"{log_tail(process.log)}")
+            raise LaunchError(
+                f"{what} failed with code {code} (log: {process.log}):\n{log_tail(process.log)}"
+            )
 
-    def _wait_listening(self, process: Process, keys: tuple[str, ...],
-                        fixed: dict[str, int]) -> dict[str, int]:
+    def _wait_listening(
+        self, process: Process, keys: tuple[str, ...], fixed: dict[str, int]
+    ) -> dict[str, int]:
         """A helper announces its ports as a first JSON line; with fixed
         ports, an open port is enough."""
         while True:
@@ -502,12 +541,17 @@ class System:
             announced = first_json_line(process.log, keys)
             if announced:
                 return {k: int(announced[k]) for k in keys}
-            if fixed and all(fixed.get(k) for k in keys) and all(
-                    port_open("127.0.0.1", fixed[k]) for k in keys):
+            if (
+                fixed
+                and all(fixed.get(k) for k in keys)
+                and all(port_open("127.0.0.1", fixed[k]) for k in keys)
+            ):
                 return dict(fixed)
             if not self._remaining():
-                raise LaunchError(f"{process.name} did not start listening in time "
-                                  f"(log: {process.log}):\n{log_tail(process.log)}")
+                raise LaunchError(
+                    f"{process.name} did not start listening in time "
+                    f"(log: {process.log}):\n{log_tail(process.log)}"
+                )
             time.sleep(0.1)
 
     # start
@@ -541,22 +585,32 @@ class System:
         cfg, py = self.config, self.config.python
         catcher = sirene = None
         if cfg.smtp_url is None:
-            catcher = self.spawn("mailcatcher", [
-                py, "deploy/mailcatcher.py", "--smtp-port", str(cfg.smtp_port),
-                "--http-port", str(cfg.mail_http_port)])
+            catcher = self.spawn(
+                "mailcatcher",
+                [
+                    py,
+                    "deploy/mailcatcher.py",
+                    "--smtp-port",
+                    str(cfg.smtp_port),
+                    "--http-port",
+                    str(cfg.mail_http_port),
+                ],
+            )
         else:
             self.smtp_url = cfg.smtp_url
         if cfg.sirene_url is not None:
             self.sirene_url = cfg.sirene_url
         elif (cfg.root / "deploy" / "sirene_standin.py").is_file():
-            sirene = self.spawn("sirene", [py, "deploy/sirene_standin.py",
-                                           "--port", str(cfg.sirene_port)])
+            sirene = self.spawn(
+                "sirene", [py, "deploy/sirene_standin.py", "--port", str(cfg.sirene_port)]
+            )
         else:
             self.skipped["sirene"] = "deploy/sirene_standin.py does not exist"
             self.sirene_url = f"http://127.0.0.1:{cfg.sirene_port or free_port()}"
         if catcher is not None:
-            ports = self._wait_listening(catcher, ("smtp", "http"),
-                                         {"smtp": cfg.smtp_port, "http": cfg.mail_http_port})
+            ports = self._wait_listening(
+                catcher, ("smtp", "http"), {"smtp": cfg.smtp_port, "http": cfg.mail_http_port}
+            )
             self.smtp_url = f"smtp://127.0.0.1:{ports['smtp']}"
             self.mail_url = f"http://127.0.0.1:{ports['http']}"
             self.mail_api_url = f"{self.mail_url}/api/messages"
@@ -568,38 +622,60 @@ class System:
         port = resolve_port(self.config.gateway_port, self.config.host)
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
         if self.config.gateway_port and port_open(host, port):
-            raise LaunchError(f"port {port} is already in use: stop what listens there "
-                              "or choose another GATEWAY_PORT")
+            raise LaunchError(
+                f"port {port} is already in use: stop what listens there "
+                "or choose another GATEWAY_PORT"
+            )
         self.gateway_url = f"http://{host}:{port}"
         self._gateway_port = port
-        return common_env(self.config, smtp_url=self.smtp_url, sirene_url=self.sirene_url,
-                          public_url=self.config.public_url or self.gateway_url)
+        return common_env(
+            self.config,
+            smtp_url=self.smtp_url,
+            sirene_url=self.sirene_url,
+            public_url=self.config.public_url or self.gateway_url,
+        )
 
     def _migrate(self, common: Mapping[str, str]) -> None:
         running = []
         for name in self.config.services:
             if has_migrations(name, self.config.root):
-                running.append(self.spawn(
-                    f"migrate-{name}", [self.config.python, "-m", "kit.migrate", name],
-                    service_env(common, name, self.config.root), long_running=False))
+                running.append(
+                    self.spawn(
+                        f"migrate-{name}",
+                        [self.config.python, "-m", "kit.migrate", name],
+                        service_env(common, name, self.config.root),
+                        long_running=False,
+                    )
+                )
         # the durable event queues of every consumer (kit.topology), alongside
         # the migrations: an event published before its consumer starts is kept
         env = dict(common, PYTHONPATH=str(self.config.root / "libs" / "kit"))
-        topology = self.spawn("topology", [self.config.python, "-m", "kit.topology", "declare"],
-                              env, long_running=False)
+        topology = self.spawn(
+            "topology",
+            [self.config.python, "-m", "kit.topology", "declare"],
+            env,
+            long_running=False,
+        )
         for process in running:
-            self._wait_exit(process, f"the migrations of {process.name[len('migrate-'):]}")
+            self._wait_exit(process, f"the migrations of {process.name[len('migrate-') :]}")
         self._wait_exit(topology, "the event queues' declaration (python -m kit.topology declare)")
 
     def _seed_carte(self, common: Mapping[str, str]) -> None:
         """carte's demo campaign and catalogue (``carte.seed``), written
         straight into its database before the service starts."""
         root = self.config.root
-        if not self.config.seed or "carte" not in self.config.services or not (
-                root / "services" / "carte" / "carte" / "seed.py").is_file():
+        if (
+            not self.config.seed
+            or "carte" not in self.config.services
+            or not (root / "services" / "carte" / "carte" / "seed.py").is_file()
+        ):
             return
-        process = self.spawn("seed-carte", [self.config.python, "-m", "carte.seed"],
-                             service_env(common, "carte", root), long_running=False)
+        process = self.spawn(
+            "seed-carte",
+            [self.config.python, "-m", "carte.seed"],
+            service_env(common, "carte", root),
+            long_running=False,
+        )
         self._wait_exit(process, "the demo data of carte (carte.seed)")
 
     def _start_services(self, common: Mapping[str, str]) -> None:
@@ -616,11 +692,26 @@ class System:
         root = self.config.root
         if not (root / "gateway" / "gunicorn.conf.py").is_file():
             raise LaunchError("gateway/gunicorn.conf.py does not exist: no gateway to start")
-        env = gateway_env(common, self.config, port=self._gateway_port,
-                          session_secret=self._session_secret(),
-                          services=self.started_services, root=root)
-        self.spawn("gateway", [self.config.python, "-m", "gunicorn", "-c",
-                               "gateway/gunicorn.conf.py", "gateway:create_app()"], env)
+        env = gateway_env(
+            common,
+            self.config,
+            port=self._gateway_port,
+            session_secret=self._session_secret(),
+            services=self.started_services,
+            root=root,
+        )
+        self.spawn(
+            "gateway",
+            [
+                self.config.python,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gateway/gunicorn.conf.py",
+                "gateway:create_app()",
+            ],
+            env,
+        )
 
     def _session_secret(self) -> str:
         """Given, or kept in the data folder so that local sessions survive a
@@ -666,8 +757,10 @@ class System:
 
     def _not_ready_report(self, url: str, last: requests.Response | str) -> str:
         answer = last if isinstance(last, str) else f"HTTP {last.status_code}: {last.text[:500]}"
-        report = [f"the platform was not ready after {self.config.ready_timeout:.0f} s "
-                  f"({url} answered {answer})"]
+        report = [
+            f"the platform was not ready after {self.config.ready_timeout:.0f} s "
+            f"({url} answered {answer})"
+        ]
         suspects = list(self.started_services)
         if not isinstance(last, str):
             try:
@@ -692,8 +785,14 @@ class System:
         env = service_env(common, "identity", root)
         with open(out_path, "wb") as out, open(self.logs_dir / "seed.log", "wb") as err:
             popen = subprocess.Popen(
-                [self.config.python, "-m", "identity.seed"], cwd=root, env=env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+                [self.config.python, "-m", "identity.seed"],
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         process = Process("seed", popen, self.logs_dir / "seed.log", long_running=False)
         self.processes.append(process)
         try:
@@ -704,8 +803,10 @@ class System:
         try:
             self.admin = json.loads(lines[-1])
         except (IndexError, ValueError):
-            raise LaunchError("identity.seed did not print the admin credentials as its "
-                              f"last line (log: {process.log})") from None
+            raise LaunchError(
+                "identity.seed did not print the admin credentials as its "
+                f"last line (log: {process.log})"
+            ) from None
 
     # stop
 
@@ -774,42 +875,62 @@ def ensure_rabbitmq(uri: str, log: Path, timeout: float = 90.0) -> bool:
     print("Démarrage de RabbitMQ / starting RabbitMQ (rabbitmq-server -detached)…", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        code = subprocess.call([server, "-detached"], stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+        code = subprocess.call(
+            [server, "-detached"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_open(host, port):
             return True
         time.sleep(0.5)
-    raise LaunchError(f"rabbitmq-server -detached (code {code}) did not open port {port} "
-                      f"within {timeout:.0f} s (log: {log}):\n{log_tail(log)}\n\n"
-                      + RABBIT_MISSING.format(uri=mask_uri(uri)))
+    raise LaunchError(
+        f"rabbitmq-server -detached (code {code}) did not open port {port} "
+        f"within {timeout:.0f} s (log: {log}):\n{log_tail(log)}\n\n"
+        + RABBIT_MISSING.format(uri=mask_uri(uri))
+    )
 
 
 def stop_rabbitmq() -> None:
     ctl = shutil.which("rabbitmqctl")
     if ctl:
         print("Arrêt de RabbitMQ / stopping RabbitMQ…", flush=True)
-        subprocess.call([ctl, "stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL, timeout=60)
+        subprocess.call(
+            [ctl, "stop"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
 
 
 # --- command line ------------------------------------------------------------
 
 
 def _banner(system: System) -> str:
-    lines = ["", "Plateforme prête / Platform ready", "",
-             f"  Adresse / URL:                 {system.gateway_url}/"]
+    lines = [
+        "",
+        "Plateforme prête / Platform ready",
+        "",
+        f"  Adresse / URL:                 {system.gateway_url}/",
+    ]
     if system.mail_url:
         lines.append(f"  Courriels reçus / Mail catcher: {system.mail_url}/")
     if system.admin:
-        lines.append(f"  Administrateur / Admin:        {system.admin.get('email')}"
-                     f"  /  {system.admin.get('password')}")
+        lines.append(
+            f"  Administrateur / Admin:        {system.admin.get('email')}"
+            f"  /  {system.admin.get('password')}"
+        )
         if system.admin.get("carte"):
             lines.append(f"  Carte des formations:          {system.gateway_url}/carte/connexion")
         for account in system.admin.get("carte") or []:
-            lines.append(f"    {account.get('kind', ''):<28}{account.get('identifier')}"
-                         f"  /  {account.get('password')}")
+            lines.append(
+                f"    {account.get('kind', ''):<28}{account.get('identifier')}"
+                f"  /  {account.get('password')}"
+            )
     lines.append(f"  Journaux / Logs:               {system.logs_dir}/")
     for name, reason in system.skipped.items():
         lines.append(f"  Non démarré / Not started:     {name} ({reason})")
@@ -858,12 +979,14 @@ def run(environ: Mapping[str, str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != ["run"]:
-        print("usage: python deploy/launcher.py run\n\n"
-              "Starts every service, the gateway, a mail catcher and a SIRENE stand-in.\n"
-              "Environment: DATA_DIR (./data), AMQP_URI, GATEWAY_PORT (8600), SMTP_PORT (8625),\n"
-              "MAIL_HTTP_PORT (8680), SIRENE_PORT (8690), <SERVICE>_DB_URL, SESSION_SECRET,\n"
-              "REPLICAS (e.g. survey=3,notify=2), SHUTDOWN_GRACE_SECONDS (30), STOP_GRACE (40).",
-              file=sys.stderr)
+        print(
+            "usage: python deploy/launcher.py run\n\n"
+            "Starts every service, the gateway, a mail catcher and a SIRENE stand-in.\n"
+            "Environment: DATA_DIR (./data), AMQP_URI, GATEWAY_PORT (8600), SMTP_PORT (8625),\n"
+            "MAIL_HTTP_PORT (8680), SIRENE_PORT (8690), <SERVICE>_DB_URL, SESSION_SECRET,\n"
+            "REPLICAS (e.g. survey=3,notify=2), SHUTDOWN_GRACE_SECONDS (30), STOP_GRACE (40).",
+            file=sys.stderr,
+        )
         return 2
     return run(os.environ)
 

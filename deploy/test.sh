@@ -138,8 +138,9 @@ if [[ -z "${TEST_PG_DSN:-}" ]]; then
     ensure_postgres
 fi
 
-say "ruff check ."
+say "ruff check . && ruff format --check ."
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?

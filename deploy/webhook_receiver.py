@@ -101,8 +101,12 @@ class Receiver:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="webhook-receiver",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            name="webhook-receiver",
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -139,8 +143,10 @@ class Receiver:
                 if len(self.received) >= count:
                     return list(self.received)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.received)} of {count} events received "
-                                   f"at {self.url} within {timeout:.0f} s")
+                raise TimeoutError(
+                    f"{len(self.received)} of {count} events received "
+                    f"at {self.url} within {timeout:.0f} s"
+                )
             time.sleep(0.05)
 
     def __enter__(self) -> Receiver:
@@ -163,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             time.sleep(0.5)
             for item in receiver.received[seen:]:
-                print(json.dumps({"id": item.event.get("id"), "type": item.event.get("type"),
-                                  "verified": item.verified}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "id": item.event.get("id"),
+                            "type": item.event.get("type"),
+                            "verified": item.verified,
+                        }
+                    ),
+                    flush=True,
+                )
             seen = len(receiver.received)
     except KeyboardInterrupt:
         receiver.down()

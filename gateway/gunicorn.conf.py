@@ -45,6 +45,6 @@ if os.path.isdir("/dev/shm"):
 
 # Metrics across the worker processes and JSON logs (gateway/gateway/gunicorn_hooks.py).
 sys.path.insert(0, _here)
-from gateway.gunicorn_hooks import child_exit, logging_config, on_exit, on_starting, when_ready, worker_exit  # noqa: E402,F401,I001,E501
+from gateway.gunicorn_hooks import child_exit, logging_config, on_exit, on_starting, when_ready, worker_exit  # noqa: E402,F401,I001,E501  # fmt: skip
 
 logconfig_dict = logging_config(loglevel, accesslog)

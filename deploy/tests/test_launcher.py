@@ -76,8 +76,9 @@ def test_an_unreachable_broker_without_rabbitmq_installed_says_what_to_do(monkey
     monkeypatch.setattr(launcher.shutil, "which", lambda name: None)
     port = launcher.free_port()
     with pytest.raises(LaunchError) as error:
-        launcher.ensure_rabbitmq(f"amqp://u:secret@127.0.0.1:{port}/", Path("/nonexistent"),
-                                 timeout=1)
+        launcher.ensure_rabbitmq(
+            f"amqp://u:secret@127.0.0.1:{port}/", Path("/nonexistent"), timeout=1
+        )
     message = str(error.value)
     assert "Installez" in message and "Install it" in message and "AMQP_URI" in message
     assert "secret" not in message
@@ -91,9 +92,13 @@ def _config(tmp_path, **kwargs) -> Config:
 
 
 def test_every_process_gets_the_platform_settings(tmp_path):
-    env = launcher.common_env(_config(tmp_path), smtp_url="smtp://127.0.0.1:1",
-                              sirene_url="http://127.0.0.1:2", public_url="http://127.0.0.1:3",
-                              base={"PATH": "/bin", "PYTHONPATH": "/elsewhere"})
+    env = launcher.common_env(
+        _config(tmp_path),
+        smtp_url="smtp://127.0.0.1:1",
+        sirene_url="http://127.0.0.1:2",
+        public_url="http://127.0.0.1:3",
+        base={"PATH": "/bin", "PYTHONPATH": "/elsewhere"},
+    )
     assert env["PATH"] == "/bin"
     assert "PYTHONPATH" not in env
     assert env["AMQP_URI"] == "amqp://g:g@127.0.0.1:5672/vh"
@@ -107,37 +112,57 @@ def test_every_process_gets_the_platform_settings(tmp_path):
 
 
 def test_explicit_overrides_win_over_computed_settings(tmp_path):
-    config = _config(tmp_path, env={"IDENTITY_DB_URL": "postgresql://db/identity",
-                                    "SMTP_URL": "smtp://relay:25"})
-    env = launcher.common_env(config, smtp_url="smtp://127.0.0.1:1", sirene_url="x",
-                              public_url="y", base={"IDENTITY_DB_URL": "sqlite:///old"})
+    config = _config(
+        tmp_path, env={"IDENTITY_DB_URL": "postgresql://db/identity", "SMTP_URL": "smtp://relay:25"}
+    )
+    env = launcher.common_env(
+        config,
+        smtp_url="smtp://127.0.0.1:1",
+        sirene_url="x",
+        public_url="y",
+        base={"IDENTITY_DB_URL": "sqlite:///old"},
+    )
     assert env["IDENTITY_DB_URL"] == "postgresql://db/identity"
     assert env["SMTP_URL"] == "smtp://relay:25"
 
 
 def test_a_service_sees_the_kit_and_its_own_package_only(tmp_path):
     env = launcher.service_env({"A": "1"}, "survey", root=tmp_path)
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "libs" / "kit"),
-                                                   str(tmp_path / "services" / "survey")]
+    assert env["PYTHONPATH"].split(os.pathsep) == [
+        str(tmp_path / "libs" / "kit"),
+        str(tmp_path / "services" / "survey"),
+    ]
     assert env["A"] == "1"
 
 
 def test_the_gateway_gets_its_bind_address_secret_and_worker_count(tmp_path):
     config = _config(tmp_path, web_concurrency=3)
-    env = launcher.gateway_env({"A": "1"}, config, port=8123, session_secret="s3",
-                               services=["identity", "files"], root=tmp_path)
+    env = launcher.gateway_env(
+        {"A": "1"},
+        config,
+        port=8123,
+        session_secret="s3",
+        services=["identity", "files"],
+        root=tmp_path,
+    )
     assert env["GATEWAY_BIND"] == "127.0.0.1:8123"
     assert env["SERVICES"] == "identity,files"  # what readiness waits for
     assert env["SESSION_SECRET"] == "s3"
     assert env["WEB_CONCURRENCY"] == "3"
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "gateway"),
-                                                   str(tmp_path / "libs" / "kit")]
+    assert env["PYTHONPATH"].split(os.pathsep) == [
+        str(tmp_path / "gateway"),
+        str(tmp_path / "libs" / "kit"),
+    ]
 
 
 def test_the_local_run_defaults_to_the_documented_ports(tmp_path):
     config = Config.from_env({"DATA_DIR": str(tmp_path)})
-    assert (config.gateway_port, config.smtp_port, config.mail_http_port, config.sirene_port) \
-        == (8600, 8625, 8680, 8690)
+    assert (config.gateway_port, config.smtp_port, config.mail_http_port, config.sirene_port) == (
+        8600,
+        8625,
+        8680,
+        8690,
+    )
     assert config.amqp_uri == launcher.DEFAULT_AMQP_URI
     assert config.data_dir == tmp_path
     assert Config.from_env({"GATEWAY_PORT": "9000"}).gateway_port == 9000
@@ -156,11 +181,14 @@ def test_a_local_session_secret_survives_a_restart_and_is_private(tmp_path):
 # --- readiness answers -------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [
-    {"status": "ok", "services": {"identity": "ok", "files": "down"}},
-    {"services": {"identity": {"status": "ok"}, "files": {"status": "error"}}},
-    {"checks": [{"service": "identity", "status": "ok"}, {"service": "files", "ok": False}]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"status": "ok", "services": {"identity": "ok", "files": "down"}},
+        {"services": {"identity": {"status": "ok"}, "files": {"status": "error"}}},
+        {"checks": [{"service": "identity", "status": "ok"}, {"service": "files", "ok": False}]},
+    ],
+)
 def test_service_states_reads_the_usual_readiness_shapes(payload):
     states = launcher.service_states(payload, ["identity", "files", "notify"])
     assert states == {"identity": True, "files": False, "notify": None}
@@ -168,7 +196,7 @@ def test_service_states_reads_the_usual_readiness_shapes(payload):
 
 def test_a_helper_announces_its_ports_on_a_json_line(tmp_path):
     log = tmp_path / "h.log"
-    log.write_text("warning: something\n{\"smtp\": 1, \"http\": 2}\nlistening\n")
+    log.write_text('warning: something\n{"smtp": 1, "http": 2}\nlistening\n')
     assert launcher.first_json_line(log, ("smtp", "http")) == {"smtp": 1, "http": 2}
     assert launcher.first_json_line(log, ("port",)) is None
     assert launcher.first_json_line(tmp_path / "missing.log", ("port",)) is None
@@ -260,8 +288,9 @@ def test_replicas_are_killed_terminated_and_restarted_one_by_one(tmp_path):
 def test_a_process_that_dies_is_reported_with_the_end_of_its_log(tmp_path):
     system = System(_config(tmp_path))
     try:
-        child = system.spawn("fragile", [sys.executable, "-c",
-                                         "print('cannot bind port 1234'); raise SystemExit(3)"])
+        child = system.spawn(
+            "fragile", [sys.executable, "-c", "print('cannot bind port 1234'); raise SystemExit(3)"]
+        )
         child.popen.wait(timeout=10)
         with pytest.raises(LaunchError) as error:
             system.check_alive()

@@ -18,8 +18,12 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 def signed(body: bytes, msg_id: str = "evt_1") -> dict:
     stamp = int(time.time())
     signature = Webhook(SECRET).sign(msg_id, _dt(stamp), body.decode())
-    return {"webhook-id": msg_id, "webhook-timestamp": str(stamp),
-            "webhook-signature": signature, "Content-Type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": signature,
+        "Content-Type": "application/json",
+    }
 
 
 def _dt(stamp: int):

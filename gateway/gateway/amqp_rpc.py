@@ -295,8 +295,7 @@ class AmqpRpcClient:
                 continue
             nodes_down.clear(params["host"])
             if index != self._preferred and self.connects > 1:
-                log.info("RPC client connected to another node of the cluster: %s",
-                         params["host"])
+                log.info("RPC client connected to another node of the cluster: %s", params["host"])
             self._preferred, self.params = index, params
             return
         raise LinkError(f"cannot connect to the broker: {'; '.join(errors)}")

@@ -264,8 +264,7 @@ HALF_SESSION_PAGES = {"pending": "/connexion/code", "enrol": "/compte/double-aut
 HALF_SESSION_ERRORS = {
     "pending": (
         "auth.totp_required",
-        "Saisissez le code de votre application d'authentification "
-        "(POST /api/v1/sessions/totp).",
+        "Saisissez le code de votre application d'authentification (POST /api/v1/sessions/totp).",
     ),
     "enrol": (
         "auth.totp_enrolment_required",
@@ -349,9 +348,7 @@ def fresh_second_factor() -> bool:
         current_app.config.get("TOTP_REAUTH_MINUTES") or os.environ.get("TOTP_REAUTH_MINUTES", 10)
     )
     age = dt.datetime.now(dt.UTC) - mfa_at
-    return dt.timedelta(0) <= age + dt.timedelta(seconds=5) and age <= dt.timedelta(
-        minutes=minutes
-    )
+    return dt.timedelta(0) <= age + dt.timedelta(seconds=5) and age <= dt.timedelta(minutes=minutes)
 
 
 def home_for(roles) -> str:

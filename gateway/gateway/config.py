@@ -114,9 +114,7 @@ def load(
         if not settings[name] > 0:
             raise ConfigError(f"{name} must be positive")
     if settings["REVOCATION_MAX_STALENESS"] < 2 * settings["REVOCATION_POLL_SECONDS"]:
-        raise ConfigError(
-            "REVOCATION_MAX_STALENESS must be at least twice REVOCATION_POLL_SECONDS"
-        )
+        raise ConfigError("REVOCATION_MAX_STALENESS must be at least twice REVOCATION_POLL_SECONDS")
     if settings["MAX_JSON_BYTES"] > settings["MAX_CONTENT_LENGTH"]:
         raise ConfigError("MAX_JSON_BYTES must not exceed MAX_CONTENT_LENGTH")
     return settings

@@ -171,9 +171,7 @@ def _timeout() -> Problem:
     problem = _catalogued("service.timeout", RETRY_AFTER_SERVICE)
     if not _changes_something():
         return problem
-    return dataclasses.replace(
-        problem, title=TIMEOUT_OUTCOME_UNKNOWN, extra={"outcome": "unknown"}
-    )
+    return dataclasses.replace(problem, title=TIMEOUT_OUTCOME_UNKNOWN, extra={"outcome": "unknown"})
 
 
 def _outcome_unknown() -> Problem:

@@ -124,8 +124,12 @@ def ready() -> tuple[Response, int] | tuple[Response, int, dict]:
     services = list(config["SERVICES"])
     if not broker_reachable(config["AMQP_URI"], timeout):
         states = {name: UNAVAILABLE for name in services}
-        body = {"status": UNAVAILABLE, "broker": UNAVAILABLE, "services": states,
-                "revocations": revocations_state()}
+        body = {
+            "status": UNAVAILABLE,
+            "broker": UNAVAILABLE,
+            "services": states,
+            "revocations": revocations_state(),
+        }
         return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SERVICE)}
     caller = Caller(roles=(SYSTEM,), request_id=current_request_id())
     answers: dict = {}

@@ -48,9 +48,18 @@ def running_gunicorn(settings: dict, log: Path, ready_urls=lambda base: (), star
     base = f"http://127.0.0.1:{port}"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gateway/gunicorn.conf.py",
-             "gateway:create_app()"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=out,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gateway/gunicorn.conf.py",
+                "gateway:create_app()",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
         )
         if started is not None:
             started.append(process)

@@ -196,8 +196,9 @@ def test_a_client_survives_timeouts_and_their_late_replies(probe_app):
     (pooled,) = pool._idle
     assert pooled.connects == 1  # the same connection throughout
     _owner, checks = pooled._check_channel  # the consumer-count side channel
-    assert sorted(pooled.connection.channels) == sorted([0, pooled.channel.channel_id,
-                                                         checks.channel_id])
+    assert sorted(pooled.connection.channels) == sorted(
+        [0, pooled.channel.channel_id, checks.channel_id]
+    )
 
 
 def test_clients_are_reused_across_requests(probe_app):
@@ -424,8 +425,12 @@ def test_ready_reports_a_stale_revocation_list(probe_app):
             raise ConnectionError("identity is down")
         return {"now": None, "revoked": []}
 
-    app = probe_app(SERVICES=[SERVICE], REVOCATION_SOURCE=failing,
-                    REVOCATION_POLL_SECONDS=0.05, REVOCATION_MAX_STALENESS=0.3)
+    app = probe_app(
+        SERVICES=[SERVICE],
+        REVOCATION_SOURCE=failing,
+        REVOCATION_POLL_SECONDS=0.05,
+        REVOCATION_MAX_STALENESS=0.3,
+    )
     client = app.test_client()
     ready(client)
     app.extensions["revocations"].loaded.wait(3)

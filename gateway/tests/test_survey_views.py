@@ -38,9 +38,7 @@ def app():
 
 def headers(app, roles=("manager",), org="org-a", **claims):
     with app.app_context():
-        token = issue_token(
-            "sid", {"user_id": "u1", "org_id": org, "roles": list(roles), **claims}
-        )
+        token = issue_token("sid", {"user_id": "u1", "org_id": org, "roles": list(roles), **claims})
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -74,7 +72,9 @@ def test_a_transmission_carries_the_submitter_of_the_session_token(app, fake):
     fake.answers["survey.transmit"] = {"id": "t1", "number": 1, "status": "recorded"}
     token = headers(app, name="MARTIN Claire", email="claire@example.org")
     response = app.test_client().post(
-        "/api/v1/surveys/s1/transmissions", headers=token, data=upload(),
+        "/api/v1/surveys/s1/transmissions",
+        headers=token,
+        data=upload(),
         content_type="multipart/form-data",
     )
     assert response.status_code == 201

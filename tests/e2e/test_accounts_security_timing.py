@@ -48,18 +48,16 @@ def _samples(gateway, path: str, known: dict, unknown) -> tuple[list[float], lis
         order = [("known", known), ("unknown", unknown())]
         random.shuffle(order)
         for which, body in order:
-            (known_ms if which == "known" else unknown_ms).append(
-                _timed_post(gateway, path, body)
-            )
+            (known_ms if which == "known" else unknown_ms).append(_timed_post(gateway, path, body))
     return known_ms, unknown_ms
 
 
 def _verdict(known_ms: list[float], unknown_ms: list[float]) -> tuple[bool, str]:
     med_k, med_u = statistics.median(known_ms), statistics.median(unknown_ms)
     margin = max(2.0, 0.15 * min(med_k, med_u))
-    slower = sum(
-        1.0 if k > u else 0.5 if k == u else 0.0 for k in known_ms for u in unknown_ms
-    ) / (len(known_ms) * len(unknown_ms))
+    slower = sum(1.0 if k > u else 0.5 if k == u else 0.0 for k in known_ms for u in unknown_ms) / (
+        len(known_ms) * len(unknown_ms)
+    )
     leaks = abs(med_k - med_u) > margin and abs(slower - 0.5) > 0.2
     summary = (
         f"median known {med_k:.1f} ms, unknown {med_u:.1f} ms (margin {margin:.1f} ms); "

@@ -95,8 +95,10 @@ def test_the_sign_in_page_asks_for_the_code_after_the_password(gateway, mailbox,
     signed = browser.post("/connexion", data={"email": email, "password": PASSWORD},
                           allow_redirects=False)  # fmt: skip
     assert signed.status_code == 303 and signed.headers["Location"].endswith("/connexion/code")
-    assert browser.get("/utilisateurs", allow_redirects=False).headers["Location"].endswith(
-        "/connexion/code"
+    assert (
+        browser.get("/utilisateurs", allow_redirects=False)
+        .headers["Location"]
+        .endswith("/connexion/code")
     )
     coded = browser.post(
         "/connexion/code", data={"code": code_for_step(secret, step + 1)}, allow_redirects=False

@@ -268,10 +268,12 @@ def test_a_burst_of_200_events_survives_notify_killed_and_restarted(
         # notify restarted may still be starting: the gateway answers 503 at
         # once (no consumer) until it consumes again
         wait_until(
-            lambda: gateway.get(
-                "/api/v1/partner/events", headers=key_headers(key), params={"limit": 1}
-            ).status_code
-            == 200,  # fmt: skip
+            lambda: (
+                gateway.get(
+                    "/api/v1/partner/events", headers=key_headers(key), params={"limit": 1}
+                ).status_code
+                == 200
+            ),  # fmt: skip
             60,
             "notify consuming again",
         )

@@ -52,9 +52,7 @@ def system_rpc(system, service: str, method: str, *args):
 
 def audit_check(e2e_databases) -> subprocess.CompletedProcess:
     env = dict(os.environ, IDENTITY_DB_URL=e2e_databases["IDENTITY_DB_URL"])
-    env["PYTHONPATH"] = os.pathsep.join(
-        str(ROOT / p) for p in ("libs/kit", "services/identity")
-    )
+    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in ("libs/kit", "services/identity"))
     return subprocess.run(
         [sys.executable, "-m", "identity.audit_check"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
@@ -222,9 +220,12 @@ def test_the_agency_exports_a_persons_data_then_erases_it(
     assert after["identity"]["account"]["email"].endswith(".invalid")
     assert after["notify"]["emails"] == []
     assert email not in json.dumps(after)
-    assert gateway.post(
-        "/api/v1/sessions", json={"email": email, "password": "correct horse 42"}
-    ).status_code == 401
+    assert (
+        gateway.post(
+            "/api/v1/sessions", json={"email": email, "password": "correct horse 42"}
+        ).status_code
+        == 401
+    )
     assert gateway.get("/api/v1/me", headers=manager).status_code == 401  # sessions revoked
     history = gateway.get(f"/api/v1/organisations/{org_id}/history", headers=agency).json()
     actions = [h["action"] for h in history["items"] if h["subject_user_id"] == person["id"]]

@@ -54,8 +54,16 @@ from tests.faults.conftest import RABBIT_API, GatewaySession, Mailbox
 
 SERVICES = ("identity", "files", "notify", "survey")
 # SIRETs of the SIRENE stand-in, one organisation each
-SIRETS = ["35600000000048", "40300920200025", "41816609600028", "45837220800017",
-          "57128327400017", "61956458600011", "64739542500018", "72656521100018"]
+SIRETS = [
+    "35600000000048",
+    "40300920200025",
+    "41816609600028",
+    "45837220800017",
+    "57128327400017",
+    "61956458600011",
+    "64739542500018",
+    "72656521100018",
+]
 MANAGER_SIRET = "88321991700019"
 RPC_TIMEOUT = 5.0  # the gateway's default (gateway.config)
 CONSUMER_CHECK_TTL = 1.0  # the gateway's RPC_CONSUMER_CHECK_SECONDS default
@@ -114,8 +122,11 @@ def scrape(port: int) -> list:
 
 def metric(samples: list, name: str, **labels) -> float:
     """The sum of the samples ``name`` whose labels include ``labels`` (0 if none)."""
-    return sum(s.value for s in samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def register(url: str, email: str, siret: str) -> requests.Response:
@@ -160,13 +171,19 @@ class Identity:
         system = self.system
         code, _ = system.terminate("identity")
         assert code is not None, "identity did not stop on SIGTERM"
-        common = common_env(system.config, smtp_url=system.smtp_url,
-                            sirene_url=system.sirene_url,
-                            public_url=system.config.public_url or system.gateway_url)
-        env = dict(service_env(common, "identity", system.config.root),
-                   METRICS_PORT=str(self.port))
-        self.process = system.spawn("identity", service_argv(system.config.python, "identity"),
-                                    env, log_name="identity-metrics")
+        common = common_env(
+            system.config,
+            smtp_url=system.smtp_url,
+            sirene_url=system.sirene_url,
+            public_url=system.config.public_url or system.gateway_url,
+        )
+        env = dict(service_env(common, "identity", system.config.root), METRICS_PORT=str(self.port))
+        self.process = system.spawn(
+            "identity",
+            service_argv(system.config.python, "identity"),
+            env,
+            log_name="identity-metrics",
+        )
 
     def restart(self) -> None:
         """SIGKILL (if running) and the same command again (its metrics port too)."""
@@ -182,8 +199,12 @@ class Identity:
         def answers():
             assert self.process.popen.poll() is None, f"identity exited: {self.log}"
             try:
-                return requests.get(f"http://127.0.0.1:{self.port}/health/ready",
-                                    timeout=2).status_code == 200
+                return (
+                    requests.get(
+                        f"http://127.0.0.1:{self.port}/health/ready", timeout=2
+                    ).status_code
+                    == 200
+                )
             except requests.RequestException:
                 return False
 
@@ -199,13 +220,15 @@ class Identity:
 
 def wait_consumer(system, queue: str, timeout: float = 45) -> None:
     """A consumer on ``queue``, and every gateway process's cached count stale."""
-    _until(f"a consumer on {queue}", lambda: (queue_state(system, queue) or (0, 0))[1] >= 1,
-           timeout)
+    _until(
+        f"a consumer on {queue}", lambda: (queue_state(system, queue) or (0, 0))[1] >= 1, timeout
+    )
     time.sleep(CONSUMER_CHECK_TTL + 0.2)
 
 
 def wait_served(gateway, path: str, headers: dict, timeout: float = 45) -> requests.Response:
     """The first non-5xx answer of ``GET path`` (a restarted service warming up)."""
+
     def answer():
         r = gateway.get(path, headers=headers)
         return r if r.status_code < 500 else None
@@ -222,8 +245,12 @@ def ctx(launch_system):
     with GatewaySession(system.gateway_url) as gateway:
         admin = sign_in(gateway, system.admin["email"], system.admin["password"])
         wait_served(gateway, "/api/v1/registrations", admin)
-    return {"system": system, "identity": identity, "admin": admin,
-            "mailbox": Mailbox(system.mail_api_url)}
+    return {
+        "system": system,
+        "identity": identity,
+        "admin": admin,
+        "mailbox": Mailbox(system.mail_api_url),
+    }
 
 
 # --- 1. ghost writes ------------------------------------------------------------------
@@ -240,8 +267,7 @@ def _validate_all(url: str, admin: dict, ids: list[str]) -> list[tuple[int, floa
         with GatewaySession(url, timeout=RPC_TIMEOUT + 10) as gateway:
             started = time.monotonic()
             r = gateway.post(f"/api/v1/users/{user_id}/validate", headers=admin)
-            return r.status_code, time.monotonic() - started, r.json(), r.headers.get(
-                "Retry-After")
+            return r.status_code, time.monotonic() - started, r.json(), r.headers.get("Retry-After")
 
     with ThreadPoolExecutor(len(ids)) as pool:
         return list(pool.map(one, ids))
@@ -273,8 +299,9 @@ def test_calls_abandoned_while_identity_is_frozen_are_never_executed(ctx):
         rows = _until("the registrations awaiting the agency", all_awaiting, 15)
         # an organisation's manager: its « Enquêtes en ligne » go through survey to
         # identity.get_me on every request
-        manager, _ = manager_of(gateway, mailbox, admin, f"gestionnaire.{tag}@example.org",
-                                MANAGER_SIRET)
+        manager, _ = manager_of(
+            gateway, mailbox, admin, f"gestionnaire.{tag}@example.org", MANAGER_SIRET
+        )
         assert gateway.get("/api/v1/surveys", headers=manager).status_code == 200
     ids = [rows[e]["id"] for e in emails]
     assert all(rows[e]["validated_at"] is None for e in emails)
@@ -287,8 +314,10 @@ def test_calls_abandoned_while_identity_is_frozen_are_never_executed(ctx):
     # phase 1: frozen, then resumed
     identity.signal(signal.SIGSTOP)
     try:
-        with ThreadPoolExecutor(1) as pool, GatewaySession(system.gateway_url,
-                                                           timeout=RPC_TIMEOUT + 10) as g:
+        with (
+            ThreadPoolExecutor(1) as pool,
+            GatewaySession(system.gateway_url, timeout=RPC_TIMEOUT + 10) as g,
+        ):
             # gateway -> survey.list_surveys -> identity.get_me (survey's own timeout
             # is 20 s); sent first, so it is in identity's prefetch
             started = time.monotonic()
@@ -316,10 +345,14 @@ def test_calls_abandoned_while_identity_is_frozen_are_never_executed(ctx):
     samples = identity.metrics()
     dropped_frozen = log_count(identity.log, r"dropped an expired call to identity\.validate_user")
     expired_metric = metric(samples, "rpc_expired_total", method="validate_user")
-    assert metric(samples, "rpc_requests_total", method="validate_user",
-                  outcome="ok") == validated_before
-    assert dropped_frozen >= 1 and expired_metric == dropped_frozen, (dropped_frozen,
-                                                                      expired_metric)
+    assert (
+        metric(samples, "rpc_requests_total", method="validate_user", outcome="ok")
+        == validated_before
+    )
+    assert dropped_frozen >= 1 and expired_metric == dropped_frozen, (
+        dropped_frozen,
+        expired_metric,
+    )
     # the nested call carried the gateway's deadline (5 s), not survey's 20 s:
     # identity, resumed after ~5.6 s, did not run it either
     assert metric(samples, "rpc_requests_total", method="get_me", outcome="ok") == me_before
@@ -352,14 +385,16 @@ def test_calls_abandoned_while_identity_is_frozen_are_never_executed(ctx):
     time.sleep(1)
     validated_mails = {e: subjects(mailbox, e, "a été validé") for e in emails}
     assert validated_mails == {e: int(e == emails[0]) for e in emails}, validated_mails
-    print(f"ghost writes avoided: {len(frozen) + len(killed)} "
-          f"(frozen: {len(frozen)}, {dropped_frozen} dropped by identity, "
-          f"{len(frozen) - dropped_frozen} expired in the queue; frozen then killed: "
-          f"{len(killed)}, {dropped_restarted:.0f} dropped by the restarted identity, the "
-          f"others expired in the queue); 504 after "
-          f"{max(a[1] for a in frozen + killed):.2f} s at most; nested call: "
-          f"{nested_answer.status_code} after {nested_elapsed:.2f} s, "
-          f"{nested_dropped} dropped by identity")
+    print(
+        f"ghost writes avoided: {len(frozen) + len(killed)} "
+        f"(frozen: {len(frozen)}, {dropped_frozen} dropped by identity, "
+        f"{len(frozen) - dropped_frozen} expired in the queue; frozen then killed: "
+        f"{len(killed)}, {dropped_restarted:.0f} dropped by the restarted identity, the "
+        f"others expired in the queue); 504 after "
+        f"{max(a[1] for a in frozen + killed):.2f} s at most; nested call: "
+        f"{nested_answer.status_code} after {nested_elapsed:.2f} s, "
+        f"{nested_dropped} dropped by identity"
+    )
 
 
 # --- 2. no consumer: a fast 503 ----------------------------------------------------------
@@ -392,14 +427,21 @@ def test_a_service_without_consumer_is_a_fast_503_then_served_after_restart(ctx)
         time.sleep(CONSUMER_CHECK_TTL + 0.2)  # every gateway process's cached count is stale
         tag = uuid.uuid4().hex[:8]
         with GatewaySession(system.gateway_url, timeout=20) as gateway:
-            signed_in = [_timed(gateway, "GET", "/api/v1/survey-campaigns", headers=admin)
-                         for _ in range(10)]
-            signed_in += [_timed(gateway, "GET", "/api/v1/surveys", headers=admin)
-                          for _ in range(5)]
+            signed_in = [
+                _timed(gateway, "GET", "/api/v1/survey-campaigns", headers=admin) for _ in range(10)
+            ]
+            signed_in += [
+                _timed(gateway, "GET", "/api/v1/surveys", headers=admin) for _ in range(5)
+            ]
             email = f"sans.fichiers.{tag}@example.org"
             signed_out = [
-                _timed(gateway, "POST", "/api/v1/registrations",
-                       data=registration(email, SIRETS[5]), files=HABILITATION)
+                _timed(
+                    gateway,
+                    "POST",
+                    "/api/v1/registrations",
+                    data=registration(email, SIRETS[5]),
+                    files=HABILITATION,
+                )
                 for _ in range(5)
             ]
     finally:
@@ -413,15 +455,18 @@ def test_a_service_without_consumer_is_a_fast_503_then_served_after_restart(ctx)
     with GatewaySession(system.gateway_url, timeout=20) as gateway:
         served = wait_served(gateway, "/api/v1/survey-campaigns", admin)
         assert served.status_code == 200, served.text
-        r = gateway.post("/api/v1/registrations", data=registration(email, SIRETS[5]),
-                         files=HABILITATION)
+        r = gateway.post(
+            "/api/v1/registrations", data=registration(email, SIRETS[5]), files=HABILITATION
+        )
         assert r.status_code == 202, r.text
 
     def ms(answers):
         return sorted(round(elapsed * 1000) for _, elapsed in answers)
 
-    print(f"fast 503 latencies (ms): signed in (survey) {ms(signed_in)}, "
-          f"signed out (registration, files) {ms(signed_out)}")
+    print(
+        f"fast 503 latencies (ms): signed in (survey) {ms(signed_in)}, "
+        f"signed out (registration, files) {ms(signed_out)}"
+    )
 
 
 # --- 3. an event that reaches no queue -------------------------------------------------
@@ -442,20 +487,31 @@ def test_an_event_without_queue_stays_pending_counted_and_is_delivered_once(ctx)
         delete_queue(system, NOTIFY_QUEUE)
         assert queue_state(system, NOTIFY_QUEUE) is None
         assert register(system.gateway_url, first, SIRETS[6]).status_code == 202
-        _until("the first event published",
-               lambda: [p for _, p in outbox_rows(system, first)] not in ([], [None]), 10)
+        _until(
+            "the first event published",
+            lambda: [p for _, p in outbox_rows(system, first)] not in ([], [None]),
+            10,
+        )
         [(_, published)] = outbox_rows(system, first)
         assert published is not None
         assert queue_state(system, NOTIFY_QUEUE) == (1, 0)  # kept for notify
-        assert log_count(identity.log, r"identity\.user_registered had no queue: the relay "
-                                       r"declared its consumers' queues") == 1
-        fallback_counted = metric(identity.metrics(), "outbox_unroutable_total",
-                                  event_type="user_registered")
+        assert (
+            log_count(
+                identity.log,
+                r"identity\.user_registered had no queue: the relay "
+                r"declared its consumers' queues",
+            )
+            == 1
+        )
+        fallback_counted = metric(
+            identity.metrics(), "outbox_unroutable_total", event_type="user_registered"
+        )
     finally:
         system.restart("notify")
     mailbox.wait_for(first, subject="Confirmez", timeout=30)
-    _until("notify consumes its queue again",
-           lambda: queue_state(system, NOTIFY_QUEUE) == (0, 1), 20)
+    _until(
+        "notify consumes its queue again", lambda: queue_state(system, NOTIFY_QUEUE) == (0, 1), 20
+    )
 
     # b. deleted again: the fallback ran already in this process, the row stays pending
     code, _ = system.terminate("notify")
@@ -469,28 +525,40 @@ def test_an_event_without_queue_stays_pending_counted_and_is_delivered_once(ctx)
         assert published is None, "an event no queue received was marked published"
         assert queue_state(system, NOTIFY_QUEUE) is None
         samples = identity.metrics()
-        unroutable = metric(samples, "outbox_unroutable_total", service="identity",
-                            event_type="user_registered")
-        unroutable_now = metric(samples, "outbox_unroutable_now", service="identity",
-                                event_type="user_registered")
+        unroutable = metric(
+            samples, "outbox_unroutable_total", service="identity", event_type="user_registered"
+        )
+        unroutable_now = metric(
+            samples, "outbox_unroutable_now", service="identity", event_type="user_registered"
+        )
         pending = metric(samples, "outbox_pending", service="identity")
         assert unroutable >= 1 and unroutable_now == 1 and pending >= 1, (
-            unroutable, unroutable_now, pending)
-        assert log_count(identity.log, r"outbox: identity\.user_registered events reach no "
-                                       r"queue") >= 1
+            unroutable,
+            unroutable_now,
+            pending,
+        )
+        assert (
+            log_count(
+                identity.log,
+                r"outbox: identity\.user_registered events reach no "
+                r"queue",
+            )
+            >= 1
+        )
     finally:
         system.restart("notify")  # its handler declares its queue when it starts
 
     mailbox.wait_for(second, subject="Confirmez", timeout=30)
-    _until("the second event published",
-           lambda: outbox_rows(system, second)[0][1] is not None, 10)
+    _until("the second event published", lambda: outbox_rows(system, second)[0][1] is not None, 10)
     time.sleep(2)  # nothing more comes
     counts = {e: subjects(mailbox, e, "confirmez") for e in (first, second)}
     assert counts == {first: 1, second: 1}, counts
     samples = identity.metrics()
     assert metric(samples, "outbox_unroutable_now", event_type="user_registered") == 0
     assert metric(samples, "outbox_pending", service="identity") == 0
-    print(f"unroutable: fallback re-declared the queue on the first refusal (counted "
-          f"{fallback_counted:.0f}); second loss: outbox_unroutable_total={unroutable:.0f} "
-          f"after 3 s, outbox_unroutable_now={unroutable_now:.0f}, outbox_pending={pending:.0f}; "
-          f"delivered once notify was back, e-mails {counts}")
+    print(
+        f"unroutable: fallback re-declared the queue on the first refusal (counted "
+        f"{fallback_counted:.0f}); second loss: outbox_unroutable_total={unroutable:.0f} "
+        f"after 3 s, outbox_unroutable_now={unroutable_now:.0f}, outbox_pending={pending:.0f}; "
+        f"delivered once notify was back, e-mails {counts}"
+    )

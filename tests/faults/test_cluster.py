@@ -164,8 +164,10 @@ def ctx(system):
 def transmissions_of(url: str, org: dict, forms: list[tuple[bytes, str]], tally: Tally):
     """An organisation's transmissions, one after the other, each with its key."""
     with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
-        return [transmit_until_answered(gateway, org, content, key, tally, REQUEST_DEADLINE)
-                for content, key in forms]
+        return [
+            transmit_until_answered(gateway, org, content, key, tally, REQUEST_DEADLINE)
+            for content, key in forms
+        ]
 
 
 def registrations_of(url: str, emails: list[str], tally: Tally, thread: int) -> list[int]:
@@ -175,8 +177,9 @@ def registrations_of(url: str, emails: list[str], tally: Tally, thread: int) -> 
     free = len(SIRETS) - ORGANISATIONS
     for n, email in enumerate(emails):
         siret = SIRETS[ORGANISATIONS + (thread * REGISTRATIONS + n) % free]
-        response, _ = until_answered("register", lambda e=email, s=siret: register(url, e, s),
-                                     tally, REQUEST_DEADLINE)
+        response, _ = until_answered(
+            "register", lambda e=email, s=siret: register(url, e, s), tally, REQUEST_DEADLINE
+        )
         statuses.append(getattr(response, "status_code", 0))
     return statuses
 
@@ -261,20 +264,27 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     # 1. every durable queue is a quorum queue with a member on each node
     listed = queues(cluster, vhost, via=1)
     by_type = collections.Counter(
-        ("quorum" if q["type"] == "quorum" else
-         f"{q['type']} {'durable' if q['durable'] else 'transient'}"
-         f"{' exclusive' if q.get('exclusive') else ''}")
+        (
+            "quorum"
+            if q["type"] == "quorum"
+            else f"{q['type']} {'durable' if q['durable'] else 'transient'}"
+            f"{' exclusive' if q.get('exclusive') else ''}"
+        )
         for q in listed
     )
     print("queues by type:", dict(by_type))
     names = {q["name"] for q in listed}
     assert {f"rpc-{s}" for s in SERVICES} <= names
     assert not [q["name"] for q in listed if q["durable"] and q["type"] != "quorum"]
-    assert not [q["name"] for q in listed
-                if q["type"] != "quorum" and not q["name"].startswith("rpc.reply-")]
+    assert not [
+        q["name"]
+        for q in listed
+        if q["type"] != "quorum" and not q["name"].startswith("rpc.reply-")
+    ]
     quorum = [q for q in listed if q["type"] == "quorum"]
     assert all(len(q.get("members") or []) == 3 for q in quorum), [
-        (q["name"], q.get("members")) for q in quorum if len(q.get("members") or []) != 3]
+        (q["name"], q.get("members")) for q in quorum if len(q.get("members") or []) != 3
+    ]
     leaders = collections.Counter(q.get("leader") for q in quorum)
     print("quorum queue leaders by node:", dict(leaders))
     # the RPC and event queues that have consumers (kit.topology also declares
@@ -300,13 +310,17 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
 
     cursor, listed_before = snapshot(url, ctx["key"], orgs)
     forms = {
-        o["sid"]: [(fill_form(o["form"], figures(n, o["i"])), f"grappe-{tag}-{o['i']}-{n}")
-                   for n in range(TRANSMISSIONS)]
+        o["sid"]: [
+            (fill_form(o["form"], figures(n, o["i"])), f"grappe-{tag}-{o['i']}-{n}")
+            for n in range(TRANSMISSIONS)
+        ]
         for o in orgs
     }
     assert len({c for fs in forms.values() for c, _ in fs}) == ORGANISATIONS * TRANSMISSIONS
-    emails = [[f"inscription.grappe.{tag}.{t}.{n}@example.org" for n in range(REGISTRATIONS)]
-              for t in range(REGISTRATION_THREADS)]
+    emails = [
+        [f"inscription.grappe.{tag}.{t}.{n}@example.org" for n in range(REGISTRATIONS)]
+        for t in range(REGISTRATION_THREADS)
+    ]
 
     # 3. the burst, and the node stopped in its middle
     monitor = Monitor(cluster, vhost, via, watched)
@@ -337,15 +351,25 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
 
     samples = monitor.samples
     gone = next((t for t, by_node, _ in samples if by_node.get(stopped_name) == 0), None)
-    back = next((t for t, by_node, missing in samples
-                 if gone is not None and t >= gone and missing == 0), None)
+    back = next(
+        (t for t, by_node, missing in samples if gone is not None and t >= gone and missing == 0),
+        None,
+    )
     worst = max((missing for _, _, missing in samples), default=0)
     after = cluster.connections_by_node(vhost, via=via)
-    first_ok = min((t for t, what, status, _ in tally.answers
-                    if gone is not None and t > gone and status in (200, 201, 202)), default=None)
-    print(f"stop_app of {stopped_name} took {stop_seconds:.1f} s; burst of "
-          f"{ORGANISATIONS * TRANSMISSIONS} transmissions and "
-          f"{REGISTRATION_THREADS * REGISTRATIONS} registrations took {burst_seconds:.1f} s")
+    first_ok = min(
+        (
+            t
+            for t, what, status, _ in tally.answers
+            if gone is not None and t > gone and status in (200, 201, 202)
+        ),
+        default=None,
+    )
+    print(
+        f"stop_app of {stopped_name} took {stop_seconds:.1f} s; burst of "
+        f"{ORGANISATIONS * TRANSMISSIONS} transmissions and "
+        f"{REGISTRATION_THREADS * REGISTRATIONS} registrations took {burst_seconds:.1f} s"
+    )
     print("answers:", tally.summary(), "retries:", dict(tally.retries))
     print(
         "after the stop: connections left the node at "
@@ -378,8 +402,10 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     all_emails = [e for es in emails for e in es]
     mails = confirmations(mailbox, all_emails, timeout=30, poll=0.5)
     assert mails == {e: 1 for e in all_emails}, mails
-    print(f"{len(expected)} transmissions recorded once and in the feed once; "
-          f"{len(all_emails)} confirmation e-mails, one each")
+    print(
+        f"{len(expected)} transmissions recorded once and in the feed once; "
+        f"{len(all_emails)} confirmation e-mails, one each"
+    )
 
     params = node_params(cluster, vhost, via)
     connection = amqp.Connection(**params, connect_timeout=5)
@@ -404,8 +430,13 @@ def test_a_node_lost_during_a_burst_loses_and_doubles_nothing(cluster, ctx):
     assert ready.status_code == 200, ready.text
     org = orgs[0]
     with GatewaySession(url, timeout=CALL_TIMEOUT) as gateway:
-        fresh = transmit(gateway, org["headers"], org["sid"],
-                         fill_form(org["form"], figures(99, org["i"])), key=f"grappe-{tag}-apres")
+        fresh = transmit(
+            gateway,
+            org["headers"],
+            org["sid"],
+            fill_form(org["form"], figures(99, org["i"])),
+            key=f"grappe-{tag}-apres",
+        )
     assert fresh.status_code == 201, fresh.text
     late = f"inscription.grappe.{tag}.apres@example.org"
     # into an organisation of the burst (the other SIRETs hold 3 pending each)

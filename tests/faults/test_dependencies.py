@@ -29,8 +29,16 @@ from tests.e2e.journeys import PDF, registration, sign_in
 from tests.faults.conftest import PG_ADMIN_DSN, GatewaySession, Mailbox
 
 # SIRETs of the SIRENE stand-in (several registrations may share one: they join it)
-SIRETS = ["35600000000048", "40300920200025", "41816609600028", "45837220800017",
-          "57128327400017", "61956458600011", "64739542500018", "72656521100018"]
+SIRETS = [
+    "35600000000048",
+    "40300920200025",
+    "41816609600028",
+    "45837220800017",
+    "57128327400017",
+    "61956458600011",
+    "64739542500018",
+    "72656521100018",
+]
 HANG_SIRET = "73282932000074"
 SIRENE_TIMEOUT = 1.0
 

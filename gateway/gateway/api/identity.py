@@ -212,8 +212,9 @@ def begin_totp_enrolment():
 def confirm_totp_enrolment():
     """{code} → 201 as a sign-in (a new token) plus recovery_codes, shown this once."""
     _require_session()
-    result = rpc().identity.totp_confirm_enrolment(g.session_id, json_body().get("code"),
-                                                   client_ip())
+    result = rpc().identity.totp_confirm_enrolment(
+        g.session_id, json_body().get("code"), client_ip()
+    )
     auth.revoke_current()
     return signed_in_response(result)
 
@@ -232,8 +233,7 @@ def disable_totp():
 @limit("totp-reauth", per_minute=10, key=client_ip)
 def reauthenticate():
     """{code} before a sensitive action → {token, expires_at, mfa_at} (same session)."""
-    result = rpc().identity.totp_reauthenticate(g.session_id, json_body().get("code"),
-                                                client_ip())
+    result = rpc().identity.totp_reauthenticate(g.session_id, json_body().get("code"), client_ip())
     token = auth.issue_token(result["session_id"], result["caller"])
     response = jsonify(
         {"token": token, "expires_at": result["expires_at"], "mfa_at": result["caller"]["mfa_at"]}

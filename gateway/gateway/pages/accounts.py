@@ -447,9 +447,7 @@ def validate_registration_page(user_id):
     try:
         rpc().identity.validate_user(user_id, confirmation)
     except ServiceError as exc:
-        return _registrations_page(
-            exc.status, exc.message, errors=_fields(exc), validated=user_id
-        )
+        return _registrations_page(exc.status, exc.message, errors=_fields(exc), validated=user_id)
     return redirect("/agence/inscriptions?fait=valide", code=303)
 
 
@@ -553,8 +551,7 @@ def totp_page():
         try:
             result = rpc().identity.totp_disable(g.session_id, code, client_ip())
         except ServiceError as exc:
-            return page(TOTP_TITLE, TOTP_ON, status=exc.status, error=exc.message,
-                        may_disable=True)
+            return page(TOTP_TITLE, TOTP_ON, status=exc.status, error=exc.message, may_disable=True)
         response = redirect("/compte/double-authentification", code=303)
         _new_session(response, result)
         return response

@@ -134,9 +134,14 @@ def _replay(amqp_uri: str, service: str, limit: int | None) -> int:
                     headers.pop(key, None)
                 headers["x-kit-replayed-error"] = headers.pop(H_ERROR, "")
                 producer.publish(
-                    message.body, exchange=Exchange(""), routing_key=target, headers=headers,
-                    content_type=message.content_type, content_encoding=message.content_encoding,
-                    delivery_mode=2, mandatory=True,
+                    message.body,
+                    exchange=Exchange(""),
+                    routing_key=target,
+                    headers=headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    mandatory=True,
                 )
                 message.ack()
                 moved += 1
@@ -146,8 +151,11 @@ def _replay(amqp_uri: str, service: str, limit: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit.deadletters", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kit.deadletters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["list", "replay"])
     parser.add_argument("service")
     parser.add_argument("--limit", type=int, default=None)
@@ -157,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         for entry in list_parked(args.amqp_uri, args.service, args.limit or 100):
             print(json.dumps(entry, ensure_ascii=False))
     else:
-        print(f"{replay(args.amqp_uri, args.service, args.limit)} event(s) replayed",
-              file=sys.stderr)
+        print(
+            f"{replay(args.amqp_uri, args.service, args.limit)} event(s) replayed", file=sys.stderr
+        )
     return 0
 
 

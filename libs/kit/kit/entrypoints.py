@@ -224,15 +224,21 @@ class QueueConsumer(NamekoQueueConsumer):
         try:
             super().ack_message(message)
         except LINK_FAILURES as exc:
-            log.info("could not acknowledge a message (%s: %s): the broker redelivers it",
-                     type(exc).__name__, exc)
+            log.info(
+                "could not acknowledge a message (%s: %s): the broker redelivers it",
+                type(exc).__name__,
+                exc,
+            )
 
     def requeue_message(self, message):
         try:
             super().requeue_message(message)
         except LINK_FAILURES as exc:
-            log.info("could not requeue a message (%s: %s): the broker redelivers it",
-                     type(exc).__name__, exc)
+            log.info(
+                "could not requeue a message (%s: %s): the broker redelivers it",
+                type(exc).__name__,
+                exc,
+            )
 
 
 class RpcQueueConsumer(QueueConsumer):
@@ -312,7 +318,10 @@ def declare_rpc_queue(service: str, config: dict) -> Queue:
             "queue (it survives the loss of a RabbitMQ node), delete it once while no "
             "replica of %s runs (rabbitmqctl delete_queue %s -p <vhost>) and start "
             "again (%s)",
-            queue.name, service, queue.name, exc,
+            queue.name,
+            service,
+            queue.name,
+            exc,
         )
         _QUEUE_TYPES[service] = "classic"
         return rpc_queue(service, config, quorum=False)
@@ -365,7 +374,10 @@ class RpcConsumer(NamekoRpcConsumer):
             RPC_REPLY_FAILED.labels(service=service).inc()
             log.warning(
                 "could not send the reply of %s.%s (%s: %s): its caller gives up at its deadline",
-                service, _method_of(message), type(exc).__name__, exc,
+                service,
+                _method_of(message),
+                type(exc).__name__,
+                exc,
             )
             self.queue_consumer.ack_message(message)
             return result, exc_info
@@ -377,9 +389,7 @@ class RpcConsumer(NamekoRpcConsumer):
                 return provider
         RPC_MALFORMED.labels(service=service_name).inc()
         method = routing_key.split(".")[-1]
-        raise BadRequest(
-            METHOD_NOT_FOUND, f"Méthode RPC inconnue : {method}.", {"method": method}
-        )
+        raise BadRequest(METHOD_NOT_FOUND, f"Méthode RPC inconnue : {method}.", {"method": method})
 
     def drop_expired(self, message, deadline: float, where: str) -> None:
         """Acknowledge a call whose deadline has passed, without replying."""
@@ -415,8 +425,10 @@ class Rpc(NamekoRpc):
             or not isinstance(body.get("kwargs"), dict)
         ):
             RPC_MALFORMED.labels(service=self.container.service_name).inc()
-            raise BadRequest(MALFORMED_REQUEST, "Le corps d'une requête RPC doit être "
-                             '{"args": [...], "kwargs": {...}}.')
+            raise BadRequest(
+                MALFORMED_REQUEST,
+                'Le corps d\'une requête RPC doit être {"args": [...], "kwargs": {...}}.',
+            )
         args, kwargs = body["args"], body["kwargs"]
         self.check_signature(args, kwargs)
 
@@ -425,8 +437,10 @@ class Rpc(NamekoRpc):
             deadline = parse_deadline(context_data.pop(DEADLINE_KEY, None))
         except (TypeError, ValueError):
             RPC_MALFORMED.labels(service=self.container.service_name).inc()
-            raise BadRequest(MALFORMED_REQUEST, "L'échéance d'une requête RPC doit être un nombre "
-                             "de secondes depuis l'époque.") from None
+            raise BadRequest(
+                MALFORMED_REQUEST,
+                "L'échéance d'une requête RPC doit être un nombre de secondes depuis l'époque.",
+            ) from None
         if deadline is not None and time.time() >= deadline:
             self.rpc_consumer.drop_expired(message, deadline, "on arrival")
             return

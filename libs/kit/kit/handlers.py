@@ -180,28 +180,47 @@ def republish(
         )
 
 
-def park(container, message, *, queue: str, handler: str, error: str, attempts: int,
-         first_failure: str | None, reason: str) -> None:
+def park(
+    container,
+    message,
+    *,
+    queue: str,
+    handler: str,
+    error: str,
+    attempts: int,
+    first_failure: str | None,
+    reason: str,
+) -> None:
     service = container.service_name
     headers = dict(message.headers or {})
     headers.pop(H_DELAY, None)
-    headers.update({
-        H_ERROR: error,
-        H_HANDLER: handler,
-        H_QUEUE: queue,
-        H_ATTEMPTS: attempts,
-        H_FIRST_FAILURE: first_failure or _now(),
-        H_PARKED_AT: _now(),
-    })
+    headers.update(
+        {
+            H_ERROR: error,
+            H_HANDLER: handler,
+            H_QUEUE: queue,
+            H_ATTEMPTS: attempts,
+            H_FIRST_FAILURE: first_failure or _now(),
+            H_PARKED_AT: _now(),
+        }
+    )
     dlq = deadletter_queue(service)
     republish(
-        container.config[AMQP_URI_CONFIG_KEY], message, exchange=Exchange(""),
-        routing_key=dlq.name, headers=headers, declare=[dlq],
+        container.config[AMQP_URI_CONFIG_KEY],
+        message,
+        exchange=Exchange(""),
+        routing_key=dlq.name,
+        headers=headers,
+        declare=[dlq],
     )
     PARKED.labels(service=service, handler=handler, reason=reason).inc()
     log.error(
         "event parked in %s after %d attempt(s) (%s, from %s): %s",
-        dlq.name, attempts, handler, queue, error,
+        dlq.name,
+        attempts,
+        handler,
+        queue,
+        error,
     )
 
 
@@ -227,11 +246,20 @@ class EventQueueConsumer(QueueConsumer):
 
     def _park_and_ack(self, message, queue, handler, error) -> None:
         try:
-            park(self.container, message, queue=queue, handler=handler, error=error,
-                 attempts=0, first_failure=None, reason="decode")
+            park(
+                self.container,
+                message,
+                queue=queue,
+                handler=handler,
+                error=error,
+                attempts=0,
+                first_failure=None,
+                reason="decode",
+            )
         except Exception:  # noqa: BLE001 - a managed thread that raises kills the container
-            log.warning("could not park an undecodable event from %s: requeued", queue,
-                        exc_info=True)
+            log.warning(
+                "could not park an undecodable event from %s: requeued", queue, exc_info=True
+            )
             self.requeue_message(message)
         else:
             self.ack_message(message)
@@ -254,8 +282,11 @@ class EventHandler(NamekoEventHandler):
         super().setup()
         self.delays = retry_delays(self.container.config)
         self.queue = handler_queue(
-            self.source_service, self.event_type, self.container.service_name,
-            self.method_name, self.container.config,
+            self.source_service,
+            self.event_type,
+            self.container.service_name,
+            self.method_name,
+            self.container.config,
         )
 
     def handle_message_processed(self, message, result=None, exc_info=None):
@@ -279,25 +310,47 @@ class EventHandler(NamekoEventHandler):
         first = headers.get(H_FIRST_FAILURE) or _now()
         error = _describe(exc)
         if attempts > len(self.delays):
-            park(self.container, message, queue=self.queue.name, handler=self.method_name,
-                 error=error, attempts=attempts, first_failure=first, reason="failed")
+            park(
+                self.container,
+                message,
+                queue=self.queue.name,
+                handler=self.method_name,
+                error=error,
+                attempts=attempts,
+                first_failure=first,
+                reason="failed",
+            )
             return
         delay = self.delays[attempts - 1]
-        headers.update({
-            H_ATTEMPTS: attempts, H_FIRST_FAILURE: first, H_ERROR: error,
-            H_HANDLER: self.method_name, H_QUEUE: self.queue.name, H_DELAY: _ms(delay),
-        })
+        headers.update(
+            {
+                H_ATTEMPTS: attempts,
+                H_FIRST_FAILURE: first,
+                H_ERROR: error,
+                H_HANDLER: self.method_name,
+                H_QUEUE: self.queue.name,
+                H_DELAY: _ms(delay),
+            }
+        )
         republish(
-            self.container.config[AMQP_URI_CONFIG_KEY], message,
-            exchange=retry_exchange(service), routing_key=self.queue.name, headers=headers,
+            self.container.config[AMQP_URI_CONFIG_KEY],
+            message,
+            exchange=retry_exchange(service),
+            routing_key=self.queue.name,
+            headers=headers,
             declare=[retry_queue(service, d) for d in self.delays],
         )
         RETRIES.labels(service=service, handler=self.method_name).inc()
         where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         log.warning(
             "event handler %s.%s failed (attempt %d of %d: %s%s): retried in %gs",
-            service, self.method_name, attempts, len(self.delays) + 1, error,
-            f" at {where[0].filename}:{where[0].lineno}" if where else "", delay,
+            service,
+            self.method_name,
+            attempts,
+            len(self.delays) + 1,
+            error,
+            f" at {where[0].filename}:{where[0].lineno}" if where else "",
+            delay,
         )
 
 

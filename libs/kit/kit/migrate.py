@@ -48,8 +48,9 @@ def run_env(metadata, service: str) -> None:
             # lock is released when the connection closes
             from sqlalchemy import text
 
-            connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"),
-                               {"key": f"alembic_{service}"})
+            connection.execute(
+                text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": f"alembic_{service}"}
+            )
             connection.commit()
         context.configure(
             connection=connection,

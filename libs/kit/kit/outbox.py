@@ -190,13 +190,18 @@ def _declared_by_relay(service: str, event_type: str, on_unroutable) -> bool:
     try:
         declared = bool(on_unroutable(event_type))
     except Exception:  # noqa: BLE001 - stays pending, alarmed
-        log.warning("outbox: declaring the consumers of %s.%s failed", service, event_type,
-                    exc_info=True)
+        log.warning(
+            "outbox: declaring the consumers of %s.%s failed", service, event_type, exc_info=True
+        )
         return False
     if declared:
         DECLARED_BY_RELAY.labels(service=service, event_type=event_type).inc()
-        log.warning("outbox: %s.%s had no queue: the relay declared its consumers' queues "
-                    "(run python -m kit.topology declare at deploy)", service, event_type)
+        log.warning(
+            "outbox: %s.%s had no queue: the relay declared its consumers' queues "
+            "(run python -m kit.topology declare at deploy)",
+            service,
+            event_type,
+        )
     return declared
 
 
@@ -211,5 +216,7 @@ def _unroutable(service: str, event_type: str) -> None:
         log.warning(
             "outbox: %s.%s events reach no queue (unroutable for %.0f s): kept pending; "
             "declare the consumers' queues (python -m kit.topology declare)",
-            service, event_type, now - _UNROUTABLE_SINCE[key],
+            service,
+            event_type,
+            now - _UNROUTABLE_SINCE[key],
         )

@@ -91,9 +91,13 @@ class GracefulContainer(ServiceContainer):
         if not drained:
             drain.kill()
             self.killed_workers = len(self._worker_threads)
-            log.warning("grace period of %.0f s over: killing %d worker(s) of %s; their "
-                        "messages go back to the queue", self.grace, self.killed_workers,
-                        self.service_name)
+            log.warning(
+                "grace period of %.0f s over: killing %d worker(s) of %s; their "
+                "messages go back to the queue",
+                self.grace,
+                self.killed_workers,
+                self.service_name,
+            )
             self._kill_worker_threads()
         self._flush_outbox()
         if drained:
@@ -104,16 +108,21 @@ class GracefulContainer(ServiceContainer):
                 self.kill()
         else:
             self.kill()  # closes the connections: unacked messages are redelivered
-        log.info("stopped %s in %.1f s (%d worker(s) killed)", self.service_name,
-                 time.monotonic() - started, self.killed_workers)
+        log.info(
+            "stopped %s in %.1f s (%d worker(s) killed)",
+            self.service_name,
+            time.monotonic() - started,
+            self.killed_workers,
+        )
 
     def _drain(self):
         self.entrypoints.all.stop()  # no new worker; timers finish their tick
         self._worker_pool.waitall()
 
     def _flush_outbox(self):
-        entrypoint = next((e for e in self.entrypoints
-                           if getattr(e, "method_name", None) == FLUSH_METHOD), None)
+        entrypoint = next(
+            (e for e in self.entrypoints if getattr(e, "method_name", None) == FLUSH_METHOD), None
+        )
         if entrypoint is None or self._being_killed:
             return
         try:
@@ -126,8 +135,11 @@ class GracefulContainer(ServiceContainer):
         worker = self._worker_threads.get(worker_ctx)
         if worker is not None and not _wait(worker, self.flush_timeout):
             worker.kill()
-            log.warning("outbox flush of %s took more than %.0f s: left for the next start",
-                        self.service_name, self.flush_timeout)
+            log.warning(
+                "outbox flush of %s took more than %.0f s: left for the next start",
+                self.service_name,
+                self.flush_timeout,
+            )
 
     def _close(self):
         self.dependencies.all.stop()
@@ -205,8 +217,9 @@ def run(service_paths: list[str], config: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit.runner", description=__doc__.split(
-        "\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m kit.runner", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("services", nargs="+", metavar="module[:Class]")
     parser.add_argument("--config", help="nameko YAML config (deploy/nameko.yaml)")
     parser.add_argument("--broker", help="AMQP URI when no config is given")

@@ -84,6 +84,9 @@ class ServiceBase:
                 log.warning("%s.%s not announced", self.name, event_type, exc_info=True)
         if self.outbox_model is not None and (take_emitted(self.db) or everything):
             relay(
-                self.db, self.outbox_model, self._publish, service=self.name,
+                self.db,
+                self.outbox_model,
+                self._publish,
+                service=self.name,
                 on_unroutable=self._declare_consumers,
             )

@@ -80,14 +80,18 @@ def handlers_of(cls) -> list[Binding]:
     for attr, fn in inspect.getmembers(cls):
         for entrypoint in getattr(fn, "nameko_entrypoints", ()) or ():
             if isinstance(entrypoint, EventHandler):
-                found.append(Binding(cls.name, attr, entrypoint.source_service,
-                                     entrypoint.event_type))
+                found.append(
+                    Binding(cls.name, attr, entrypoint.source_service, entrypoint.event_type)
+                )
     return sorted(found, key=lambda b: b.queue)
 
 
 def service_names(root: Path = ROOT) -> list[str]:
-    return sorted(p.parent.parent.name for p in (root / "services").glob("*/*/service.py")
-                  if p.parent.name == p.parent.parent.name)
+    return sorted(
+        p.parent.parent.name
+        for p in (root / "services").glob("*/*/service.py")
+        if p.parent.name == p.parent.parent.name
+    )
 
 
 @cache
@@ -164,8 +168,14 @@ def missing_queues(amqp_uri: str, bindings) -> list[Binding]:
     return missing
 
 
-def ensure_consumers(amqp_uri: str, source: str, event_type: str, *,
-                     every: float | None = None, now: float | None = None) -> list[str]:
+def ensure_consumers(
+    amqp_uri: str,
+    source: str,
+    event_type: str,
+    *,
+    every: float | None = None,
+    now: float | None = None,
+) -> list[str]:
     """At most once per ``every`` seconds (``TOPOLOGY_CHECK_SECONDS``, 60) per
     event type and process, before a mandatory publication: every consumer's
     queue of ``source.event_type`` known to the code exists, else it is
@@ -187,26 +197,43 @@ def ensure_consumers(amqp_uri: str, source: str, event_type: str, *,
             return []
         names = declare_bindings(amqp_uri, missing)
     except Exception:  # noqa: BLE001 - a check; the publication goes on
-        log.warning("topology: could not check the queues of %s.%s", source, event_type,
-                    exc_info=True)
+        log.warning(
+            "topology: could not check the queues of %s.%s", source, event_type, exc_info=True
+        )
         return []
     for b in missing:
         RESTORED.labels(queue=b.queue).inc()
-        log.warning("topology: queue %s was missing: declared again (its consumer %s gets "
-                    "the events published from now on)", b.queue, b.service)
+        log.warning(
+            "topology: queue %s was missing: declared again (its consumer %s gets "
+            "the events published from now on)",
+            b.queue,
+            b.service,
+        )
     return [n for n in names if any(n == b.queue for b in missing)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit.topology", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kit.topology",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["list", "declare"])
     parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI)
     args = parser.parse_args(argv)
     if args.command == "list":
         for b in platform_bindings():
-            print(json.dumps({"queue": b.queue, "consumer": b.service, "method": b.method,
-                              "exchange": f"{b.source}.events", "routing_key": b.event_type}))
+            print(
+                json.dumps(
+                    {
+                        "queue": b.queue,
+                        "consumer": b.service,
+                        "method": b.method,
+                        "exchange": f"{b.source}.events",
+                        "routing_key": b.event_type,
+                    }
+                )
+            )
     else:
         names = declare(args.amqp_uri)
         print(f"{len(names)} queues declared", file=sys.stderr)

@@ -135,16 +135,30 @@ class Client:
     def _on_reply(self, message):
         self.replies[message.properties["correlation_id"]] = message
 
-    def send(self, routing_key, body=None, *, raw=None, content_type="application/json",
-             headers=None, expiration=None) -> str:
+    def send(
+        self,
+        routing_key,
+        body=None,
+        *,
+        raw=None,
+        content_type="application/json",
+        headers=None,
+        expiration=None,
+    ) -> str:
         correlation_id = str(uuid.uuid4())
         if raw is None:
             raw = json.dumps(body)
         properties = {"expiration": expiration} if expiration else {}
         message = amqp.Message(
-            raw, content_type=content_type, content_encoding="utf-8",
-            application_headers=headers or {}, correlation_id=correlation_id,
-            reply_to=self.reply_to, delivery_mode=2, **properties)
+            raw,
+            content_type=content_type,
+            content_encoding="utf-8",
+            application_headers=headers or {},
+            correlation_id=correlation_id,
+            reply_to=self.reply_to,
+            delivery_mode=2,
+            **properties,
+        )
         self.channel.basic_publish(message, "nameko-rpc", routing_key)
         return correlation_id
 
@@ -161,8 +175,10 @@ class Client:
                 pass
         message = self.replies.pop(correlation_id)
         return kombu.serialization.loads(
-            message.body, message.properties["content_type"],
-            message.properties.get("content_encoding"))
+            message.body,
+            message.properties["content_type"],
+            message.properties.get("content_encoding"),
+        )
 
     def close(self):
         self.connection.close()
@@ -202,8 +218,9 @@ def test_a_call_whose_deadline_passed_is_dropped_unexecuted_and_counted(echo, cl
     before = sample("rpc_expired_total", service="echo", method="record")
     late = {DEADLINE_HEADER: format_deadline(time.time() - 1)}
     expired = client.send("echo.record", {"args": ["late"], "kwargs": {}}, headers=late)
-    ok = call(client, "record", "on time",
-              headers={DEADLINE_HEADER: format_deadline(time.time() + 10)})
+    ok = call(
+        client, "record", "on time", headers={DEADLINE_HEADER: format_deadline(time.time() + 10)}
+    )
 
     assert ok == {"result": "on time", "error": None}
     assert client.reply(expired, timeout=0.5) is None  # nobody waits: no reply
@@ -218,8 +235,10 @@ def test_a_call_that_expires_while_waiting_for_a_worker_is_not_run(echo, client)
     busy = client.send("echo.slow", {"args": [0.6], "kwargs": {}})
     eventlet.sleep(0.1)  # the only worker is busy for 0.6 s
     waiting = client.send(
-        "echo.record", {"args": ["waited"], "kwargs": {}},
-        headers={DEADLINE_HEADER: format_deadline(time.time() + 0.2)})
+        "echo.record",
+        {"args": ["waited"], "kwargs": {}},
+        headers={DEADLINE_HEADER: format_deadline(time.time() + 0.2)},
+    )
 
     assert client.reply(busy)["result"] == 0.6
     assert client.reply(waiting, timeout=0.5) is None
@@ -246,7 +265,9 @@ def test_a_worker_knows_its_deadline_and_a_call_without_one_has_none(echo, clien
     echo()
     deadline = time.time() + 30
     assert call(client, "deadline", headers={DEADLINE_HEADER: format_deadline(deadline)}) == {
-        "result": pytest.approx(deadline, abs=0.001), "error": None}
+        "result": pytest.approx(deadline, abs=0.001),
+        "error": None,
+    }
     assert call(client, "deadline") == {"result": None, "error": None}
 
 
@@ -265,8 +286,7 @@ def _bad_request(reply) -> BadRequest:
         ("plain words", "text/plain"),  # a content type the service does not accept
     ],
 )
-def test_a_body_that_cannot_be_decoded_gets_an_error_reply_at_once(echo, client, raw,
-                                                                     content_type):
+def test_a_body_that_cannot_be_decoded_gets_an_error_reply_at_once(echo, client, raw, content_type):
     echo()
     before = sample("rpc_malformed_total", service="echo")
     started = time.monotonic()
@@ -291,8 +311,9 @@ def test_a_body_that_cannot_be_decoded_gets_an_error_reply_at_once(echo, client,
         ({"args": ["x"], "kwargs": {}}, {DEADLINE_HEADER: "tomorrow"}, MALFORMED_REQUEST),
     ],
 )
-def test_a_request_that_is_not_args_and_kwargs_gets_a_typed_error(echo, client, body, headers,
-                                                                  code):
+def test_a_request_that_is_not_args_and_kwargs_gets_a_typed_error(
+    echo, client, body, headers, code
+):
     echo()
     cid = client.send("echo.record", body, headers=headers)
     assert _bad_request(client.reply(cid, timeout=3)).code == code
@@ -343,14 +364,16 @@ def front(container_factory, rabbit_config, echo):
 def test_a_nested_call_inherits_the_earlier_deadline(front, client):
     front(timeout=10)
     near = time.time() + 3
-    inherited = call(client, "nested_deadline", service="front",
-                     headers={DEADLINE_HEADER: format_deadline(near)})["result"]
+    inherited = call(
+        client, "nested_deadline", service="front", headers={DEADLINE_HEADER: format_deadline(near)}
+    )["result"]
     assert inherited == pytest.approx(near, abs=0.002)
 
     far = time.time() + 600
     started = time.time()
-    own = call(client, "nested_deadline", service="front",
-               headers={DEADLINE_HEADER: format_deadline(far)})["result"]
+    own = call(
+        client, "nested_deadline", service="front", headers={DEADLINE_HEADER: format_deadline(far)}
+    )["result"]
     assert started + 9 < own <= time.time() + 10
 
     started = time.time()
@@ -365,8 +388,12 @@ def test_a_nested_call_carries_its_expiration_and_gives_up_at_the_deadline(front
     client.channel.queue_declare("rpc-ghost", durable=True, auto_delete=False)
     client.channel.queue_bind("rpc-ghost", "nameko-rpc", "ghost.*")
     started = time.monotonic()
-    reply = call(client, "call_ghost", service="front",
-                 headers={DEADLINE_HEADER: format_deadline(time.time() + 0.8)})
+    reply = call(
+        client,
+        "call_ghost",
+        service="front",
+        headers={DEADLINE_HEADER: format_deadline(time.time() + 0.8)},
+    )
     elapsed = time.monotonic() - started
     error = deserialize(reply["error"])
     assert isinstance(error, TooManyRequests) and error.code == "front.busy"

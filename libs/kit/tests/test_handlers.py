@@ -45,8 +45,11 @@ def start(container_factory, rabbit_config):
         container = container_factory(cls, config)
         container.start()
         dispatch = event_dispatcher(config)
-        return cls, config, behaviour, lambda data: dispatch(
-            "src_" + behaviour["source"], "thing_done", data
+        return (
+            cls,
+            config,
+            behaviour,
+            lambda data: dispatch("src_" + behaviour["source"], "thing_done", data),
         )
 
     return make
@@ -101,9 +104,12 @@ def test_an_undecodable_body_is_parked_with_the_decode_error(start):
     source = "src_" + behaviour["source"]
     with Connection(config["AMQP_URI"], transport_options={"confirm_publish": True}) as conn:
         conn.Producer().publish(
-            b"{not json", exchange=Exchange(f"{source}.events", type="topic"),
-            routing_key="thing_done", content_type="application/json",
-            content_encoding="utf-8", mandatory=True,
+            b"{not json",
+            exchange=Exchange(f"{source}.events", type="topic"),
+            routing_key="thing_done",
+            content_type="application/json",
+            content_encoding="utf-8",
+            mandatory=True,
         )
     _wait(lambda: deadletters.list_parked(config["AMQP_URI"], cls.name))
     [entry] = deadletters.list_parked(config["AMQP_URI"], cls.name)

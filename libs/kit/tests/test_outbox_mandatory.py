@@ -75,8 +75,12 @@ def test_an_unroutable_event_stays_pending_counted_and_others_flow_then_it_is_de
 ):
     source, dispatch, bind, drain = bus
     listened = bind("listened")
-    for n, event_type in [("a1", "nobody_listens"), ("b1", "listened"), ("a2", "nobody_listens"),
-                          ("b2", "listened")]:
+    for n, event_type in [
+        ("a1", "nobody_listens"),
+        ("b1", "listened"),
+        ("a2", "nobody_listens"),
+        ("b2", "listened"),
+    ]:
         outbox.emit(session, Outbox, event_type, {"n": n})
         session.commit()
     counter = outbox.UNROUTABLE.labels(service=source, event_type="nobody_listens")
@@ -120,8 +124,7 @@ def test_the_relay_declares_the_consumers_queues_when_it_can(session, bus):
         declared.append(bind(event_type))
         return True
 
-    assert outbox.relay(session, Outbox, dispatch, service=source,
-                        on_unroutable=on_unroutable) == 1
+    assert outbox.relay(session, Outbox, dispatch, service=source, on_unroutable=on_unroutable) == 1
     assert [m["n"] for m in drain(declared[0])] == ["x"]
     # visible in metrics, not only in a log line
     counted = outbox.DECLARED_BY_RELAY.labels(service=source, event_type="late_type")

@@ -35,7 +35,9 @@ def test_an_unconsumed_event_gets_no_row_and_is_taken_once_after_its_commit():
     session.commit()
     ((event_type, payload),) = outbox.take_committed(session)
     assert (event_type, payload["file_id"], payload["event_id"]) == (
-        events.FILE_STORED, "f1", event_id
+        events.FILE_STORED,
+        "f1",
+        event_id,
     )
     assert outbox.take_committed(session) == []
     assert _rows(session) == 0

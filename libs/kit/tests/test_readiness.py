@@ -145,9 +145,7 @@ def test_a_service_whose_broker_connection_is_lost_is_not_ready_until_it_reconne
     assert back.status_code == 200, back.text
 
 
-def test_a_scrape_while_the_database_never_answers_still_answers_without_the_outbox(
-    start, probe
-):
+def test_a_scrape_while_the_database_never_answers_still_answers_without_the_outbox(start, probe):
     """The outbox gauges' query is bounded too: /metrics answers (the gauge
     that could not be read is left out, with one log line) instead of holding
     the scrape until Prometheus gives up."""

@@ -40,8 +40,12 @@ def slow_service():
 
 
 def start(container_factory, rabbit_config, service, grace: float):
-    config = dict(rabbit_config, SERVICE_CONTAINER_CLS="kit.runner.GracefulContainer",
-                  SHUTDOWN_GRACE_SECONDS=grace, SHUTDOWN_FLUSH_SECONDS=2)
+    config = dict(
+        rabbit_config,
+        SERVICE_CONTAINER_CLS="kit.runner.GracefulContainer",
+        SHUTDOWN_GRACE_SECONDS=grace,
+        SHUTDOWN_FLUSH_SECONDS=2,
+    )
     container = container_factory(service, config)
     assert isinstance(container, runner.GracefulContainer)
     container.start()
@@ -64,7 +68,8 @@ def wait_for(predicate, timeout: float = 10) -> None:
 
 
 def test_stop_lets_the_worker_in_flight_finish_then_flushes_the_outbox(
-        container_factory, rabbit_config):
+    container_factory, rabbit_config
+):
     service, state = slow_service()
     container, config = start(container_factory, rabbit_config, service, grace=10)
     call = call_in_background(service, config, 1.0)
@@ -82,7 +87,8 @@ def test_stop_lets_the_worker_in_flight_finish_then_flushes_the_outbox(
 
 
 def test_after_the_grace_period_the_worker_is_killed_and_its_call_redelivered(
-        container_factory, rabbit_config):
+    container_factory, rabbit_config
+):
     service, state = slow_service()
     first, config = start(container_factory, rabbit_config, service, grace=0.5)
     call = call_in_background(service, config, 60)
@@ -103,13 +109,21 @@ def test_after_the_grace_period_the_worker_is_killed_and_its_call_redelivered(
 
 
 def test_grace_comes_from_the_config_then_the_environment():
-    assert runner.seconds({"SHUTDOWN_GRACE_SECONDS": "12"}, "SHUTDOWN_GRACE_SECONDS", 30,
-                          {"SHUTDOWN_GRACE_SECONDS": "5"}) == 12
+    assert (
+        runner.seconds(
+            {"SHUTDOWN_GRACE_SECONDS": "12"},
+            "SHUTDOWN_GRACE_SECONDS",
+            30,
+            {"SHUTDOWN_GRACE_SECONDS": "5"},
+        )
+        == 12
+    )
     assert runner.seconds({}, "SHUTDOWN_GRACE_SECONDS", 30, {"SHUTDOWN_GRACE_SECONDS": "5"}) == 5
     assert runner.seconds({"SHUTDOWN_GRACE_SECONDS": ""}, "SHUTDOWN_GRACE_SECONDS", 30, {}) == 30
     for bad in ("soon", "-1", "nan", "inf"):
         with pytest.raises(SystemExit):
             runner.seconds({}, "SHUTDOWN_GRACE_SECONDS", 30, {"SHUTDOWN_GRACE_SECONDS": bad})
+
 
 def test_stop_waits_for_a_slow_outbox_flush_to_finish(container_factory, rabbit_config):
     state = {"flush_started": 0, "flush_done": 0}

@@ -30,8 +30,16 @@ RESAVE = (
 )
 # action types a viewer may run without asking (or on one click)
 ACTIVE_ACTIONS = frozenset(
-    {"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/ResetForm", "/Rendition",
-     "/RichMediaExecute", "/GoToE"}
+    {
+        "/JavaScript",
+        "/Launch",
+        "/SubmitForm",
+        "/ImportData",
+        "/ResetForm",
+        "/Rendition",
+        "/RichMediaExecute",
+        "/GoToE",
+    }
 )
 ACTIVE_KEYS = ("/JS", "/AA", "/OpenAction")
 MAX_OBJECTS = 200_000

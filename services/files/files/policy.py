@@ -50,9 +50,7 @@ from kit.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
-MALWARE = Counter(
-    "files_malware_detected_total", "Uploads refused by the malware scan.", ["kind"]
-)
+MALWARE = Counter("files_malware_detected_total", "Uploads refused by the malware scan.", ["kind"])
 SCAN_SECONDS = Histogram(
     "files_scan_seconds",
     "Time clamd took to scan one upload (or its extracted text).",

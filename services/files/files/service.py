@@ -89,8 +89,12 @@ class FilesService(kit_service.ServiceBase):
         minute are scanned again (``use_cases.rescan_pending``)."""
         counts = use_cases.rescan_pending(self.db, self.storage, self.scanner)
         if counts["scanned"] or counts["unavailable"]:
-            log.info("files pending verdicts: %d scanned, %d infected", counts["scanned"],
-                     counts["infected"], extra=counts)
+            log.info(
+                "files pending verdicts: %d scanned, %d infected",
+                counts["scanned"],
+                counts["infected"],
+                extra=counts,
+            )
 
     @rpc
     def store_file(self, meta: dict, content_b64: str) -> dict:
@@ -251,9 +255,7 @@ class FilesService(kit_service.ServiceBase):
         ``Unavailable`` ``files.scanner_unavailable`` when a pending file
         cannot be scanned now.
         """
-        return use_cases.get_file(
-            self.db, self.storage, self.caller, file_id, scanner=self.scanner
-        )
+        return use_cases.get_file(self.db, self.storage, self.caller, file_id, scanner=self.scanner)
 
     @rpc
     def delete_file(self, file_id: str) -> dict:

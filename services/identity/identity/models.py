@@ -223,7 +223,5 @@ class CarteNetworkMember(Base):
 
     __tablename__ = "carte_network_members"
 
-    network_id: Mapped[str] = mapped_column(
-        ForeignKey("carte_accounts.user_id"), primary_key=True
-    )
+    network_id: Mapped[str] = mapped_column(ForeignKey("carte_accounts.user_id"), primary_key=True)
     uai: Mapped[str] = mapped_column(String(8), primary_key=True, index=True)

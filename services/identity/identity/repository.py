@@ -24,8 +24,10 @@ def user_by_email(session, email: str) -> User | None:
 
 def user_with_org(session, user_id: str) -> tuple[User, Organisation | None] | None:
     row = session.execute(
-        select(User, Organisation).outerjoin(Organisation, User.org_id == Organisation.id)
-        .where(User.id == user_id)).first()
+        select(User, Organisation)
+        .outerjoin(Organisation, User.org_id == Organisation.id)
+        .where(User.id == user_id)
+    ).first()
     return tuple(row) if row else None
 
 

@@ -83,7 +83,9 @@ class AfterReply(DependencyProvider):
                     return
                 log.warning(
                     "work after the reply: database unavailable (%s), attempt %d, again in %.1f s",
-                    type(exc).__name__, attempt, delay,
+                    type(exc).__name__,
+                    attempt,
+                    delay,
                 )
             finally:
                 _close(session)

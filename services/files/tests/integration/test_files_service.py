@@ -239,8 +239,11 @@ class TestWithAScanner:
 
     @pytest.fixture
     def storage_config(self, clamd):
-        return {"FILES_CLAMD": clamd.address, "FILES_MAX_BYTES": 2_000_000,
-                "FILES_SCAN_WAIT_BYTES": 64 * 1024}
+        return {
+            "FILES_CLAMD": clamd.address,
+            "FILES_MAX_BYTES": 2_000_000,
+            "FILES_SCAN_WAIT_BYTES": 64 * 1024,
+        }
 
     def test_a_large_infected_annex_is_answered_then_its_bytes_are_deleted(self, rpc_as):
         import random

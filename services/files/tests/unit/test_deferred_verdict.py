@@ -211,32 +211,36 @@ def test_a_workbook_another_service_parses_always_waits_for_its_verdict(
     assert stored["scan_status"] == "clean"
     # and store_file with a later never defers these kinds either
     stored = store(
-        session, storage, Slow(clamd_scanner), workbook, kind=kind, later=later,
+        session,
+        storage,
+        Slow(clamd_scanner),
+        workbook,
+        kind=kind,
+        later=later,
         name="formulaire.xlsx",
     )
     assert stored["scan_status"] == "clean"
     assert later.jobs == []
 
 
-def test_the_timer_gives_their_verdict_to_documents_left_pending(
-    session, storage, clamd_scanner
-):
+def test_the_timer_gives_their_verdict_to_documents_left_pending(session, storage, clamd_scanner):
     clean = store(session, storage, Slow(clamd_scanner), big_pdf(8), later=Later())
     infected = store(session, storage, Slow(clamd_scanner), big_pdf(9, True), later=Later())
     # not yet: a verdict may still be on its way
     assert use_cases.rescan_pending(session, storage, clamd_scanner)["scanned"] == 0
     an_hour_later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    counts = use_cases.rescan_pending(
-        session, storage, Down(), now=lambda: an_hour_later
-    )
+    counts = use_cases.rescan_pending(session, storage, Down(), now=lambda: an_hour_later)
     assert counts == {"scanned": 0, "infected": 0, "unavailable": 1}
     counts = use_cases.rescan_pending(session, storage, clamd_scanner, now=lambda: an_hour_later)
     assert counts == {"scanned": 2, "infected": 1, "unavailable": 0}
     assert status(session, clean["id"]) == "clean"
     assert status(session, infected["id"]) == "infected"
-    assert use_cases.rescan_pending(session, storage, clamd_scanner, now=lambda: an_hour_later)[
-        "scanned"
-    ] == 0
+    assert (
+        use_cases.rescan_pending(session, storage, clamd_scanner, now=lambda: an_hour_later)[
+            "scanned"
+        ]
+        == 0
+    )
 
 
 def test_an_infected_verdict_reaches_every_record_of_the_same_bytes(
@@ -249,9 +253,9 @@ def test_an_infected_verdict_reaches_every_record_of_the_same_bytes(
     later.settle(session, storage)
     assert status(session, first["id"]) == status(session, second["id"]) == "infected"
     # a second verdict changes nothing more
-    assert use_cases.record_verdict(
-        session, storage, first["sha256"], clamd_scanner.scan(data)
-    ) == 0
+    assert (
+        use_cases.record_verdict(session, storage, first["sha256"], clamd_scanner.scan(data)) == 0
+    )
 
 
 def test_without_a_scanner_files_are_marked_not_scanned(session, storage):

@@ -128,10 +128,13 @@ def test_a_valid_file_is_stored_with_the_type_decided_from_its_bytes(
 
 def test_a_catalogue_takes_csv_text_and_serves_it_as_csv(session, storage, scanner):
     stored = use_cases.store_file(
-        session, storage, SYSTEM,
+        session,
+        storage,
+        SYSTEM,
         {"kind": "catalogue", "name": "catalogue.csv", "content_type": "text/html"},
         base64.b64encode("niveau;diplome\n5;BTS Négociation\n".encode("cp1252")).decode(),
-        max_bytes=corpus.MAX_BYTES, scanner=scanner,
+        max_bytes=corpus.MAX_BYTES,
+        scanner=scanner,
     )
     assert stored["content_type"] == "text/csv"
 

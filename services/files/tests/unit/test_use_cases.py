@@ -122,8 +122,12 @@ def test_storing_announces_the_file_without_its_bytes_and_without_an_outbox_row(
         (b"x" * (MAX + 1), "attachment", "application/pdf", "files.too_large"),
         (b"", "attachment", "application/pdf", "files.empty"),
         (b"x", "passport", "application/pdf", "files.invalid_kind"),
-        (b"<html><script>alert(1)</script>", "attachment", "application/pdf",
-         "files.type_not_allowed"),
+        (
+            b"<html><script>alert(1)</script>",
+            "attachment",
+            "application/pdf",
+            "files.type_not_allowed",
+        ),
     ],
 )
 def test_invalid_uploads_are_refused_and_nothing_is_kept(

@@ -60,7 +60,9 @@ def test_deactivated_accounts_are_anonymised_once_their_delay_has_passed(session
     assert later["accounts_anonymised"] == 1
     row = session.get(User, invited["id"])
     assert (row.email, row.last_name, row.phone) == (
-        pd.anonymous_email(invited["id"]), "Anonyme", None
+        pd.anonymous_email(invited["id"]),
+        "Anonyme",
+        None,
     )
     # the audit trail keeps the id, and stays verifiable
     actions = [
@@ -81,9 +83,12 @@ def test_the_delay_before_anonymisation_is_configurable(session, manager, monkey
 
 def test_invitations_never_accepted_are_purged_when_they_expire(session, manager):
     invited = invite(session, manager)
-    assert pd.run_retention(session, lambda f: None, now=utcnow() + dt.timedelta(days=6))[
-        "invitations_purged"
-    ] == 0
+    assert (
+        pd.run_retention(session, lambda f: None, now=utcnow() + dt.timedelta(days=6))[
+            "invitations_purged"
+        ]
+        == 0
+    )
     counts = pd.run_retention(session, lambda f: None, now=utcnow() + dt.timedelta(days=8))
     assert counts["invitations_purged"] == 1
     assert session.get(User, invited["id"]) is None
@@ -173,4 +178,3 @@ def test_retention_runs_as_of_a_time_only_for_system_callers():
     )
     with pytest.raises(Forbidden):
         pd.system_clock(Caller(user_id="x", roles=("agency_admin",)), None)
-

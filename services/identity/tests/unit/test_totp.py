@@ -71,9 +71,7 @@ def test_a_manager_without_totp_signs_in_with_the_password(session, manager):
     assert result["status"] == "signed_in" and result["caller"]["totp"] is False
 
 
-def test_enrolment_shows_recovery_codes_once_stored_hashed_and_renews_the_session(
-    session, manager
-):
+def test_enrolment_shows_recovery_codes_once_stored_hashed_and_renews_the_session(session, manager):
     first = uc.authenticate(session, "claire@example.org", PASSWORD, now=T0)
     secret, codes, done = enrol(session, "claire@example.org")
     assert len(codes) == 10 and len(set(codes)) == 10

@@ -153,7 +153,9 @@ def test_agency_validation_makes_the_first_user_manager(session, sirene, agent):
     [validated] = events(session, "organisation_validated")
     org = session.get(Organisation, user.org_id)
     assert (validated["org_id"], validated["siret"], validated["account_type"]) == (
-        org.id, org.siret, org.account_type
+        org.id,
+        org.siret,
+        org.account_type,
     )
     assert "email" not in validated and validated["validated_at"]
     manager = uc.validate_user(session, agent, user.id)  # again: nothing new to announce

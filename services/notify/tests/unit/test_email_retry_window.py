@@ -117,8 +117,14 @@ def test_a_day_long_outage_is_retried_until_the_window_then_sent_when_back(sessi
     # backoff: far fewer attempts than minutes (about 6 in the first hour, then hourly)
     assert 20 <= smtp.tries <= 35
     smtp.down = False
-    run_until(session, smtp, clock, T0 + dt.timedelta(hours=24, minutes=30),
-              dt.timedelta(minutes=1), policy)
+    run_until(
+        session,
+        smtp,
+        clock,
+        T0 + dt.timedelta(hours=24, minutes=30),
+        dt.timedelta(minutes=1),
+        policy,
+    )
     assert len(smtp.sent) == 1
     assert session.get(Delivery, delivery.id).status == SENT
 
@@ -129,8 +135,9 @@ def test_after_the_window_it_is_undelivered_counted_logged_listed_and_resent(ses
     before = sample("emails_total", {"outcome": "undelivered"})
     [delivery] = notify(session, smtp, clock, policy)
     with caplog.at_level(logging.WARNING, logger="notify.use_cases"):
-        run_until(session, smtp, clock, T0 + dt.timedelta(seconds=300),
-                  dt.timedelta(seconds=5), policy)
+        run_until(
+            session, smtp, clock, T0 + dt.timedelta(seconds=300), dt.timedelta(seconds=5), policy
+        )
     row = session.get(Delivery, delivery.id)
     assert row.status == UNDELIVERED and row.next_attempt_at is None
     # 0 s, then waits of 8–12 s and 16–24 s (the last one repeated) within 60 s
@@ -142,15 +149,20 @@ def test_after_the_window_it_is_undelivered_counted_logged_listed_and_resent(ses
     assert len(undelivered_lines) == 1 and undelivered_lines[0].levelno == logging.WARNING
     assert sample("emails_total", {"outcome": "undelivered"}) - before == 1
     assert sample("emails_undelivered") == 1
-    last = [p for t, p in ((o.event_type, o.payload) for o in session.scalars(select(Outbox)))
-            if t == events.EMAIL_FAILED][-1]
+    last = [
+        p
+        for t, p in ((o.event_type, o.payload) for o in session.scalars(select(Outbox)))
+        if t == events.EMAIL_FAILED
+    ][-1]
     assert last["will_retry"] is False
 
     listed = use_cases.list_undelivered(session, AGENT)
     assert listed["total"] == 1
     [item] = listed["items"]
     assert (item["id"], item["to"], item["template"]) == (
-        delivery.id, "nina.roux@example.test", "user_registered"
+        delivery.id,
+        "nina.roux@example.test",
+        "user_registered",
     )
     assert "injoignable" in item["last_error"]
 
@@ -180,9 +192,17 @@ def test_rows_written_before_the_window_existed_are_retried(session):
     smtp, clock = Smtp(), Clock()
     smtp.down = False
     session.add(
-        Delivery(source_event_id="old", template="user_registered", to="x@example.test",
-                 subject="S", body="B", status=FAILED, attempts=5, created_at=T0,
-                 last_attempt_at=T0)
+        Delivery(
+            source_event_id="old",
+            template="user_registered",
+            to="x@example.test",
+            subject="S",
+            body="B",
+            status=FAILED,
+            attempts=5,
+            created_at=T0,
+            last_attempt_at=T0,
+        )
     )
     session.commit()
     clock.now += dt.timedelta(seconds=1)

@@ -68,9 +68,7 @@ def check(name: str, size, head: bytes) -> tuple[str, str]:
     if not isinstance(size, int) or size <= 0:
         raise Refused("files.empty", "Le document est vide.")
     if size > MAX_BYTES:
-        raise Refused(
-            "files.too_large", "Le document dépasse la taille maximale de 10 Mo."
-        )
+        raise Refused("files.too_large", "Le document dépasse la taille maximale de 10 Mo.")
     # the first bytes are files' to judge (files.policy), with the rest of the
     # content: a verdict here would give an EICAR file another code than elsewhere
     return ext, kind.content_type

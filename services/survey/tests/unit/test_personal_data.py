@@ -91,7 +91,9 @@ def test_the_agency_exports_what_a_person_transmitted(session, campaign):
     data = pd.export_person(session, AGENT, CLAIRE)
     [sent] = data["transmissions"]
     assert (sent["file_id"], sent["submitter_email"], sent["campaign"]) == (
-        "form-1", "claire@example.org", "Enquête 2024"
+        "form-1",
+        "claire@example.org",
+        "Enquête 2024",
     )
     assert sent["kept_until"] == "2029-07-31"
     assert [a["file_id"] for a in data["attachments"]] == ["pj-1"]
