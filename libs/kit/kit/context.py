@@ -6,12 +6,13 @@ JSON string under ``CALLER_KEY`` (AMQP headers carry strings safely).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
 from nameko.extensions import DependencyProvider
 
-from kit.errors import Forbidden, Unauthenticated
+from kit.errors import Forbidden, InvalidInput, Unauthenticated
 
 CALLER_KEY = "caller"
 
@@ -90,3 +91,18 @@ class CallerProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> Caller:
         return Caller.from_header(worker_ctx.data.get(CALLER_KEY))
+
+
+def system_clock(caller: Caller, now) -> dt.datetime | None:
+    """The time a job asked for by a system caller (a retention run with a
+    clock moved forward) is made as of; ``None``: now. Errors:
+    forbidden.system_only, invalid_input (now: ISO-8601, UTC when naive)."""
+    if SYSTEM not in caller.roles:
+        raise Forbidden("forbidden.system_only", "Réservé aux traitements internes.")
+    if now is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(now)
+    except (TypeError, ValueError):
+        raise InvalidInput.fields({"now": ["Date ISO-8601 attendue."]}) from None
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)

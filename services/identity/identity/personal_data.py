@@ -237,20 +237,6 @@ def run_retention(
     return counts
 
 
-def system_clock(caller: Caller, now) -> dt.datetime | None:
-    """The time a retention run asked for by a system caller is made as of
-    (``None``: now). Errors: forbidden.system_only, invalid_input (now)."""
-    if SYSTEM not in caller.roles:
-        raise Forbidden("forbidden.system_only", "Réservé aux traitements internes.")
-    if now is None:
-        return None
-    try:
-        at = dt.datetime.fromisoformat(now)
-    except (TypeError, ValueError):
-        raise InvalidInput.fields({"now": ["Date ISO-8601 attendue."]}) from None
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
-
-
 # ---------------------------------------------------------------- anonymisation
 
 

@@ -20,6 +20,7 @@ from identity import use_cases as uc
 from identity.models import Outbox
 from identity.sirene import SireneClient
 from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.context import system_clock
 from kit.db import Database
 from kit.entrypoints import rpc
 from kit.errors import NotFound, Unavailable
@@ -370,7 +371,7 @@ class IdentityService(kit_service.ServiceBase):
         shows what the periodic job will do then). Returns the counts per rule.
         Errors: forbidden.system_only, invalid_input (now)."""
         result = personal_data.run_retention(
-            self.db, self._delete_file, now=personal_data.system_clock(self.caller, now)
+            self.db, self._delete_file, now=system_clock(self.caller, now)
         )
         self.publish_pending()
         return result

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kit.context import SYSTEM, Caller
 from kit.db import utcnow
-from kit.errors import Forbidden, InvalidInput
+from kit.errors import InvalidInput
 from notify import repository
 from notify.models import SENT, UNDELIVERED, Delivery, Inbox
 from notify.use_cases import event_key
@@ -223,17 +223,3 @@ def run_retention(session, retention: Retention, now: dt.datetime | None = None)
         extra={"retention": counts},
     )
     return counts
-
-
-def system_clock(caller: Caller, now) -> dt.datetime | None:
-    """The time a retention run asked for by a system caller is made as of
-    (``None``: now). Errors: forbidden.system_only, invalid_input (now)."""
-    if SYSTEM not in caller.roles:
-        raise Forbidden("forbidden.system_only", "Réservé aux traitements internes.")
-    if now is None:
-        return None
-    try:
-        at = dt.datetime.fromisoformat(now)
-    except (TypeError, ValueError):
-        raise InvalidInput.fields({"now": ["Date ISO-8601 attendue."]}) from None
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)

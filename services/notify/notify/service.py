@@ -33,6 +33,7 @@ from nameko.timer import timer
 
 import kit.service  # not `from … import ServiceBase`: see below
 from kit import events
+from kit.context import system_clock
 from kit.db import Database, utcnow
 from kit.entrypoints import rpc
 from kit.handlers import event_handler  # retries, then parks (never loses an event)
@@ -226,7 +227,7 @@ class NotifyService(kit.service.ServiceBase):
         of ``now`` (ISO-8601, default: the current time). Returns
         {emails_purged}. Errors: forbidden.system_only, invalid_input (now)."""
         return personal_data.run_retention(
-            self.db, self.retention, now=personal_data.system_clock(self.caller, now)
+            self.db, self.retention, now=system_clock(self.caller, now)
         )
 
     @timer(interval=3600)

@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from kit.context import SYSTEM, Caller
 from kit.db import utcnow
-from kit.errors import Forbidden, InvalidInput
+from kit.errors import InvalidInput
 from survey.models import Attachment, Campaign, Survey, Transmission
 
 log = logging.getLogger(__name__)
@@ -127,19 +127,6 @@ def _deleted(delete_file, file_id: str) -> bool:
         log.info("survey retention: file %s kept for the next run (%s)", file_id, exc)
         return False
     return True
-
-
-def system_clock(caller: Caller, now) -> dt.datetime | None:
-    """The time a retention run asked for by a system caller is made as of."""
-    if SYSTEM not in caller.roles:
-        raise Forbidden("forbidden.system_only", "Réservé aux traitements internes.")
-    if now is None:
-        return None
-    try:
-        at = dt.datetime.fromisoformat(now)
-    except (TypeError, ValueError):
-        raise InvalidInput.fields({"now": ["Date ISO-8601 attendue."]}) from None
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
 def _require_agency(caller: Caller) -> None:

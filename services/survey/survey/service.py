@@ -19,6 +19,7 @@ from nameko.timer import timer
 
 from kit import events
 from kit import service as kit_service  # not imported by name: nameko run would see it
+from kit.context import system_clock
 from kit.cpu import heavy as cpu  # spreadsheet work in a process pool (docs/stack-pitfalls.md §10)
 from kit.db import Database
 from kit.entrypoints import rpc
@@ -353,7 +354,7 @@ class SurveyService(kit_service.ServiceBase):
         ``now`` (ISO-8601). Returns {transmissions_purged, attachments_purged,
         lists_purged}. Errors: forbidden.system_only, invalid_input (now)."""
         return personal_data.run_retention(
-            self.db, self._delete_file, now=personal_data.system_clock(self.caller, now)
+            self.db, self._delete_file, now=system_clock(self.caller, now)
         )
 
     @rpc

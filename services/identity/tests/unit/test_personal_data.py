@@ -10,7 +10,7 @@ from identity import personal_data as pd
 from identity import use_cases as uc
 from identity.models import AuditChain, AuditEntry, Session, Token, User
 from kit import audit as kit_audit
-from kit.context import SYSTEM, Caller
+from kit.context import SYSTEM, Caller, system_clock
 from kit.db import utcnow
 from kit.errors import Conflict, Forbidden, NotFound
 
@@ -173,8 +173,8 @@ def test_an_agent_cannot_erase_their_own_account(session, agent):
 
 
 def test_retention_runs_as_of_a_time_only_for_system_callers():
-    assert pd.system_clock(Caller(user_id="ops", roles=(SYSTEM,)), "2031-01-01T00:00:00") == (
+    assert system_clock(Caller(user_id="ops", roles=(SYSTEM,)), "2031-01-01T00:00:00") == (
         dt.datetime(2031, 1, 1, tzinfo=dt.UTC)
     )
     with pytest.raises(Forbidden):
-        pd.system_clock(Caller(user_id="x", roles=("agency_admin",)), None)
+        system_clock(Caller(user_id="x", roles=("agency_admin",)), None)
