@@ -16,11 +16,12 @@ known address took a median 16 ms against 8 ms, with no overlap.
 from __future__ import annotations
 
 import random
-import statistics
 import time
 import uuid
 
 import pytest
+
+from tests.e2e.timing import verdict
 
 PAIRS = 60
 WARM_UP = 8
@@ -52,20 +53,6 @@ def _samples(gateway, path: str, known: dict, unknown) -> tuple[list[float], lis
     return known_ms, unknown_ms
 
 
-def _verdict(known_ms: list[float], unknown_ms: list[float]) -> tuple[bool, str]:
-    med_k, med_u = statistics.median(known_ms), statistics.median(unknown_ms)
-    margin = max(2.0, 0.15 * min(med_k, med_u))
-    slower = sum(1.0 if k > u else 0.5 if k == u else 0.0 for k in known_ms for u in unknown_ms) / (
-        len(known_ms) * len(unknown_ms)
-    )
-    leaks = abs(med_k - med_u) > margin and abs(slower - 0.5) > 0.2
-    summary = (
-        f"median known {med_k:.1f} ms, unknown {med_u:.1f} ms (margin {margin:.1f} ms); "
-        f"P(known slower) = {slower:.2f}"
-    )
-    return leaks, summary
-
-
 @pytest.mark.parametrize("side", ["survey", "carte"])
 def test_a_password_reset_takes_as_long_for_a_known_account_as_for_an_unknown_one(
     gateway, admin, side
@@ -85,10 +72,10 @@ def test_a_password_reset_takes_as_long_for_a_known_account_as_for_an_unknown_on
             return {"identifier": f"NOBODY-{uuid.uuid4().hex[:10].upper()}"}
 
     known_ms, unknown_ms = _samples(gateway, path, known, unknown)
-    leaks, summary = _verdict(known_ms, unknown_ms)
+    leaks, summary = verdict(known_ms, unknown_ms)
     if leaks:  # once more before failing: a burst of load on a shared machine
         known_ms, unknown_ms = _samples(gateway, path, known, unknown)
-        leaks, summary = _verdict(known_ms, unknown_ms)
+        leaks, summary = verdict(known_ms, unknown_ms)
     print(f"{side} reset: {summary}")
     assert not leaks, f"the answer tells a known account by its timing: {summary}"
 
@@ -97,6 +84,6 @@ def test_the_timing_verdict_catches_a_gap_like_the_one_measured_before_the_fix()
     rng = random.Random(11)
     known = [rng.uniform(12, 24) for _ in range(PAIRS)]
     unknown = [rng.uniform(5, 11) for _ in range(PAIRS)]
-    assert _verdict(known, unknown)[0]
+    assert verdict(known, unknown)[0]
     same = [rng.uniform(6, 14) for _ in range(2 * PAIRS)]
-    assert not _verdict(same[:PAIRS], same[PAIRS:])[0]
+    assert not verdict(same[:PAIRS], same[PAIRS:])[0]

@@ -23,9 +23,10 @@ unknown address answered in a median 12 ms against 36 ms, with no overlap.
 from __future__ import annotations
 
 import random
-import statistics
 import time
 import uuid
+
+from tests.e2e.timing import verdict
 
 PAIRS = 40
 WARM_UP = 6
@@ -96,30 +97,16 @@ def _samples(gateway, accounts: list[KnownAccount]) -> tuple[list[float], list[f
     return known_ms, unknown_ms
 
 
-def _verdict(known_ms: list[float], unknown_ms: list[float]) -> tuple[bool, str]:
-    med_k, med_u = statistics.median(known_ms), statistics.median(unknown_ms)
-    margin = max(2.0, 0.15 * min(med_k, med_u))
-    slower = sum(1.0 if k > u else 0.5 if k == u else 0.0 for k in known_ms for u in unknown_ms) / (
-        len(known_ms) * len(unknown_ms)
-    )
-    leaks = abs(med_k - med_u) > margin and abs(slower - 0.5) > 0.2
-    summary = (
-        f"median known {med_k:.1f} ms, unknown {med_u:.1f} ms (margin {margin:.1f} ms); "
-        f"P(known slower) = {slower:.2f}"
-    )
-    return leaks, summary
-
-
 def test_a_wrong_password_is_refused_as_fast_for_a_known_address_as_for_an_unknown_one(
     gateway, admin
 ):
     accounts = [KnownAccount(admin["email"], admin["password"])]
     try:
         known_ms, unknown_ms = _samples(gateway, accounts)
-        leaks, summary = _verdict(known_ms, unknown_ms)
+        leaks, summary = verdict(known_ms, unknown_ms)
         if leaks:  # once more before failing: a burst of load on a shared machine
             known_ms, unknown_ms = _samples(gateway, accounts)
-            leaks, summary = _verdict(known_ms, unknown_ms)
+            leaks, summary = verdict(known_ms, unknown_ms)
     finally:
         for account in accounts:  # no failures left behind for the next tests
             account.sign_in_rightly(gateway)
@@ -131,6 +118,6 @@ def test_the_timing_verdict_catches_a_gap_like_the_one_without_the_dummy_verific
     rng = random.Random(11)
     known = [rng.uniform(25, 45) for _ in range(PAIRS)]
     unknown = [rng.uniform(6, 14) for _ in range(PAIRS)]
-    assert _verdict(known, unknown)[0]
+    assert verdict(known, unknown)[0]
     same = [rng.uniform(25, 45) for _ in range(2 * PAIRS)]
-    assert not _verdict(same[:PAIRS], same[PAIRS:])[0]
+    assert not verdict(same[:PAIRS], same[PAIRS:])[0]
