@@ -20,14 +20,11 @@ import eventlet
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
 from files import corpus, use_cases, xlsx_safety
-from files.models import Base, StoredFile
+from files.models import StoredFile
 from files.scanner import ClamdScanner, ScannerUnavailable
-from files.storage import LocalDiskStorage
 from kit.context import Caller
-from kit.db import make_engine
 from kit.errors import InvalidInput, Unavailable
 
 SYSTEM = Caller(roles=("system",))
@@ -55,21 +52,6 @@ class Down:
 
     def scan(self, data: bytes):
         raise ScannerUnavailable("clamd stopped")
-
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
-    yield session
-    session.close()
-    engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return LocalDiskStorage(tmp_path / "files")
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,13 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
 
 from files import corpus, use_cases
 from files.domain import meta, policy
-from files.models import Base, Blob, Outbox, StoredFile
+from files.models import Blob, Outbox, StoredFile
 from files.scanner import ClamdScanner, build_scanner
-from files.storage import LocalDiskStorage
 from kit import outbox
 from kit.context import Caller
-from kit.db import make_engine
 from kit.errors import InvalidInput, ServiceError, Unavailable
 
 SYSTEM = Caller(roles=("system",))
@@ -47,21 +44,6 @@ def test_every_files_kind_has_an_upload_policy_and_a_caller_here():
     assert set(meta.KINDS) == set(SLOTS), "a files kind this test does not try"
     for accepted in policy.SLOTS.values():
         assert accepted and accepted <= set(policy.TYPES)
-
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
-    yield session
-    session.close()
-    engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return LocalDiskStorage(tmp_path / "files")
 
 
 @pytest.fixture(scope="module")

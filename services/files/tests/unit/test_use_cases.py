@@ -10,14 +10,12 @@ import hashlib
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
 
 from files import corpus, use_cases
-from files.models import Base, Blob, Outbox, StoredFile
+from files.models import Blob, Outbox, StoredFile
 from files.storage import LocalDiskStorage
 from kit import outbox
 from kit.context import Caller
-from kit.db import make_engine
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 ANONYMOUS = Caller()
@@ -37,21 +35,6 @@ XLSX = corpus.xlsx()
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
-    yield session
-    session.close()
-    engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return LocalDiskStorage(tmp_path / "files")
 
 
 @pytest.fixture

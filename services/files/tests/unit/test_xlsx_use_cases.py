@@ -8,16 +8,14 @@ import base64
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
 
 from files import policy, use_cases, xlsx_safety
 from files.domain.meta import check_meta
-from files.models import Base, Blob, Outbox, StoredFile
+from files.models import Blob, Outbox, StoredFile
 from files.storage import LocalDiskStorage
 from files.xlsx_safety import XLSX_CONTENT_TYPE, XlsxLimits
 from kit import outbox
 from kit.context import Caller
-from kit.db import make_engine
 from kit.errors import InvalidInput, NotFound, Unauthenticated
 
 ANONYMOUS = Caller()
@@ -30,21 +28,6 @@ MS_REL = "http://schemas.microsoft.com/office/2006/relationships"
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-@pytest.fixture
-def session():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    session = sessionmaker(engine, expire_on_commit=False, info={"service": "files"})()
-    yield session
-    session.close()
-    engine.dispose()
-
-
-@pytest.fixture
-def storage(tmp_path):
-    return LocalDiskStorage(tmp_path / "files")
 
 
 class Recorder:
