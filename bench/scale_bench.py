@@ -219,7 +219,7 @@ def certification_rows(certs: int, establishments: int) -> list[list]:
 def heavy_forms(runner, org: dict, args) -> list[bytes]:
     """Two filled variants of a large form of ``org`` (sent alternately, each
     is a new version that is checked in full)."""
-    from survey.testing import HEADER, fill_form, workbook_bytes
+    from services.survey.tests.support import HEADER, fill_form, workbook_bytes
 
     sid, headers = org["sid"], org["headers"]
     runner.call(

@@ -51,10 +51,10 @@ import python_calamine  # noqa: E402
 import requests  # noqa: E402
 
 from bench.stats import percentile  # noqa: E402
+from services.survey.tests.support import GUIDE_ROWS, HEADER, fill_form, workbook_bytes  # noqa: E402
 from survey import use_cases as uc  # noqa: E402
 from survey import xlsx  # noqa: E402
 from survey.domain import form as form_rules  # noqa: E402
-from survey.testing import GUIDE_ROWS, HEADER, fill_form, workbook_bytes  # noqa: E402
 
 SECRET = b"bench-secret-" * 4
 

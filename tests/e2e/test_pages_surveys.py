@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 
-from survey.testing import fill_form, workbook_bytes
+from services.survey.tests.support import fill_form, workbook_bytes
 from tests.e2e.conftest import GatewaySession
 from tests.e2e.journeys import (
     CERTIFICATION_HEADER,

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from deploy.webhook_receiver import Receiver
-from survey.testing import fill_form, workbook_bytes
+from services.survey.tests.support import fill_form, workbook_bytes
 from tests.e2e.conftest import RABBIT_API
 from tests.e2e.journeys import (
     CERTIFICATION_HEADER,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from survey.testing import fill_form, workbook_bytes
+from services.survey.tests.support import fill_form, workbook_bytes
 from tests.e2e.journeys import (
     CERTIFICATION_HEADER,
     GUIDE_CERTIFICATIONS,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 
-from survey.testing import Text, fill_form, workbook_bytes
+from services.survey.tests.support import Text, fill_form, workbook_bytes
 from tests.e2e.conftest import GatewaySession, Mailbox
 from tests.e2e.journeys import (
     CERTIFICATION_HEADER,

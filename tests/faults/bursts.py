@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from survey.testing import workbook_bytes
+from services.survey.tests.support import workbook_bytes
 from tests.e2e.journeys import (
     CERTIFICATION_HEADER,
     GUIDE_CERTIFICATIONS,

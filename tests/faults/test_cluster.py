@@ -54,7 +54,7 @@ import requests
 from deploy import sandbox
 from deploy.launcher import Config, LaunchError, System
 from deploy.rabbit_cluster import RABBIT_BIN, ClusterError, RabbitCluster
-from survey.testing import fill_form
+from services.survey.tests.support import fill_form
 from tests.e2e.journeys import transmit
 from tests.faults.bursts import (
     CALL_TIMEOUT,

@@ -45,7 +45,7 @@ import psycopg
 import pytest
 import requests
 
-from survey.testing import fill_form
+from services.survey.tests.support import fill_form
 from tests.e2e.journeys import transmit
 from tests.faults.bursts import (
     CALL_TIMEOUT,

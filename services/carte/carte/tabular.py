@@ -1,9 +1,10 @@
 """Reads the administrator's catalogue file (CSV or XLSX) into rows of text.
 
-The one module that parses spreadsheets for the carte service: python-calamine
-for XLSX (fast and read-only; the files service has already checked the
-archive for the usual traps before this sees it), the standard csv module for
-CSV. Failures become ``Unreadable`` with a French message, never a 500.
+The carte service's only spreadsheet reader (writing the reviewers' export is
+``carte.xlsx``, with openpyxl): python-calamine for XLSX (fast and read-only;
+the files service has already checked the archive for the usual traps before
+this sees it), the standard csv module for CSV. Failures become
+``Unreadable`` with a French message, never a 500.
 """
 
 from __future__ import annotations

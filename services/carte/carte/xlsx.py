@@ -1,7 +1,9 @@
-"""The one openpyxl adapter of the carte service: the reviewers' export.
+"""Writes the reviewers' export of validated requests as XLSX, with openpyxl.
 
-Written in write-only mode (constant memory); every cell goes through
-``export.safe_cell`` first, so no user-entered text can become a formula.
+The carte service's only spreadsheet writer (reading catalogue files is
+``carte.tabular``, with python-calamine). Written in write-only mode (constant
+memory); every cell goes through ``export.safe_cell`` first, so no
+user-entered text can become a formula.
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
-"""The explanatory notice of the form, as a small PDF written by hand.
+"""The explanatory notice of the form, as a small PDF made with fpdf2.
 
 The guide offers « une notice explicative du formulaire » next to the form;
 a PDF reads the same everywhere. The text is the form's own note plus the
-definitions of every line, so the two never disagree. A few dozen lines of
-PDF syntax (Helvetica, WinAnsi encoding for French accents) spare a
-dependency.
+definitions of every line, so the two never disagree. The core Helvetica
+fonts with the WinAnsi (cp1252) encoding carry the French accents, « », ’
+and … without embedding a font file.
 """
 
 from __future__ import annotations
 
 import textwrap
+
+from fpdf import FPDF
 
 from survey.domain.form import CHARGE_CATEGORIES, NOTE_TEXT, PRODUIT_CATEGORIES
 
@@ -17,6 +19,7 @@ PAGE_WIDTH, PAGE_HEIGHT = 595, 842  # A4 in points
 MARGIN = 56
 LEADING = 14
 WRAP = 92
+ENCODING = "cp1252"  # what fpdf2 declares as /WinAnsiEncoding for core fonts
 
 
 def notice_lines(campaign_name: str) -> list[tuple[str, bool]]:
@@ -40,61 +43,32 @@ def notice_lines(campaign_name: str) -> list[tuple[str, bool]]:
     return lines
 
 
-def _pdf_text(text: str) -> bytes:
-    raw = text.replace("\u202f", " ").replace("\u00a0", " ").encode("cp1252", "replace")
-    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+def _printable(text: str) -> str:
+    """The text as the core fonts can show it: narrow and plain no-break
+    spaces become spaces, anything outside cp1252 (say an emoji in a campaign
+    name) becomes « ? » rather than an error."""
+    text = text.replace("\u202f", " ").replace("\u00a0", " ")
+    return text.encode(ENCODING, "replace").decode(ENCODING)
 
 
 def render_notice(campaign_name: str) -> bytes:
+    """The notice as PDF bytes: Helvetica 10 pt, titles in bold 11 pt, one
+    line every LEADING points from the top margin, as many pages as needed."""
     lines = notice_lines(campaign_name)
     per_page = (PAGE_HEIGHT - 2 * MARGIN) // LEADING
     pages = [lines[i : i + per_page] for i in range(0, len(lines), per_page)] or [[]]
-    objects: list[bytes] = []
-
-    def add(body: bytes) -> int:
-        objects.append(body)
-        return len(objects)
-
-    catalog = add(b"")  # filled once the page tree number is known
-    tree = add(b"")
-    regular = add(
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-    )
-    bold = add(
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>"
-    )
-    kids = []
+    pdf = FPDF(unit="pt", format=(PAGE_WIDTH, PAGE_HEIGHT))
+    pdf.pdf_version = "1.4"
+    pdf.core_fonts_encoding = ENCODING
+    pdf.set_auto_page_break(False)
+    pdf.set_margins(MARGIN, MARGIN, MARGIN)
     for page_lines in pages:
-        stream = [b"BT", f"{MARGIN} {PAGE_HEIGHT - MARGIN} Td".encode(), f"{LEADING} TL".encode()]
-        for text, is_bold in page_lines:
-            stream.append(b"/F2 11 Tf" if is_bold else b"/F1 10 Tf")
-            stream.append(b"(" + _pdf_text(text) + b") Tj T*")
-        stream.append(b"ET")
-        content = b"\n".join(stream)
-        content_id = add(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
-        kids.append(
-            add(
-                (
-                    f"<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 {PAGE_WIDTH} {PAGE_HEIGHT}] "
-                    f"/Resources << /Font << /F1 {regular} 0 R /F2 {bold} 0 R >> >> "
-                    f"/Contents {content_id} 0 R >>"
-                ).encode()
-            )
-        )
-    objects[catalog - 1] = f"<< /Type /Catalog /Pages {tree} 0 R >>".encode()
-    objects[tree - 1] = (
-        f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>"
-    ).encode()
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010d} 00000 n \n".encode()
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root {catalog} 0 R >>\nstartxref\n{xref}\n%%EOF\n"
-    ).encode()
-    return bytes(out)
+        pdf.add_page()
+        for row, (text, is_bold) in enumerate(page_lines):
+            if is_bold:
+                pdf.set_font("Helvetica", "B", 11)
+            else:
+                pdf.set_font("Helvetica", "", 10)
+            if text:
+                pdf.text(MARGIN, MARGIN + row * LEADING, _printable(text))
+    return bytes(pdf.output())

@@ -142,6 +142,7 @@ class SurveyService(kit_service.ServiceBase):
 
     @rpc
     def get_required_data(self, survey_id: str) -> dict:
+        """« Données à renseigner »: both counts, certifications, imported list, missing."""
         return uc.get_required_data(self.db, self.caller, survey_id)
 
     @rpc
@@ -163,6 +164,7 @@ class SurveyService(kit_service.ServiceBase):
 
     @rpc
     def delete_certification(self, survey_id: str, cert_id: str) -> dict:
+        """Removes a row: {id, deleted}. Errors: survey.certification_not_found."""
         return uc.delete_certification(self.db, self.caller, survey_id, cert_id)
 
     @rpc
@@ -317,6 +319,7 @@ class SurveyService(kit_service.ServiceBase):
 
     @rpc
     def list_attachments(self, survey_id: str) -> list:
+        """« Pièces à fournir »: [{id, name, content_type, size, created_at, updated_at}]."""
         return uc.list_attachments(self.db, self.caller, survey_id)
 
     @rpc
@@ -333,6 +336,7 @@ class SurveyService(kit_service.ServiceBase):
 
     @rpc
     def delete_attachment(self, survey_id: str, attachment_id: str) -> dict:
+        """« Supprimer », file included: {id, deleted}. Errors: survey.attachment_not_found."""
         return uc.delete_attachment(self.db, self.caller, survey_id, attachment_id, self.files)
 
     @rpc

@@ -1,5 +1,5 @@
 """Fixtures of survey's tests: an in-memory database and the fake files
-service (survey.testing)."""
+service (tests/support.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from kit.db import make_engine
+from services.survey.tests.support import FakeFiles
 from survey.models import Base
-from survey.testing import FakeFiles
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from sqlalchemy.orm import sessionmaker
 from kit.db import make_engine
 from kit.errors import InvalidInput, NotFound
 from kit.migrate import upgrade
+from services.survey.tests.support import AGENT, MANAGER_A, FakeFiles, FakeIdentity, valid_siret
 from survey import use_cases as uc
-from survey.testing import AGENT, MANAGER_A, FakeFiles, FakeIdentity, valid_siret
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,7 @@ from files.service import FilesService
 from kit.context import CALLER_KEY, PARTNER, SYSTEM, Caller, CallerProvider
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from kit.migrate import upgrade
-from survey.service import SurveyService
-from survey.testing import (
+from services.survey.tests.support import (
     AGENT,
     GUIDE_ROWS,
     HEADER,
@@ -32,6 +31,7 @@ from survey.testing import (
     fill_form,
     workbook_bytes,
 )
+from survey.service import SurveyService
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ CAMPAIGN = {
 
 
 class IdentityStandIn:
-    """Answers like identity, for the caller in the context (survey.testing)."""
+    """Answers like identity, for the caller in the context (tests/support.py)."""
 
     name = "identity"
     caller = CallerProvider()

@@ -1,9 +1,9 @@
 """The certification list: tables built here, every problem at once,
 addressed to sheet, row and column with how to fix it."""
 
+from services.survey.tests.support import GUIDE_ROWS, HEADER, workbook_bytes
 from survey import xlsx
 from survey.domain.certifications import check_row, parse_table
-from survey.testing import GUIDE_ROWS, HEADER, workbook_bytes
 
 
 def test_the_guides_example_is_accepted_as_it_is():

@@ -6,10 +6,10 @@ import io
 import openpyxl
 import pytest
 
+from services.survey.tests.support import SECRET, fill_form
 from survey import xlsx
 from survey.domain import form as F
 from survey.domain.codes import BadCode
-from survey.testing import SECRET, fill_form
 
 SNAPSHOT = {
     "survey_id": "s-1",

@@ -10,10 +10,7 @@ from nameko.testing.services import worker_factory
 
 from kit.errors import TooManyRequests
 from kit.rpc import Bounded
-from survey import service as survey_service
-from survey.service import SurveyService
-from survey.settings import ConfigError, SurveySettings, load
-from survey.testing import (
+from services.survey.tests.support import (
     AGENT,
     GUIDE_ROWS,
     HEADER,
@@ -22,6 +19,9 @@ from survey.testing import (
     FakeIdentity,
     workbook_bytes,
 )
+from survey import service as survey_service
+from survey.service import SurveyService
+from survey.settings import ConfigError, SurveySettings, load
 
 CAMPAIGN = {
     "name": "Enquête CFA",

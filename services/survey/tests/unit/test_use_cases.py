@@ -12,9 +12,7 @@ from sqlalchemy import select
 
 from kit.context import Caller
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from survey import use_cases as uc
-from survey.models import Outbox, Survey
-from survey.testing import (
+from services.survey.tests.support import (
     AGENT,
     GUIDE_ROWS,
     HEADER,
@@ -30,6 +28,8 @@ from survey.testing import (
     fill_form,
     workbook_bytes,
 )
+from survey import use_cases as uc
+from survey.models import Outbox, Survey
 
 CAMPAIGN = {
     "name": "Enquête CFA",

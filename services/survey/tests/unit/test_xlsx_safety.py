@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
+from services.survey.tests.support import HEADER, workbook_bytes
 from survey import xlsx
-from survey.testing import HEADER, workbook_bytes
 
 
 def rezip(data: bytes, change) -> bytes:

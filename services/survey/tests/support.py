@@ -1,7 +1,12 @@
 """Test doubles of the survey service's collaborators (like nameko.testing):
 fakes of identity and files that answer like the real services for one
 caller, a few callers and organisations, and a helper that builds workbooks
-from readable tables (docs/style.md: no binary fixtures)."""
+from readable tables (docs/style.md: no binary fixtures).
+
+It lives under ``tests/`` so that the service image does not ship it
+(.dockerignore leaves out every ``tests`` directory); tests, tests/e2e,
+tests/faults and bench import it as ``services.survey.tests.support`` from the
+repository root, which they all have on their path."""
 
 from __future__ import annotations
 
