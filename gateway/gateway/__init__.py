@@ -27,6 +27,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from gateway.api import carte, identity, partners, personal_data, survey
     from gateway.pages import accounts as account_pages
     from gateway.pages import agency_surveys as agency_survey_pages
+    from gateway.pages import carte as carte_pages
     from gateway.pages import carte_admin as carte_admin_pages
     from gateway.pages import partners as partner_pages
     from gateway.pages import personal_data as personal_data_pages
@@ -35,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
 
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
+    app.add_template_filter(web.date_fr, "date_fr")  # the pages' one date format
 
     metrics.init_app(app)  # first: its timer starts before anything else
     errors.init_app(app)
@@ -49,7 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app.register_blueprint(web.bp)
     app.register_blueprint(account_pages.bp)
     app.register_blueprint(carte.bp, url_prefix="/api/v1")
-    app.register_blueprint(carte.pages, url_prefix="/carte")
+    app.register_blueprint(carte_pages.bp, url_prefix="/carte")
     app.register_blueprint(carte_admin_pages.bp)
     app.register_blueprint(survey.bp, url_prefix="/api/v1")
     app.register_blueprint(survey_pages.bp)

@@ -1,6 +1,8 @@
 """The few HTML pages that e-mailed links open: confirm an address, accept an
-invitation, reset a password, and sign in; the shared layout (``page``) with
-its navigation bar by role. Account pages are in ``gateway.pages.accounts``.
+invitation, reset a password, and sign in; ``page``, which renders every
+page's template in the one layout (``templates/base.html``) with the
+navigation bar by role; and ``date_fr``, the pages' date filter. Account
+pages are in ``gateway.pages.accounts``; the markup is in ``templates/web/``.
 
 A link's GET only shows a form (mail scanners fetch links); the POST acts.
 The look is our own, plain and readable; it does not imitate the State's
@@ -9,7 +11,11 @@ design system (its licence forbids it).
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, render_template_string, request
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, g, redirect, render_template, request
 
 from gateway import auth
 from gateway.ratelimit import client_ip, limit
@@ -18,46 +24,9 @@ from kit.errors import ServiceError
 
 bp = Blueprint("web", __name__)
 
-LAYOUT = """<!doctype html>
-<html lang="fr"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} · Plateforme formations</title>
-<link rel="stylesheet" href="/static/css/site.css"></head>
-<body><header>Plateforme formations</header>
-{% if nav %}<nav class="site" aria-label="Navigation principale">
-{% for href, label in nav %}<a href="{{ href }}">{{ label }}</a>{% endfor %}
-<form method="post" action="/deconnexion"><button type="submit">Déconnexion</button></form>
-</nav>{% endif %}<main>
-<h1>{{ title }}</h1>
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
-{% if success %}<p class="ok" role="status">{{ success }}</p>{% endif %}
-{{ body|safe }}
-</main></body></html>"""
-
-TOKEN_FORM = """<form method="post">
-<input type="hidden" name="token" value="{{ token }}">
-{% if with_password %}
-<label for="password">Mot de passe (12 caractères au moins)</label>
-<input id="password" name="password" type="password" autocomplete="new-password" required>
-{% if errors.password %}<ul class="errors">{% for m in errors.password %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
-<label for="password_confirm">Confirmer le mot de passe</label>
-<input id="password_confirm" name="password_confirm" type="password" autocomplete="new-password" required>
-{% if errors.password_confirm %}<ul class="errors">{% for m in errors.password_confirm %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
-{% endif %}
-<button type="submit">{{ button }}</button></form>"""
-
-SIGN_IN_FORM = """<form method="post" action="/connexion">
-<label for="email">E-mail</label>
-<input id="email" name="email" type="email" autocomplete="username" required value="{{ email }}">
-<label for="password">Mot de passe</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Se connecter</button></form>
-<p><a href="/mot-de-passe/oublie">Mot de passe oublié ?</a></p>"""
-
-FORGOT_FORM = """<form method="post">
-<label for="email">E-mail</label>
-<input id="email" name="email" type="email" required>
-<button type="submit">Recevoir un lien</button></form>"""
+# The layout's source, for the checks that read every page's markup
+# (gateway/tests/test_security_*.py); pages render templates/base.html itself.
+LAYOUT = (Path(__file__).parent / "templates" / "base.html").read_text(encoding="utf-8")
 
 
 def navigation() -> list[tuple[str, str]]:
@@ -80,15 +49,17 @@ def navigation() -> list[tuple[str, str]]:
     return links
 
 
-def page(title, body="", status=200, error=None, success=None, template=None, **context):
-    """The layout around ``body`` (a template string) or ``template`` (a file
-    of ``gateway/templates``), rendered with ``context``."""
-    if template:
-        inner = render_template(template, **context)
-    else:
-        inner = render_template_string(body, **context) if body else ""
-    html = render_template_string(
-        LAYOUT, title=title, body=inner, error=error, success=success, nav=navigation()
+def page(title, template=None, status=200, error=None, success=None, **context):
+    """``template`` (a file of ``gateway/templates`` extending ``base.html``;
+    ``base.html`` itself for a page that is only its message) rendered with
+    ``title``, the messages, the navigation by role and ``context``."""
+    html = render_template(
+        template or "base.html",
+        title=title,
+        error=error,
+        success=success,
+        nav=navigation(),
+        **context,
     )
     return (
         html,
@@ -100,12 +71,45 @@ def page(title, body="", status=200, error=None, success=None, template=None, **
     )
 
 
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def date_fr(value, time: bool = False) -> str:
+    """The pages' one date filter (``{{ d|date_fr }}``, registered by
+    ``create_app``): a date, or an ISO string, as French readers write it.
+
+    ``2021-07-15`` (or ``2021-07-15T23:30:00+00:00``) → ``15/07/2021``: the
+    calendar date as written, no time-zone conversion. ``time=True``: an ISO
+    instant → ``07/12/2020 12:26:04`` in France's time. Nothing (None, "")
+    gives ""; what is not a date is shown as it came."""
+    if value is None or value == "":
+        return ""
+    if not time:
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        text = str(value)[:10]
+        parts = text.split("-")
+        return "/".join(reversed(parts)) if len(parts) == 3 else text
+    try:
+        at = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if at.tzinfo is not None:
+        at = at.astimezone(PARIS)
+    return at.strftime("%d/%m/%Y %H:%M:%S")
+
+
 def _token_page(title, button, with_password, action, done):
     """GET shows the form; POST calls ``action(token, form)`` and shows ``done``."""
     token = request.values.get("token", "")
     if request.method == "GET":
         return page(
-            title, TOKEN_FORM, token=token, with_password=with_password, button=button, errors={}
+            title,
+            template="web/token.html",
+            token=token,
+            with_password=with_password,
+            button=button,
+            errors={},
         )
     try:
         action(token, request.form)
@@ -115,7 +119,7 @@ def _token_page(title, button, with_password, action, done):
             return page(title, status=exc.status, error=exc.message)
         return page(
             title,
-            TOKEN_FORM,
+            template="web/token.html",
             status=exc.status,
             error=exc.message,
             token=token,
@@ -123,7 +127,7 @@ def _token_page(title, button, with_password, action, done):
             button=button,
             errors=errors,
         )
-    return page(title, '<p><a href="/connexion">Se connecter</a></p>', success=done)
+    return page(title, template="web/token_done.html", success=done)
 
 
 @bp.route("/inscription/confirmer", methods=["GET", "POST"])
@@ -178,19 +182,10 @@ def reset_password():
 @limit("web-forgot", per_minute=5, key=client_ip)
 def forgot_password():
     if request.method == "GET":
-        return page("Mot de passe oublié", FORGOT_FORM)
+        return page("Mot de passe oublié", template="web/forgot.html")
     result = rpc().identity.request_password_reset(request.form.get("email", ""))
     return page("Mot de passe oublié", success=result["message"])
 
-
-TOTP_FORM = """<form method="post" action="/connexion/code">
-<label for="code">Code à 6 chiffres de votre application d'authentification, ou code de secours</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required
- autofocus maxlength="20"{% if error %} aria-invalid="true"{% endif %}>
-<button type="submit">Valider</button></form>
-<p>Vous avez perdu l'accès à votre application ? Saisissez l'un de vos codes de secours
-(format xxxxx-xxxxx), chacun ne sert qu'une fois.</p>
-<form method="post" action="/deconnexion"><button type="submit">Annuler</button></form>"""
 
 SIGN_IN_STEPS = {
     "totp_required": "/connexion/code",
@@ -212,12 +207,18 @@ def signed_in_redirect(result: dict):
 @limit("web-signin", per_minute=20, key=client_ip)
 def sign_in():
     if request.method == "GET":
-        return page("Connexion", SIGN_IN_FORM, email="")
+        return page("Connexion", template="web/sign_in.html", email="")
     email = request.form.get("email", "")
     try:
         result = rpc().identity.authenticate(email, request.form.get("password", ""), client_ip())
     except ServiceError as exc:
-        return page("Connexion", SIGN_IN_FORM, status=exc.status, error=exc.message, email=email)
+        return page(
+            "Connexion",
+            template="web/sign_in.html",
+            status=exc.status,
+            error=exc.message,
+            email=email,
+        )
     return signed_in_redirect(result)
 
 
@@ -229,7 +230,7 @@ def totp_sign_in():
         return redirect("/connexion", code=303)
     title = "Double authentification"
     if request.method == "GET":
-        return page(title, TOTP_FORM)
+        return page(title, template="web/totp.html")
     try:
         result = rpc().identity.totp_verify_sign_in(
             g.session_id, request.form.get("code", ""), client_ip()
@@ -239,7 +240,7 @@ def totp_sign_in():
             response = redirect("/connexion", code=303)
             auth.clear_session_cookie(response)
             return response
-        return page(title, TOTP_FORM, status=exc.status, error=exc.message)
+        return page(title, template="web/totp.html", status=exc.status, error=exc.message)
     auth.revoke_current()
     return signed_in_redirect(result)
 
@@ -248,19 +249,6 @@ def totp_sign_in():
 def home():
     if g.caller.authenticated:
         me = rpc().identity.get_me()
-        body = (
-            "<p>Vous êtes connecté en tant que <strong>{{ me.display_name }}</strong> "
-            "({{ me.profile }}{% if me.org_name %}, {{ me.org_name }}{% endif %}).</p>"
-            "<ul>{% for href, label in links %}<li><a href='{{ href }}'>{{ label }}</a></li>"
-            "{% endfor %}</ul>"
-            "<p>L'API est décrite dans "
-            "<a href='/api/v1/openapi.json'>le document OpenAPI</a>.</p>"
-        )
         links = navigation()[1:] + [("/compte/double-authentification", "Double authentification")]
-        return page("Accueil", body, me=me, links=links)
-    return page(
-        "Accueil",
-        "<p>Organismes de formation : transmettez vos enquêtes en ligne."
-        "</p><p><a href='/connexion'>Se connecter</a></p>"
-        "<p><a href='/inscription'>Créer un compte (inscription de votre organisme)</a></p>",
-    )
+        return page("Accueil", template="web/home.html", me=me, links=links)
+    return page("Accueil", template="web/home.html", me=None)

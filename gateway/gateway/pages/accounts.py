@@ -6,7 +6,8 @@ Each view calls the same RPCs as the JSON API (``gateway.api.identity``;
 registration goes through its ``submit_registration``) and shows a service's
 error on the page, next to the fields it names, never as JSON. Actions are
 POSTs carrying the session cookie (SameSite=Lax: no cross-site form can act),
-answered by a redirect (303) to the list with a fixed message.
+answered by a redirect (303) to the list with a fixed message. The markup
+is in ``gateway/templates/accounts/``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from flask import Blueprint, g, make_response, redirect, request
 
 from gateway import auth
 from gateway.api import identity as identity_api
+from gateway.pages import template_source
 from gateway.ratelimit import client_ip, limit
 from gateway.rpc import rpc
 from gateway.web import page
@@ -24,138 +26,9 @@ from kit.errors import ServiceError
 
 bp = Blueprint("account_pages", __name__)
 
-STYLE = '<link rel="stylesheet" href="/static/css/accounts.css">'
-
-# Jinja macros for a labelled field with its messages right below it; the
-# input points at them (aria-describedby) so screen readers read them too.
-MACROS = """{% macro errs(name) %}{% if errors.get(name) %}<ul class="errors" id="{{ name }}-err">
-{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}
-{% macro field(name, label, type="text", required=False, autocomplete=None, keep=True) %}
-<label for="{{ name }}">{{ label }}{% if required %} *{% endif %}</label>
-<input id="{{ name }}" name="{{ name }}" type="{{ type }}"{% if required %} required{% endif %}
-{%- if keep %} value="{{ values.get(name) or '' }}"{% endif %}
-{%- if autocomplete %} autocomplete="{{ autocomplete }}"{% endif %}
-{%- if errors.get(name) %} aria-invalid="true" aria-describedby="{{ name }}-err"{% endif %}>
-{{ errs(name) }}{% endmacro %}"""
-
-REGISTRATION_FORM = (
-    STYLE
-    + MACROS
-    + """<form method="post" action="/inscription" enctype="multipart/form-data" novalidate>
-<fieldset{% if errors.get('account_type') %} aria-describedby="account_type-err"{% endif %}>
-<legend>Type de compte *</legend>
-{% for value in ("OFA", "OG") %}<input type="radio" id="account_type_{{ value }}" name="account_type"
-value="{{ value }}"{% if values.get('account_type') == value %} checked{% endif %}>
-<label for="account_type_{{ value }}">{{ value }}</label>{% endfor %}
-{{ errs("account_type") }}</fieldset>
-<p class="hint">OFA : organisme de formation ayant une activité d'apprentissage ;
-OG : organisme gestionnaire de centres de formation d'apprentis.</p>
-{{ field("siret", "SIRET", required=True) }}
-<p class="hint">14 chiffres ; la raison sociale et l'adresse viennent de la base SIRENE de l'Insee.</p>
-{{ field("nda", "Numéro de déclaration d'activité", required=True) }}
-{{ field("uai", "UAI") }}
-{{ field("apprentice_count", "Effectifs d'apprentis pour votre organisme au 31/12/" ~ last_year,
-         type="number", required=True) }}
-<label for="habilitation">Document d'habilitation</label>
-<input id="habilitation" name="habilitation" type="file"
-{%- if errors.get('habilitation') %} aria-invalid="true" aria-describedby="habilitation-err"{% endif %}>
-<p class="hint">L'habilitation signée par le représentant légal de l'organisme (10 Mo au plus).</p>
-{{ errs("habilitation") }}
-<label for="attachments">Autres pièces jointes</label>
-<input id="attachments" name="attachments" type="file" multiple
-{%- if errors.get('attachments') %} aria-invalid="true" aria-describedby="attachments-err"{% endif %}>
-{{ errs("attachments") }}
-{% if values %}<p class="hint">Pour votre sécurité, les fichiers et les mots de passe
-sont à joindre et à saisir de nouveau.</p>{% endif %}
-{{ field("last_name", "Nom", required=True, autocomplete="family-name") }}
-{{ field("first_name", "Prénom", required=True, autocomplete="given-name") }}
-{{ field("phone", "Téléphone", type="tel", autocomplete="tel") }}
-{{ field("email", "E-mail", type="email", required=True, autocomplete="email") }}
-{{ field("email_confirm", "Confirmer l'E-mail", type="email", required=True) }}
-{{ field("password", "Mot de passe", type="password", required=True,
-         autocomplete="new-password", keep=False) }}
-{{ field("password_confirm", "Confirmer le mot de passe", type="password", required=True,
-         autocomplete="new-password", keep=False) }}
-<p>* champs obligatoires</p>
-<p>Sans réponse aux champs obligatoires, votre inscription ne peut pas être traitée et
-vous ne pourrez pas transmettre la comptabilité analytique de votre organisme.</p>
-<p>Vos données personnelles sont traitées par France compétences, responsable du
-traitement, pour vous permettre de transmettre la comptabilité analytique de votre
-organisme et pour vous adresser des informations et des enquêtes sur l'apprentissage.
-Vous pouvez y accéder, les faire rectifier, en faire limiter le traitement, refuser
-qu'une décision automatisée soit prise à votre sujet et dire ce qu'elles deviendront
-après votre décès. Notre politique de confidentialité détaille ces droits et la
-manière de les exercer.</p>
-<p>Cliquez sur « S'inscrire » pour confirmer votre saisie.</p>
-<button type="submit">S'inscrire</button></form>"""
-)
-
-USER_FORM = """<label for="last_name">Nom *</label>
-<input id="last_name" name="last_name" required value="{{ values.get('last_name') or '' }}"
-{%- if errors.get('last_name') %} aria-invalid="true" aria-describedby="last_name-err"{% endif %}>
-{{ errs("last_name") }}
-<label for="first_name">Prénom *</label>
-<input id="first_name" name="first_name" required value="{{ values.get('first_name') or '' }}"
-{%- if errors.get('first_name') %} aria-invalid="true" aria-describedby="first_name-err"{% endif %}>
-{{ errs("first_name") }}
-{% if with_email %}<label for="email">E-mail *</label>
-<input id="email" name="email" type="email" required value="{{ values.get('email') or '' }}"
-{%- if errors.get('email') %} aria-invalid="true" aria-describedby="email-err"{% endif %}>
-{{ errs("email") }}{% endif %}
-<label for="phone">Téléphone</label>
-<input id="phone" name="phone" type="tel" value="{{ values.get('phone') or '' }}"
-{%- if errors.get('phone') %} aria-invalid="true" aria-describedby="phone-err"{% endif %}>
-{{ errs("phone") }}
-<label for="role">Profil *</label>
-<select id="role" name="role"{% if errors.get('role') %} aria-invalid="true" aria-describedby="role-err"{% endif %}>
-{% for value, label in roles %}<option value="{{ value }}"{% if values.get('role') == value %} selected{% endif %}>{{ label }}</option>{% endfor %}
-</select>{{ errs("role") }}
-<label for="firm_name">Cabinet</label>
-<input id="firm_name" name="firm_name" value="{{ values.get('firm_name') or '' }}"
-{%- if errors.get('firm_name') %} aria-invalid="true" aria-describedby="firm_name-err"{% endif %}>
-<p class="hint">Pour un collaborateur d'un cabinet extérieur à l'organisme.</p>
-{{ errs("firm_name") }}"""  # noqa: E501
-
-USERS = (
-    STYLE
-    + MACROS
-    + """<p>Un organisme compte au plus 5 comptes utilisateurs, dont 2 gestionnaires de compte.
-Une adresse e-mail ne sert qu'à un seul compte.</p>
-<table><caption class="hint">Comptes de votre organisme</caption>
-<thead><tr><th scope="col">NOM Prénom</th><th scope="col">E-mail</th>
-<th scope="col">Organisme / Cabinet</th><th scope="col">Profil</th><th scope="col">Etat</th>
-<th scope="col">Actions</th></tr></thead><tbody>
-{% for u in users %}<tr><td>{{ u.display_name }}</td><td>{{ u.email }}</td>
-<td>{{ u.organisation_or_firm or "" }}</td><td>{{ u.profile }}</td>
-<td><span class="dot dot-{{ u.state_colour }}" aria-hidden="true"></span>{{ u.state_label }}</td>
-<td>{% if u.state not in ("deactivated", "rejected") %}
-<a href="/utilisateurs/{{ u.id }}/modifier">Modifier<span class="visually-hidden"> {{ u.display_name }}</span></a>
-{% if u.state == "awaiting_validation" %}<form method="post" action="/utilisateurs/{{ u.id }}/valider">
-<button type="submit" aria-label="Valider {{ u.display_name }}">Valider</button></form>{% endif %}
-{% if u.state == "not_activated" %}<form method="post" action="/utilisateurs/{{ u.id }}/confirmer-adresse">
-<button type="submit" aria-label="Confirmer l'adresse de {{ u.display_name }}">Confirmer l'adresse</button></form>{% endif %}
-<form method="post" action="/utilisateurs/{{ u.id }}/desactiver">
-<button type="submit" aria-label="Désactiver {{ u.display_name }}">Désactiver</button></form>
-{% endif %}</td></tr>
-{% else %}<tr><td colspan="6">Aucun compte.</td></tr>{% endfor %}</tbody></table>
-<p class="hint">Etat : <span class="dot dot-rouge" aria-hidden="true"></span>compte non activé ·
-<span class="dot dot-bleu" aria-hidden="true"></span>activé, en attente de validation ·
-<span class="dot dot-vert" aria-hidden="true"></span>activé et validé.</p>
-<h2 id="creer">Créer un utilisateur</h2>
-<form method="post" action="/utilisateurs">"""
-    + USER_FORM
-    + """<button type="submit">Créer l'utilisateur</button></form>"""
-)  # noqa: E501
-
-EDIT_USER = (
-    STYLE
-    + MACROS
-    + """<p>{{ values.get('email') or '' }}</p>
-<form method="post" action="/utilisateurs/{{ user_id }}/modifier">"""
-    + USER_FORM
-    + """<button type="submit">Enregistrer</button></form>
-<p><a href="/utilisateurs">Retour à la gestion des utilisateurs</a></p>"""
-)
+# Where the security checks read these pages' markup (the templates' own text).
+STYLE = template_source("accounts/_page.html")
+REGISTRATION_FORM = template_source("accounts/registration.html")
 
 # validating these needs an explicit confirmation with a reason (audited)
 SIRENE_CONFIRM = {
@@ -168,40 +41,6 @@ SIRENE_FLAGS = {
     "pending": "SIRENE indisponible",
     "not_found": "SIRET absent de SIRENE",
 }
-
-REGISTRATIONS = (
-    STYLE
-    + """{% for r in rows %}<section aria-labelledby="r-{{ r.id }}">
-<h2 id="r-{{ r.id }}">{{ r.organisation.name or "Organisme sans raison sociale" }}</h2>
-<p>SIRET {{ r.organisation.siret }} · {{ r.organisation.account_type }}
-{% if flags.get(r.organisation.sirene_status) %} · <span class="flag">{{ flags[r.organisation.sirene_status] }}</span>{% endif %}
-{% if r.organisation.address %}<br>{{ r.organisation.address }}{% endif %}</p>
-<p>Demandeur : {{ r.display_name }} — {{ r.email }}{% if r.phone %} — {{ r.phone }}{% endif %}</p>
-<p>Documents :{% if not r.has_habilitation %} <span class="flag">pas d'habilitation</span>{% endif %}</p>
-<ul>{% for a in r.attachments %}<li><a href="/api/v1/files/{{ a.file_id }}">{{ a.name }}</a>
-({{ "habilitation" if a.kind == "habilitation" else "autre pièce" }})</li>
-{% else %}<li>Aucun document.</li>{% endfor %}</ul>
-<form method="post" action="/agence/inscriptions/{{ r.id }}/valider">
-{% if r.organisation.sirene_status in confirm_needed %}
-<p class="flag">{{ confirm_needed[r.organisation.sirene_status] }}</p>
-<input type="checkbox" id="confirm-{{ r.id }}" name="confirm" value="1">
-<label for="confirm-{{ r.id }}">Je confirme la validation malgré l'état SIRENE</label>
-<label for="vreason-{{ r.id }}">Motif de la validation *</label>
-<textarea id="vreason-{{ r.id }}" name="reason" rows="2"
-{%- if validated == r.id and errors.get('reason') %} aria-invalid="true" aria-describedby="vreason-{{ r.id }}-err"{% endif %}></textarea>
-{% if validated == r.id and errors.get('reason') %}<ul class="errors" id="vreason-{{ r.id }}-err">
-{% for m in errors.reason %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
-{% endif %}
-<button type="submit" aria-label="Valider l'inscription de {{ r.display_name }}">Valider</button></form>
-<form method="post" action="/agence/inscriptions/{{ r.id }}/refuser">
-<label for="reason-{{ r.id }}">Motif du refus *</label>
-<textarea id="reason-{{ r.id }}" name="reason" rows="2" required
-{%- if refused == r.id and errors.get('reason') %} aria-invalid="true" aria-describedby="reason-{{ r.id }}-err"{% endif %}></textarea>
-{% if refused == r.id and errors.get('reason') %}<ul class="errors" id="reason-{{ r.id }}-err">
-{% for m in errors.reason %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
-<button type="submit" aria-label="Refuser l'inscription de {{ r.display_name }}">Refuser</button></form>
-</section><hr>{% else %}<p>Aucune inscription en attente de validation.</p>{% endfor %}"""  # noqa: E501
-)
 
 DONE = {
     "cree": "Le compte est créé : un courriel invite l'utilisateur à choisir son mot de passe.",
@@ -245,7 +84,7 @@ MANAGER_ONLY = "Réservé au gestionnaire de compte de votre organisme."
 def _registration_page(status=200, error=None, values=None, errors=None, success=None):
     return page(
         "Inscription",
-        REGISTRATION_FORM,
+        template="accounts/registration.html",
         status=status,
         error=error,
         success=success,
@@ -277,9 +116,7 @@ def register_page():
         return _registration_page(exc.status, exc.message, kept, _fields(exc))
     return page(
         "Inscription",
-        "<p>Une fois votre adresse confirmée, votre inscription attend la validation de "
-        "France compétences, qui vérifie les pièces jointes ; un courriel vous informera "
-        "de sa décision.</p>",
+        template="accounts/registration_sent.html",
         success="Vous recevez un courriel vous invitant à confirmer votre adresse.",
     )
 
@@ -308,7 +145,7 @@ def _users_page(status=200, error=None, success=None, values=None, errors=None):
         return page("Gestion des utilisateurs", status=exc.status, error=exc.message)
     return page(
         "Gestion des utilisateurs",
-        USERS,
+        template="accounts/users.html",
         status=status,
         error=error,
         success=success,
@@ -362,7 +199,7 @@ def edit_user_page(user_id):
             return redirect("/utilisateurs?fait=modifie", code=303)
     return page(
         title,
-        EDIT_USER,
+        template="accounts/edit_user.html",
         status=status,
         error=error,
         values=values,
@@ -411,7 +248,7 @@ def _registrations_page(
         return page("Inscriptions à valider", status=exc.status, error=exc.message)
     return page(
         "Inscriptions à valider",
-        REGISTRATIONS,
+        template="accounts/registrations.html",
         status=status,
         error=error,
         success=success,
@@ -470,42 +307,6 @@ def reject_registration_page(user_id):
 
 # ---------------------------------------------------------------- double authentification
 
-TOTP_ENROL = """<p>Scannez ce code QR avec votre application d'authentification
-(FreeOTP, Aegis, Google Authenticator…), puis saisissez le code à 6 chiffres qu'elle affiche.</p>
-{% if qr %}<figure>{{ qr|safe }}<figcaption>Code QR de votre compte {{ account }}</figcaption></figure>
-<p>Sans appareil photo, saisissez cette clé dans l'application :
-<code>{{ secret }}</code></p>{% endif %}
-<form method="post" action="/compte/double-authentification">
-<input type="hidden" name="action" value="confirm">
-<label for="code">Code à 6 chiffres</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required
- maxlength="6"{% if error %} aria-invalid="true"{% endif %}>
-<button type="submit">Activer la double authentification</button></form>
-{% if not qr %}<p><a href="/compte/double-authentification">Afficher un nouveau code QR</a></p>{% endif %}"""
-
-TOTP_CODES = """<p>Notez ces codes de secours et gardez-les en lieu sûr : chacun permet
-une connexion si vous perdez votre téléphone, une seule fois. Ils ne seront plus affichés.</p>
-<ul>{% for c in codes %}<li><code>{{ c }}</code></li>{% endfor %}</ul>
-<p><a href="{{ home }}">Continuer</a></p>"""
-
-TOTP_ON = """<p>La double authentification est activée pour ce compte : chaque connexion
-demande un code de votre application d'authentification.</p>
-{% if may_disable %}<form method="post" action="/compte/double-authentification">
-<input type="hidden" name="action" value="disable">
-<label for="code">Code à 6 chiffres, pour désactiver la double authentification</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="6">
-<button type="submit">Désactiver</button></form>
-{% else %}<p>Elle est obligatoire pour les comptes d'administration.</p>{% endif %}"""
-
-REAUTH = """<p>Cette action est sensible : saisissez un nouveau code de votre application
-d'authentification pour continuer.</p>
-<form method="post" action="/compte/reauthentification">
-<input type="hidden" name="suite" value="{{ suite }}">
-<label for="code">Code à 6 chiffres</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required
- maxlength="6" autofocus>
-<button type="submit">Continuer</button></form>"""
-
 STAFF_ROLES = {"agency_admin", "carte_admin"}
 TOTP_TITLE = "Double authentification"
 
@@ -530,14 +331,14 @@ def totp_page():
     if request.method == "GET":
         if g.get("totp_enrolled") and not enrolling:
             may_disable = not (STAFF_ROLES & set(_roles()))
-            return page(TOTP_TITLE, TOTP_ON, may_disable=may_disable)
+            return page(TOTP_TITLE, template="accounts/totp_on.html", may_disable=may_disable)
         try:
             started = rpc().identity.totp_begin_enrolment(g.session_id)
         except ServiceError as exc:
             return page(TOTP_TITLE, status=exc.status, error=exc.message)
         return page(
             TOTP_TITLE,
-            TOTP_ENROL,
+            template="accounts/totp_enrol.html",
             error="La double authentification est obligatoire pour votre compte : "
             "activez-la pour continuer."
             if enrolling
@@ -551,17 +352,29 @@ def totp_page():
         try:
             result = rpc().identity.totp_disable(g.session_id, code, client_ip())
         except ServiceError as exc:
-            return page(TOTP_TITLE, TOTP_ON, status=exc.status, error=exc.message, may_disable=True)
+            return page(
+                TOTP_TITLE,
+                template="accounts/totp_on.html",
+                status=exc.status,
+                error=exc.message,
+                may_disable=True,
+            )
         response = redirect("/compte/double-authentification", code=303)
         _new_session(response, result)
         return response
     try:
         result = rpc().identity.totp_confirm_enrolment(g.session_id, code, client_ip())
     except ServiceError as exc:
-        return page(TOTP_TITLE, TOTP_ENROL, status=exc.status, error=exc.message, qr=None)
+        return page(
+            TOTP_TITLE,
+            template="accounts/totp_enrol.html",
+            status=exc.status,
+            error=exc.message,
+            qr=None,
+        )
     html, status, headers = page(
         TOTP_TITLE,
-        TOTP_CODES,
+        template="accounts/totp_codes.html",
         success="La double authentification est activée.",
         codes=result["recovery_codes"],
         home=auth.home_for(result["caller"].get("roles")),
@@ -580,13 +393,19 @@ def reauthenticate_page():
     suite = auth.safe_next(request.values.get("suite", "/"))
     title = "Confirmer votre identité"
     if request.method == "GET":
-        return page(title, REAUTH, suite=suite)
+        return page(title, template="accounts/reauth.html", suite=suite)
     try:
         result = rpc().identity.totp_reauthenticate(
             g.session_id, request.form.get("code", ""), client_ip()
         )
     except ServiceError as exc:
-        return page(title, REAUTH, status=exc.status, error=exc.message, suite=suite)
+        return page(
+            title,
+            template="accounts/reauth.html",
+            status=exc.status,
+            error=exc.message,
+            suite=suite,
+        )
     response = redirect(suite, code=303)
     auth.set_session_cookie(response, auth.issue_token(result["session_id"], result["caller"]))
     return response

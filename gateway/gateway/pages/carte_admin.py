@@ -8,8 +8,9 @@ with its row and column) and the missing programmes reported.
 ``/carte/priorites``: a filer reorders the priorities of its drafts.
 
 The same RPCs as the JSON routes of ``gateway.api.carte`` (through its module,
-so its helpers and fakes apply); service errors become a page with the status,
-the French message and the per-field errors.
+so its helpers and fakes apply); the layout and the « connecté en tant que »
+banner are ``gateway.pages.carte``'s (templates/carte/). Service errors become
+a page with the status, the French message and the per-field errors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from flask import Blueprint, g, redirect, request
 
 from gateway.api import carte as api
+from gateway.pages.carte import carte_page, who_banner
 from kit.errors import ServiceError
 
 bp = Blueprint("carte_admin_pages", __name__)
@@ -36,7 +38,6 @@ SCOPES = {
     "toulouse": "Académie de Toulouse",
     "draaf": "DRAAF",
 }
-ERRS = """{% macro errs(name) %}{% if errors[name] %}<ul class="errors">{% for m in errors[name] %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}{% endmacro %}"""  # noqa: E501
 
 
 def _guard():
@@ -44,7 +45,7 @@ def _guard():
     if not g.caller.authenticated:
         return redirect("/carte/connexion")
     if not api.is_admin():
-        return api._page(
+        return carte_page(
             "Accès refusé",
             status=403,
             error="Réservé aux administrateurs de la carte des formations.",
@@ -58,38 +59,6 @@ def _failure(exc: ServiceError) -> dict:
 
 # ---------------------------------------------------------------- accounts
 
-ACCOUNTS = (
-    api.STYLE
-    + api.WHO
-    + ERRS
-    + """{% if issued %}<div class="issued"><p>Mot de passe du compte <strong>{{ issued.account.identifier }}</strong>
-(communiquez-le à son titulaire ; il ne sera plus affiché) :</p>
-<p><code id="issued-password">{{ issued.password }}</code></p></div>{% endif %}
-<form method="get"><label for="q">Rechercher (identifiant ou nom)</label>
-<input id="q" name="q" value="{{ q }}" maxlength="100"> <button type="submit">Rechercher</button></form>
-<table><thead><tr><th>Type</th><th>Identifiant</th><th>Nom</th><th>Académie / périmètre</th><th>Actif</th><th>Mot de passe</th></tr></thead><tbody>
-{% for a in accounts %}<tr><td>{{ a.kind_label or kinds.get(a.kind, a.kind) }}</td><td>{{ a.identifier }}</td><td>{{ a.label }}</td>
-<td>{% if a.scope_label %}{{ a.scope_label }}{% elif a.member_uais %}Réseau : {{ a.member_uais|join(", ") }}{% elif a.uai %}{{ a.uai }}{% endif %}{% if a.referent_uai %} (référent {{ a.referent_uai }}){% endif %}</td>
-<td>{{ "Oui" if a.active else "Non" }}</td>
-<td><form method="post" action="/carte/admin/comptes/{{ a.user_id }}/mot-de-passe"><button type="submit">Régénérer</button></form></td></tr>
-{% else %}<tr><td colspan="6">Aucun compte.</td></tr>{% endfor %}</tbody></table>
-<h2>Créer un compte</h2>
-<form method="post" action="/carte/admin/comptes">
-<label for="kind">Type de compte</label><select id="kind" name="kind">{% for code, name in kinds.items() %}
-<option value="{{ code }}" {% if form.kind == code %}selected{% endif %}>{{ name }}</option>{% endfor %}</select>{{ errs("kind") }}
-<label for="identifier">Identifiant (code UAI pour un établissement)</label>
-<input id="identifier" name="identifier" required maxlength="32" value="{{ form.identifier }}">{{ errs("identifier") }}
-<label for="label">Nom</label><input id="label" name="label" required maxlength="200" value="{{ form.label }}">{{ errs("label") }}
-<label for="contact_email">Adresse e-mail de contact</label>
-<input id="contact_email" name="contact_email" type="email" value="{{ form.contact_email }}">{{ errs("contact_email") }}
-<label for="member_uais">Établissements membres (réseau : codes UAI séparés par des espaces ou des virgules)</label>
-<textarea id="member_uais" name="member_uais">{{ form.member_uais }}</textarea>{{ errs("member_uais") }}
-<label for="referent_uai">Établissement référent (réseau, DRAAF)</label>
-<input id="referent_uai" name="referent_uai" value="{{ form.referent_uai }}">{{ errs("referent_uai") }}
-<label for="scope">Périmètre (relecteur)</label><select id="scope" name="scope"><option value="">—</option>{% for code, name in scopes.items() %}
-<option value="{{ code }}" {% if form.scope == code %}selected{% endif %}>{{ name }}</option>{% endfor %}</select>{{ errs("scope") }}
-{{ errs("_") }}<button type="submit">Créer le compte</button></form>"""  # noqa: E501
-)
 ACCOUNT_KEYS = (
     "kind",
     "identifier",
@@ -120,13 +89,13 @@ def _accounts_page(form=None, issued=None, status=200, error=None, errors=None, 
         accounts = api.rpc().identity.list_carte_accounts(None, query or None)
     except ServiceError as exc:
         accounts, status, error = [], exc.status, exc.message
-    return api._page(
+    return carte_page(
         "Comptes de la carte des formations",
-        ACCOUNTS,
+        "carte/admin_accounts.html",
         status=status,
         error=error,
         success=success,
-        who=api._who(),
+        who=who_banner(),
         accounts=accounts,
         q=query,
         kinds=KINDS,
@@ -168,38 +137,22 @@ def regenerate_page(user_id):
 
 # ---------------------------------------------------------------- campaigns
 
-CAMPAIGNS = (
-    api.STYLE
-    + api.WHO
-    + ERRS
-    + """<table><thead><tr><th>Campagne</th><th>Programmation</th><th>Ouverture</th><th>Clôture</th><th>État</th></tr></thead><tbody>
-{% for c in campaigns %}<tr><td>{{ c.label }}</td><td>{{ c.programming_year }}</td><td>{{ fr(c.opens_on) }}</td><td>{{ fr(c.closes_on) }}</td><td>{{ c.state_label }}</td></tr>
-{% else %}<tr><td colspan="5">Aucune campagne.</td></tr>{% endfor %}</tbody></table>
-<h2>Créer une campagne</h2>
-<form method="post"><label for="school_year">Rentrée (année)</label>
-<input id="school_year" name="school_year" type="number" required value="{{ form.school_year }}">{{ errs("school_year") }}
-<label for="opens_on">Ouverture de la saisie</label><input id="opens_on" name="opens_on" type="date" required value="{{ form.opens_on }}">{{ errs("opens_on") }}
-<label for="closes_on">Clôture de la saisie</label><input id="closes_on" name="closes_on" type="date" required value="{{ form.closes_on }}">{{ errs("closes_on") }}
-<button type="submit">Créer la campagne</button></form>"""  # noqa: E501
-)
-
 
 def _campaigns_page(form=None, status=200, error=None, errors=None, success=None):
     try:
         campaigns = api.rpc().carte.list_campaigns()
     except ServiceError as exc:
         campaigns, status, error = [], exc.status, exc.message
-    return api._page(
+    return carte_page(
         "Campagnes de la carte des formations",
-        CAMPAIGNS,
+        "carte/admin_campaigns.html",
         status=status,
         error=error,
         success=success,
-        who=api._who(),
+        who=who_banner(),
         campaigns=campaigns,
         form=form or {"school_year": "", "opens_on": "", "closes_on": ""},
         errors=errors or {},
-        fr=api._fr_date,
     )
 
 
@@ -222,26 +175,6 @@ def campaigns_page():
 
 # ---------------------------------------------------------------- catalogue
 
-CATALOGUE = (
-    api.STYLE
-    + api.WHO
-    + ERRS
-    + """{% if result %}<p>Catalogue importé : {{ result.diplomas }} diplômes, {{ result.variants }} formations
-({{ result.created }} créées, {{ result.updated }} modifiées, {{ result.withdrawn }} retirées).</p>{% endif %}
-{% if problems %}<h2>Problèmes du fichier (rien n'a été importé)</h2>
-<table class="problems"><thead><tr><th>Ligne</th><th>Colonne</th><th>Problème</th></tr></thead><tbody>
-{% for p in problems %}<tr><td>{{ p.row if p.row is not none else "" }}</td><td>{{ p.column or "" }}</td><td>{{ p.message }}</td></tr>{% endfor %}</tbody></table>{% endif %}
-<form method="post" enctype="multipart/form-data"><label for="file">Fichier du catalogue (.xlsx ou .csv :
-niveau, diplome, code_diplome, rncp, duree)</label><input id="file" name="file" type="file" accept=".xlsx,.csv" required>
-{{ errs("file") }}<button type="submit">Importer</button></form>
-<p><a href="/carte/catalogue">Consulter la liste des formations</a></p>
-<h2>Formations signalées comme manquantes</h2>
-<table><thead><tr><th>Date</th><th>Intitulé</th><th>Code diplôme</th><th>RNCP</th><th>Arrêté</th><th>Message</th><th>Signalée par</th></tr></thead><tbody>
-{% for r in reports %}<tr><td>{{ fr(r.created_at) }}</td><td>{{ r.title }}</td><td>{{ r.cfd or "" }}</td><td>{{ r.rncp or "" }}</td>
-<td>{{ r.reference or "" }}</td><td>{{ r.message or "" }}</td><td>{{ r.reporter_identifier or "" }}</td></tr>
-{% else %}<tr><td colspan="7">Aucun signalement.</td></tr>{% endfor %}</tbody></table>"""  # noqa: E501
-)
-
 
 @bp.route("/carte/admin/catalogue", methods=["GET", "POST"])
 def catalogue_admin_page():
@@ -262,34 +195,17 @@ def catalogue_admin_page():
         reports = []
         if context["status"] < 400:
             context.update(_failure(exc))
-    return api._page(
+    return carte_page(
         "Catalogue des formations",
-        CATALOGUE,
+        "carte/admin_catalogue.html",
         success="Catalogue importé." if context["result"] else None,
-        who=api._who(),
+        who=who_banner(),
         reports=reports,
-        fr=api._fr_date,
         **context,
     )
 
 
 # ---------------------------------------------------------------- priorities
-
-PRIORITIES = (
-    api.STYLE
-    + api.WHO
-    + ERRS
-    + """<p>Classez vos demandes en cours de saisie par établissement : 1 pour la plus
-prioritaire. Les rangs des demandes validées ne changent pas.</p>{{ errs("uai") }}{{ errs("order") }}
-{% for uai, rows in groups %}<h2>Établissement {{ uai }}</h2>
-<form method="post"><input type="hidden" name="uai" value="{{ uai }}">
-<table><thead><tr><th>Rang</th><th>Id</th><th>Mesure</th><th>Diplôme</th><th>Priorité actuelle</th></tr></thead><tbody>
-{% for r in rows %}<tr><td><input name="rank_{{ r.id }}" type="number" min="1" value="{{ loop.index }}" aria-label="Rang de la demande {{ r.id }}"></td>
-<td>{{ r.id }}</td><td>{{ r.measure }}</td><td>{{ r.diploma }}</td><td>{{ r.priority if r.priority is not none else "—" }}</td></tr>{% endfor %}</tbody></table>
-<button type="submit">Enregistrer l'ordre</button></form>
-{% else %}<p>Aucune demande en cours de saisie.</p>{% endfor %}
-<p><a href="/carte/">Retour à la liste de vos demandes</a></p>"""  # noqa: E501
-)
 
 
 def _rank_key(value: str) -> tuple[int, int]:
@@ -319,16 +235,16 @@ def priorities_page():
     try:
         board = api.rpc().carte.dashboard()
     except ServiceError as exc:
-        return api._page("Priorités de vos demandes", status=exc.status, error=exc.message)
+        return carte_page("Priorités de vos demandes", status=exc.status, error=exc.message)
     groups: dict[str, list] = {}
     for row in board.get("drafts") or []:
         if row.get("editable", True) and row.get("concerned_uai"):
             groups.setdefault(row["concerned_uai"], []).append(row)
     for rows in groups.values():
         rows.sort(key=lambda r: (r.get("priority") is None, r.get("priority") or 0, r["id"]))
-    return api._page(
+    return carte_page(
         "Priorités de vos demandes",
-        PRIORITIES,
+        "carte/priorities.html",
         status=status,
         error=error,
         success=success,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, request, url_for
 
 from gateway.pages.agency_surveys import _fields, _gate
-from gateway.pages.surveys import STYLE, fr_time, problems
+from gateway.pages.surveys import problems
 from gateway.rpc import rpc
 from gateway.web import page
 from kit.errors import InvalidInput, ServiceError
@@ -25,7 +25,6 @@ from kit.errors import InvalidInput, ServiceError
 bp = Blueprint("partner_pages", __name__)
 
 ACADEMIES = ("montpellier", "toulouse")
-PARTNER_STYLE = STYLE + '<link rel="stylesheet" href="/static/css/partners.css">'
 DONE = {
     "modifie": "Le partenaire est modifié.",
     "supprime": "Le partenaire est supprimé.",
@@ -52,8 +51,6 @@ def _render(title, template, status=200, error=None, success=None, **context):
         status=status,
         error=error,
         success=success,
-        style=PARTNER_STYLE,
-        fr_time=fr_time,
         academies=ACADEMIES,
         **context,
     )

@@ -11,6 +11,7 @@ the session cookie (SameSite=Lax; cross-site posts are refused by
 (its French message, and every problem with its sheet, row and column):
 never raw JSON. Downloads that cannot fail in a way a user can fix (a file
 already stored) link to the API's own routes, which read the same cookie.
+The markup is in ``gateway/templates/surveys/``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask import Blueprint, g, redirect, request, url_for
 
 from gateway import ratelimit
 from gateway.api.survey import HEAVY_TIMEOUT, heavy, send_document, store_upload, user_key
+from gateway.pages import template_source
 from gateway.rpc import rpc
 from gateway.web import page
 from kit.errors import InvalidInput, NotFound, ServiceError
@@ -27,92 +29,8 @@ bp = Blueprint("survey_pages", __name__)
 
 STATUS_ICONS = {"not_downloaded": "○", "downloaded": "⬇", "submitted": "✔"}
 
-# The pages' own sheet (gateway/static/css), linked where the layout's body
-# starts: the Content-Security-Policy allows no inline style (gateway.security).
-STYLE = '<link rel="stylesheet" href="/static/css/surveys.css">'
-
-# what every refusal shows under its message
-PROBLEMS = """{% if problems %}<ul class="errors" aria-label="Problèmes à corriger">
-{% for p in problems %}<li>{{ p }}</li>{% endfor %}</ul>{% endif %}"""
-
-TILES = """<div class="tiles">
-<section><h2>Enquête en ligne</h2><p>Le menu « Enquête en ligne » permet de visualiser les
-enquêtes mises en ligne, et de les télécharger.</p><p><a href="/enquetes">Accéder aux enquêtes en ligne</a></p></section>
-<section><h2>Transmission enquêtes</h2><p>La transmission d'enquêtes permet d'envoyer manuellement
-vos enquêtes à l'aide d'un formulaire au format xlsx.</p><p><a href="/transmission">Accéder à la transmission</a></p></section>
-<section><h2>Statut des enquêtes</h2><p>Le menu « Statut des enquêtes » permet l'accès aux données
-des différentes enquêtes du portail.</p><p><a href="/statuts">Accéder au statut des enquêtes</a></p></section>
-</div>"""  # noqa: E501
-
-SURVEYS = (
-    STYLE
-    + PROBLEMS
-    + TILES
-    + """<h2>Enquêtes</h2>
-<form method="get" action="/enquetes" class="filters">
-<div><label for="sent_from">Date de dernier envoi – Début</label>
-<input id="sent_from" name="sent_from" type="date" value="{{ sent_from }}"></div>
-<div><label for="sent_to">Date de dernier envoi – Fin</label>
-<input id="sent_to" name="sent_to" type="date" value="{{ sent_to }}"></div>
-<div><button type="submit">Appliquer</button></div></form>
-<table><caption class="hint">{{ items|length }} enquête(s)</caption><thead><tr>
-<th scope="col">Nom enquête</th><th scope="col">Détails</th><th scope="col">Formulaire</th>
-<th scope="col">Organisme</th><th scope="col">Organisme parent</th><th scope="col">Direction</th>
-<th scope="col">Date mise en ligne</th><th scope="col">Date retour</th><th scope="col">Date clôture</th>
-<th scope="col">Date de dernier envoi</th><th scope="col">Statut</th>
-<th scope="col">Données à renseigner</th><th scope="col">Télécharger</th></tr></thead><tbody>
-{% for s in items %}<tr><td>{{ s.name }}</td><td>{{ s.details }}</td><td>{{ s.form }}</td>
-<td>{{ s.organisation or "" }}</td><td>{{ s.parent or "" }}</td><td>{{ s.direction }}</td>
-<td>{{ fr(s.online_on) }}</td><td>{{ fr(s.return_due_on) }}</td><td>{{ fr(s.closes_on) }}</td>
-<td>{{ fr_time(s.last_sent_at) }}</td><td>{{ s.status_label }}{% if s.blocked %} (bloquée){% endif %}</td>
-<td><a href="/enquetes/{{ s.id }}/donnees">Données à renseigner</a><br>
-<a href="/enquetes/{{ s.id }}/pieces">Pièces à fournir</a></td>
-<td><a href="/enquetes/{{ s.id }}/telecharger/formulaire">Formulaire</a><br>
-<a href="/enquetes/{{ s.id }}/telecharger/version-de-travail">Version de travail</a><br>
-<a href="/enquetes/{{ s.id }}/telecharger/notice">Notice</a></td></tr>
-{% else %}<tr><td colspan="13">Aucune enquête.</td></tr>{% endfor %}</tbody></table>"""  # noqa: E501
-)
-
-REQUIRED = (
-    STYLE
-    + PROBLEMS
-    + """<form method="post" id="counts">
-<input type="hidden" name="action" value="save">
-<label for="establishments_count">Nombre d'établissements total *</label>
-<input id="establishments_count" name="establishments_count" inputmode="numeric" required
- value="{{ data.establishments_count if data.establishments_count is not none else '' }}">
-<label for="trainings_count">Nombre de formations total *</label>
-<input id="trainings_count" name="trainings_count" inputmode="numeric" required
- value="{{ data.trainings_count if data.trainings_count is not none else '' }}">
-<button type="submit">Enregistrer</button> <a href="/enquetes">Retour</a></form>
-<h2>Fichier actuel</h2>
-<p><a href="/api/v1/survey-templates/certifications">{{ data.template_name or "Liste-certifications.xlsx" }}</a>
-<span class="hint">(la liste à compléter)</span></p>
-{% if data.certifications_file %}<p>Dernier fichier importé :
-<a href="/api/v1/surveys/{{ survey_id }}/certifications/file">{{ data.certifications_file.name }}</a></p>{% endif %}
-<h2>Importer des données</h2>
-<form method="post" enctype="multipart/form-data">
-<input type="hidden" name="action" value="import">
-<label for="file">Fichier de certifications</label>
-<input id="file" name="file" type="file" accept=".xlsx" aria-describedby="format">
-<p id="format" class="hint">Format accepté : .xlsx</p>
-<button type="submit">Importer</button></form>
-{% if data.missing %}<p>Avant de télécharger l'enquête, il manque :</p><ul>
-{% for m in data.missing %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}
-<h2>Certifications</h2>
-<table><thead><tr><th scope="col">Code Diplôme</th><th scope="col">Intitulé</th>
-<th scope="col">Code RNCP</th><th scope="col">Niveau 2019</th><th scope="col">Type</th>
-<th scope="col">Nombre d'établissements</th><th scope="col">Actions</th></tr></thead><tbody>
-{% for c in data.certifications %}<tr>
-{% for field, label in columns %}<td><input form="cert-{{ c.id }}" name="{{ field }}"
- aria-label="{{ label }} ({{ c.code }})" value="{{ c[field] if c[field] is not none else '' }}"></td>{% endfor %}
-<td><form method="post" id="cert-{{ c.id }}" class="inline"><input type="hidden" name="action" value="update">
-<input type="hidden" name="cert_id" value="{{ c.id }}"><button type="submit">Modifier</button></form>
-<form method="post" class="inline"><input type="hidden" name="action" value="delete">
-<input type="hidden" name="cert_id" value="{{ c.id }}"><button type="submit">Supprimer</button></form></td></tr>
-{% else %}<tr><td colspan="7">Aucune certification : importez la liste.</td></tr>{% endfor %}
-</tbody></table>"""  # noqa: E501
-)
+# Where the security checks read these pages' markup (the template's own text).
+SURVEYS = template_source("surveys/list.html")
 
 CERT_COLUMNS = [
     ("code", "Code Diplôme"),
@@ -123,108 +41,10 @@ CERT_COLUMNS = [
     ("establishments", "Nombre d'établissements"),
 ]
 
-ATTACHMENTS = (
-    STYLE
-    + PROBLEMS
-    + """<table><thead><tr><th scope="col">Pièces à fournir</th><th scope="col">Modifier</th>
-<th scope="col">Exporter</th><th scope="col">Supprimer</th></tr></thead><tbody>
-{% for a in items %}<tr><td>{{ a.name }}</td>
-<td><form method="post" enctype="multipart/form-data" class="inline">
-<input type="hidden" name="action" value="replace"><input type="hidden" name="attachment_id" value="{{ a.id }}">
-<input name="file" type="file" aria-label="Nouveau fichier pour {{ a.name }}" required>
-<button type="submit">Modifier</button></form></td>
-<td><a href="/api/v1/surveys/{{ survey_id }}/attachments/{{ a.id }}/file">Exporter</a></td>
-<td><form method="post" class="inline"><input type="hidden" name="action" value="delete">
-<input type="hidden" name="attachment_id" value="{{ a.id }}"><button type="submit">Supprimer</button></form></td></tr>
-{% else %}<tr><td colspan="4">Aucune pièce.</td></tr>{% endfor %}</tbody></table>
-<form method="post" enctype="multipart/form-data"><input type="hidden" name="action" value="add">
-<label for="file">Nouvelle pièce</label><input id="file" name="file" type="file" required>
-<button type="submit">Ajouter</button> <a href="/enquetes">Retour</a></form>"""  # noqa: E501
-)
-
-TRANSMIT = (
-    STYLE
-    + PROBLEMS
-    + """{% if not manager %}<p class="error" role="note">Seuls les gestionnaires de compte peuvent
-déposer le formulaire d'enquête ; les autres utilisateurs peuvent le télécharger et le préparer.</p>
-{% else %}<form method="post" enctype="multipart/form-data">
-<label for="survey_id">Enquête</label>
-<select id="survey_id" name="survey_id" required>{% for s in items %}
-<option value="{{ s.id }}"{% if s.id == chosen %} selected{% endif %}>{{ s.name }} — {{ s.organisation or "" }}</option>
-{% endfor %}</select>
-<label for="file">Formulaire d'enquête</label>
-<input id="file" name="file" type="file" accept=".xlsx" required aria-describedby="format">
-<p id="format" class="hint">Format accepté : .xlsx</p>
-<button type="submit">Envoyer</button> <a href="/enquetes">Annuler</a></form>
-<p class="hint">Attention, le fichier Excel correspondant au formulaire d'enquête est un document
-préformaté et ne peut être modifié en dehors des cas prévus.</p>{% endif %}"""  # noqa: E501
-)
-
-STATUSES = (
-    STYLE
-    + PROBLEMS
-    + """<form method="get" action="/statuts" class="filters">
-<div><label for="blocked">Filtrer par enquête bloquée/débloquée</label>
-<select id="blocked" name="blocked">
-<option value=""{% if not blocked %} selected{% endif %}>Toutes</option>
-<option value="true"{% if blocked == "true" %} selected{% endif %}>Bloquées</option>
-<option value="false"{% if blocked == "false" %} selected{% endif %}>Débloquées</option></select></div>
-<div><button type="submit">Appliquer</button></div></form>
-<table><thead><tr><th scope="col">#</th><th scope="col">Nom enquête</th><th scope="col">Organisme</th>
-<th scope="col">Statut</th><th scope="col">Date de dernier envoi</th><th scope="col">Date de retour souhaité</th>
-</tr></thead><tbody>
-{% for s in result["items"] %}<tr><td>{{ s.number }}</td><td><a href="/statuts/{{ s.id }}">{{ s.name }}</a></td>
-<td>{{ s.organisation or "" }}</td><td><span aria-hidden="true">{{ icons.get(s.status, "") }}</span>
-Enquête {{ s.status_label }}{% if s.blocked %} (bloquée){% endif %}</td>
-<td>{{ fr_time(s.last_sent_at) }}</td><td>{{ fr(s.return_due_on) }}</td></tr>
-{% else %}<tr><td colspan="6">Aucune enquête.</td></tr>{% endfor %}</tbody></table>
-<nav aria-label="Pagination"><p>{{ result.label }}
-{% if result.page > 1 %} · <a href="{{ link(result.page - 1) }}">Page précédente</a>{% endif %}
-{% if result.page < result.pages %} · <a href="{{ link(result.page + 1) }}">Page suivante</a>{% endif %}</p></nav>"""  # noqa: E501
-)
-
-SURVEY = (
-    STYLE
-    + """<p>{{ s.organisation or "" }} — {{ s.name }}</p>
-<p>Date de dernière modification : {{ fr_time(s.updated_at) }}</p>
-<p>Statut : <span aria-hidden="true">{{ icons.get(s.status, "") }}</span> Enquête {{ s.status_label }}</p>
-<h2>Liste des fichiers transmis</h2>
-<table><thead><tr><th scope="col">#</th><th scope="col">Fichier</th><th scope="col">Date de transmission</th>
-<th scope="col">Nom</th><th scope="col">Mail</th><th scope="col">Téléchargement</th></tr></thead><tbody>
-{% for t in s.transmissions %}<tr><td>{{ t.number }}</td><td>{{ t.file_name }}</td><td>{{ fr_time(t.submitted_at) }}</td>
-<td>{{ t.submitter_name }}</td><td>{{ t.submitter_email }}</td>
-<td><a href="/api/v1/surveys/{{ s.id }}/transmissions/{{ t.id }}/file">Télécharger {{ t.file_name }}</a></td></tr>
-{% else %}<tr><td colspan="6">Aucun fichier transmis.</td></tr>{% endfor %}</tbody></table>
-<p><a href="/statuts">Retour</a></p>"""  # noqa: E501
-)
-
 DOWNLOADS = {"formulaire": "official", "version-de-travail": "working", "notice": "notice"}
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def fr_date(value) -> str:
-    """``2021-07-15`` → ``15/07/2021``."""
-    text = str(value or "")[:10]
-    parts = text.split("-")
-    return "/".join(reversed(parts)) if len(parts) == 3 else text
-
-
-def fr_time(value) -> str:
-    """An ISO instant → ``07/12/2020 12:26:04``, in France's time."""
-    if not value:
-        return ""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    try:
-        at = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value)
-    if at.tzinfo is not None:
-        at = at.astimezone(ZoneInfo("Europe/Paris"))
-    return at.strftime("%d/%m/%Y %H:%M:%S")
 
 
 def problems(exc: ServiceError) -> list[str]:
@@ -239,16 +59,14 @@ def problems(exc: ServiceError) -> list[str]:
     return [f"{name} : {message}" for name, messages in fields.items() for message in messages]
 
 
-def _render(title, body, exc: ServiceError | None = None, **context):
+def _render(title, template, exc: ServiceError | None = None, **context):
     if exc is None:
-        return page(title, body, fr=fr_date, fr_time=fr_time, problems=[], **context)
+        return page(title, template=template, problems=[], **context)
     return page(
         title,
-        body,
+        template=template,
         status=exc.status,
         error=exc.message,
-        fr=fr_date,
-        fr_time=fr_time,
         problems=problems(exc),
         **context,
     )
@@ -273,7 +91,7 @@ def _surveys_page(exc: ServiceError | None = None):
         items, exc = [], exc or listing_error
     return _render(
         "Enquêtes en ligne",
-        SURVEYS,
+        "surveys/list.html",
         exc,
         items=items,
         sent_from=filters.get("sent_from", ""),
@@ -298,7 +116,7 @@ def download(survey_id, kind):
         return redirect_to
     purpose = DOWNLOADS.get(kind)
     if purpose is None:
-        return _render("Page introuvable", "", NotFound("not_found", "Page introuvable."))
+        return _render("Page introuvable", None, NotFound("not_found", "Page introuvable."))
     try:
         if purpose == "notice":
             return send_document(rpc().survey.form_notice(survey_id))
@@ -360,11 +178,11 @@ def required_data(survey_id):
     try:
         data = rpc().survey.get_required_data(survey_id)
     except ServiceError as refused:
-        return _render("Valeurs à renseigner", "", refused)
+        return _render("Valeurs à renseigner", None, refused)
     if exc is None:
         return page(
             "Valeurs à renseigner",
-            REQUIRED,
+            template="surveys/required.html",
             success=success,
             problems=[],
             data=data,
@@ -372,7 +190,12 @@ def required_data(survey_id):
             columns=CERT_COLUMNS,
         )
     return _render(
-        "Valeurs à renseigner", REQUIRED, exc, data=data, survey_id=survey_id, columns=CERT_COLUMNS
+        "Valeurs à renseigner",
+        "surveys/required.html",
+        exc,
+        data=data,
+        survey_id=survey_id,
+        columns=CERT_COLUMNS,
     )
 
 
@@ -416,17 +239,19 @@ def attachments(survey_id):
     try:
         items = rpc().survey.list_attachments(survey_id)
     except ServiceError as refused:
-        return _render("Pièces à fournir", "", refused)
+        return _render("Pièces à fournir", None, refused)
     if exc is None:
         return page(
             "Pièces à fournir",
-            ATTACHMENTS,
+            template="surveys/attachments.html",
             success=success,
             problems=[],
             items=items,
             survey_id=survey_id,
         )
-    return _render("Pièces à fournir", ATTACHMENTS, exc, items=items, survey_id=survey_id)
+    return _render(
+        "Pièces à fournir", "surveys/attachments.html", exc, items=items, survey_id=survey_id
+    )
 
 
 # ---------------------------------------------------------------- « Envoyer une enquête »
@@ -463,8 +288,14 @@ def transmission():
         items, exc = [], exc or refused
     context = {"items": items, "manager": manager, "chosen": chosen}
     if exc is None:
-        return page("Envoyer une enquête", TRANSMIT, success=success, problems=[], **context)
-    return _render("Envoyer une enquête", TRANSMIT, exc, **context)
+        return page(
+            "Envoyer une enquête",
+            template="surveys/transmit.html",
+            success=success,
+            problems=[],
+            **context,
+        )
+    return _render("Envoyer une enquête", "surveys/transmit.html", exc, **context)
 
 
 # ---------------------------------------------------------------- « Statut des enquêtes »
@@ -486,8 +317,8 @@ def statuses():
         result = rpc().survey.list_statuses({k: v for k, v in filters.items() if v})
     except ServiceError as exc:
         empty = {"items": [], "page": 1, "pages": 1, "label": ""}
-        return _render("Statut des enquêtes", STATUSES, exc, result=empty, **context)
-    return _render("Statut des enquêtes", STATUSES, result=result, **context)
+        return _render("Statut des enquêtes", "surveys/statuses.html", exc, result=empty, **context)
+    return _render("Statut des enquêtes", "surveys/statuses.html", result=result, **context)
 
 
 @bp.get("/statuts/<survey_id>")
@@ -498,5 +329,5 @@ def survey_status(survey_id):
     try:
         survey = rpc().survey.get_survey(survey_id)
     except ServiceError as exc:
-        return _render("Statut de l'enquête", "", exc)
-    return _render(survey["name"], SURVEY, s=survey, icons=STATUS_ICONS)
+        return _render("Statut de l'enquête", None, exc)
+    return _render(survey["name"], "surveys/survey.html", s=survey, icons=STATUS_ICONS)

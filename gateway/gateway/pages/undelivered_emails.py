@@ -6,7 +6,7 @@ notify's retry timer, retried for a new window if the server still refuses).
 Webhook deliveries given up are in the partner delivery log
 (/agence/partenaires/livraisons?state=failed), linked from this page.
 Calls notify's RPCs ``list_undelivered_emails`` and ``resend_email``; notify
-checks the agency role too.
+checks the agency role too. The markup is ``gateway/templates/emails/undelivered.html``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from flask import Blueprint, redirect, request, url_for
 
 from gateway.pages.agency_surveys import _gate
-from gateway.pages.surveys import STYLE, fr_time
 from gateway.rpc import rpc
 from gateway.web import page
 from kit.errors import ServiceError
@@ -50,8 +49,6 @@ def undelivered():
         status=status,
         error=error,
         success=DONE.get(request.args.get("fait", "")),
-        style=STYLE,
-        fr_time=fr_time,
         result=result,
         number=number,
         pages=pages,
