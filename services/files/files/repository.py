@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, exists, func, select, text
+from sqlalchemy import bindparam, delete, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from files.models import Blob, StoredFile
 
+# built once: a statement whose values are bound parameters keeps its cache
+# key, where ``.values(sha256=…)`` made SQLAlchemy rebuild one per call (a
+# third of the files service's CPU per transmission, measured with py-spy)
+_INSERT_BLOB = {
+    name: dialect.insert(Blob)
+    .values(sha256=bindparam("sha256"), size=bindparam("size"), created_at=bindparam("at"))
+    .on_conflict_do_nothing(index_elements=["sha256"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_LOCK_BLOB = select(Blob).where(Blob.sha256 == bindparam("sha256")).with_for_update()
+
 
 def lock_blob(session: Session, sha256: str, size: int, now: dt.datetime) -> Blob:
     """The blob row of ``sha256``, created if new, locked until commit."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = _INSERT_BLOB[session.get_bind().dialect.name]
     for _attempt in range(3):
-        session.execute(
-            insert(Blob)
-            .values(sha256=sha256, size=size, created_at=now)
-            .on_conflict_do_nothing(index_elements=["sha256"])
-        )
-        blob = session.scalars(
-            select(Blob).where(Blob.sha256 == sha256).with_for_update()
-        ).one_or_none()
+        session.execute(insert, {"sha256": sha256, "size": size, "at": now})
+        blob = session.scalars(_LOCK_BLOB, {"sha256": sha256}).one_or_none()
         if blob is not None:
             return blob
         # the sweep removed this unreferenced blob while we waited for its lock

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import defer
 
 from survey.models import (
     Attachment,
@@ -173,17 +174,22 @@ def count(session, query) -> int:
     return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
 
 
+_SURVEY = select(Survey).where(Survey.id == bindparam("survey_id"))
+_SURVEY_VARIANTS = {
+    (False, False): _SURVEY,
+    (True, False): _SURVEY.with_for_update(),
+    (False, True): _SURVEY.execution_options(populate_existing=True),
+    (True, True): _SURVEY.with_for_update().execution_options(populate_existing=True),
+}
+
+
 def survey(session, survey_id, *, for_update: bool = False, fresh: bool = False) -> Survey | None:
     """``fresh``: the row's current values even if the session holds the
     survey already (sessions keep their objects across commits)."""
     if not is_id(survey_id):
         return None
-    query = select(Survey).where(Survey.id == survey_id)
-    if for_update and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update()
-    if fresh:
-        query = query.execution_options(populate_existing=True)
-    return session.scalar(query)
+    locked = for_update and session.bind.dialect.name == "postgresql"
+    return session.scalar(_SURVEY_VARIANTS[locked, fresh], {"survey_id": survey_id})
 
 
 def certifications(session, survey_id: str) -> list[Certification]:
@@ -249,20 +255,29 @@ def transmission_anywhere(session, transmission_id):
     ).first()
 
 
+# The transmission path's lookups, built once (a constant statement keeps its
+# SQLAlchemy cache key) and without ``values``: the extracted figures are
+# loaded only by the code that reads them (a lazy load on first access).
+_TRANSMISSION = (
+    select(Transmission)
+    .options(defer(Transmission.values))
+    .where(Transmission.survey_id == bindparam("survey_id"))
+)
+_TRANSMISSION_BY = {
+    name: _TRANSMISSION.where(getattr(Transmission, name) == bindparam("value")).limit(1)
+    for name in ("idempotency_key", "file_id", "sha256")
+}
+_LATEST_TRANSMISSION = _TRANSMISSION.order_by(Transmission.seq.desc()).limit(1)
+
+
 def transmission_by(session, survey_id: str, **where) -> Transmission | None:
-    query = select(Transmission).where(Transmission.survey_id == survey_id)
-    for name, value in where.items():
-        query = query.where(getattr(Transmission, name) == value)
-    return session.scalar(query.limit(1))
+    """The first transmission of ``survey_id`` with that one column's value."""
+    ((name, value),) = where.items()
+    return session.scalar(_TRANSMISSION_BY[name], {"survey_id": survey_id, "value": value})
 
 
 def latest_transmission(session, survey_id: str) -> Transmission | None:
-    return session.scalar(
-        select(Transmission)
-        .where(Transmission.survey_id == survey_id)
-        .order_by(Transmission.seq.desc())
-        .limit(1)
-    )
+    return session.scalar(_LATEST_TRANSMISSION, {"survey_id": survey_id})
 
 
 def next_seq(session, survey_id: str) -> int:
