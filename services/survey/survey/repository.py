@@ -192,6 +192,24 @@ def survey(session, survey_id, *, for_update: bool = False, fresh: bool = False)
     return session.scalar(_SURVEY_VARIANTS[locked, fresh], {"survey_id": survey_id})
 
 
+_SURVEY_IN_CONTEXT = (
+    select(Survey, Campaign, Organisation)
+    .join(Campaign, Campaign.id == Survey.campaign_id)
+    .outerjoin(Organisation, Organisation.id == Survey.org_id)
+    .where(Survey.id == bindparam("survey_id"))
+)
+
+
+def survey_in_context(session, survey_id) -> tuple[Survey, Campaign] | None:
+    """The survey and its campaign in one query; its organisation's local
+    copy comes with them into the session (``organisation`` then reads it
+    from there)."""
+    if not is_id(survey_id):
+        return None
+    row = session.execute(_SURVEY_IN_CONTEXT, {"survey_id": survey_id}).first()
+    return None if row is None else (row[0], row[1])
+
+
 def certifications(session, survey_id: str) -> list[Certification]:
     return list(
         session.scalars(
@@ -278,6 +296,28 @@ def transmission_by(session, survey_id: str, **where) -> Transmission | None:
 
 def latest_transmission(session, survey_id: str) -> Transmission | None:
     return session.scalar(_LATEST_TRANSMISSION, {"survey_id": survey_id})
+
+
+_LATEST_OR_KEYED = _TRANSMISSION.where(
+    or_(
+        Transmission.seq
+        == select(func.max(Transmission.seq))
+        .where(Transmission.survey_id == bindparam("survey_id"))
+        .scalar_subquery(),
+        Transmission.idempotency_key == bindparam("key"),
+    )
+)
+
+
+def latest_and_keyed(
+    session, survey_id: str, key: str | None
+) -> tuple[Transmission | None, Transmission | None]:
+    """(the latest transmission, the one recorded with idempotency ``key``),
+    in one query; either may be None (no key: no keyed one)."""
+    rows = list(session.scalars(_LATEST_OR_KEYED, {"survey_id": survey_id, "key": key}))
+    latest = max(rows, key=lambda row: row.seq, default=None)
+    keyed = next((row for row in rows if key is not None and row.idempotency_key == key), None)
+    return latest, keyed
 
 
 def next_seq(session, survey_id: str) -> int:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kit import events
 from kit.context import PARTNER, Caller
-from kit.db import new_id, utcnow
+from kit.db import new_id, read_only, utcnow
 from kit.errors import Conflict, FieldErrors, Forbidden, InvalidInput, NotFound
 from kit.outbox import emit
 from survey import repository as repo
@@ -124,10 +124,10 @@ def _org_row(data: dict, now: dt.datetime) -> dict:
 def _visible(session, caller: Caller, survey_id, today: dt.date) -> tuple[Survey, Campaign]:
     """The survey if the caller may see it; anything else is « introuvable »."""
     caller.require_authenticated()
-    survey = repo.survey(session, survey_id)
-    if survey is None:
+    found = repo.survey_in_context(session, survey_id)
+    if found is None:
         raise NotFound(*SURVEY_NOT_FOUND)
-    campaign = session.get(Campaign, survey.campaign_id)
+    survey, campaign = found
     if caller.is_agency:
         return survey, campaign
     if survey.org_id not in member_orgs(caller) or not rules.is_online(campaign.online_on, today):
@@ -1320,14 +1320,17 @@ def transmit(
         upload = {}
     name = upload.get("name") if isinstance(upload.get("name"), str) else ""
     content_b64 = upload.get("content_b64") if isinstance(upload.get("content_b64"), str) else ""
+    # reads only until the form is stored, all of them made again under the
+    # survey's lock before anything is written: no BEGIN/COMMIT round trips
+    read_only(session)
     at = now()
     survey, campaign = _submittable(session, caller, survey_id, rules.today_in_france(at))
     _require_xlsx_name(name.strip())
     key = _clean_key(idempotency_key)
-    done = _existing(session, survey.id, key=key)
+    latest, done = repo.latest_and_keyed(session, survey.id, key)
     if done is not None:
         return dict(transmission_dict(done), status="already_recorded")
-    org = repo.organisation(session, survey.org_id)
+    org = repo.organisation(session, survey.org_id)  # read with the survey: no query
     meta = {
         "kind": "survey_form",
         "name": rules.transmission_file_name(campaign.name, org.name if org else "organisme", at),
@@ -1343,7 +1346,20 @@ def transmit(
     stored = files.store_xlsx(meta, content_b64)  # files' checks, then its record and blob
     data = base64.b64decode(content_b64)
     return _check_and_record(
-        session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
+        session,
+        caller,
+        survey,
+        survey_id,
+        key,
+        me,
+        stored,
+        data,
+        files,
+        secret,
+        cpu,
+        now,
+        at,
+        latest=latest,
     )
 
 
@@ -1357,11 +1373,36 @@ def _submitter(submitter) -> dict | None:
     return {"display_name": name.strip(), "email": email.strip()}
 
 
+_UNREAD = object()  # _check_and_record: the latest transmission is to be read
+
+
 def _check_and_record(
-    session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
+    session,
+    caller,
+    survey,
+    survey_id,
+    key,
+    me,
+    stored,
+    data,
+    files,
+    secret,
+    cpu,
+    now,
+    at,
+    latest=_UNREAD,
 ) -> dict:
-    """The stored form checked, then recorded (or the transmission that it repeats)."""
-    done = _existing(session, survey.id, sha256=stored.get("sha256"))
+    """The stored form checked, then recorded (or the transmission that it repeats).
+
+    ``latest``: the survey's latest transmission as read before the file was
+    stored (None: none yet), for the early "same bytes again" answer; the
+    decisive check is made again under the survey's lock."""
+    read_only(session)  # the checks' reads: the writes below take their own transaction
+    if latest is _UNREAD:
+        done = _existing(session, survey.id, sha256=stored.get("sha256"))
+    else:
+        sha256 = stored.get("sha256")
+        done = latest if latest is not None and sha256 and latest.sha256 == sha256 else None
     if done is not None:
         if done.file_id != stored["id"]:
             _discard(files, stored["id"])
@@ -1382,8 +1423,8 @@ def _check_and_record(
         ):
             raise NotFound(*SURVEY_NOT_FOUND)
         _check_submittable(caller, survey, campaign, today)
-        latest = repo.latest_transmission(session, survey.id)
-        done = _existing(session, survey.id, key=key) or (
+        latest, done = repo.latest_and_keyed(session, survey.id, key)
+        done = done or (
             latest if latest is not None and latest.sha256 == stored.get("sha256") else None
         )
         if done is not None:  # the same upload, recorded meanwhile by another worker
