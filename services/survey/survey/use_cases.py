@@ -192,23 +192,12 @@ def _discard(files, file_id: str | None) -> None:
 
 
 def _missing(survey: Survey, certs: list[Certification]) -> list[str]:
-    """What « Données à renseigner » still lacks before the form can be made."""
-    missing = []
-    if not survey.establishments_count:
-        missing.append("le nombre d'établissements total")
-    if not survey.trainings_count:
-        missing.append("le nombre de formations total")
-    if not certs:
-        missing.append("la liste des certifications")
-    elif survey.establishments_count:
-        too_many = [c.code for c in certs if c.establishments > survey.establishments_count]
-        if too_many:
-            which = "la certification" if len(too_many) == 1 else "les certifications"
-            missing.append(
-                "un nombre d'établissements au plus égal au nombre d'établissements total pour "
-                f"{which} {', '.join(too_many[:5])}" + (" …" if len(too_many) > 5 else "")
-            )
-    return missing
+    """What « Données à renseigner » still lack (domain.certifications.download_gate)."""
+    return cert_rules.download_gate(
+        survey.establishments_count,
+        survey.trainings_count,
+        [(c.code, c.establishments) for c in certs],
+    )
 
 
 def french_list(items: list[str]) -> str:

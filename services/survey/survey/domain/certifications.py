@@ -204,3 +204,29 @@ def _with_value(message: str, raw) -> str:
     if len(shown) > 40:
         shown = shown[:40] + "…"
     return f"« {shown} » : {message}"
+
+
+def download_gate(
+    establishments_count: int | None, trainings_count: int | None, establishments: list[tuple]
+) -> list[str]:
+    """The download gate of « Données à renseigner »: what they still lack
+    before the form can be made (nothing: the download is open).
+
+    ``establishments``: (certification code, its number of establishments)
+    for each certification of the list."""
+    missing = []
+    if not establishments_count:
+        missing.append("le nombre d'établissements total")
+    if not trainings_count:
+        missing.append("le nombre de formations total")
+    if not establishments:
+        missing.append("la liste des certifications")
+    elif establishments_count:
+        too_many = [code for code, count in establishments if count > establishments_count]
+        if too_many:
+            which = "la certification" if len(too_many) == 1 else "les certifications"
+            missing.append(
+                "un nombre d'établissements au plus égal au nombre d'établissements total pour "
+                f"{which} {', '.join(too_many[:5])}" + (" …" if len(too_many) > 5 else "")
+            )
+    return missing

@@ -3,7 +3,7 @@ addressed to sheet, row and column with how to fix it."""
 
 from services.survey.tests.support import GUIDE_ROWS, HEADER, workbook_bytes
 from survey import xlsx
-from survey.domain.certifications import check_row, parse_table
+from survey.domain.certifications import check_row, download_gate, parse_table
 
 
 def test_the_guides_example_is_accepted_as_it_is():
@@ -135,3 +135,23 @@ def test_the_template_has_the_guides_columns():
     book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(xlsx.certification_template()))
     assert book.sheet_names[0] == "Certifications"
     assert book.get_sheet_by_name("Certifications").to_python()[0] == HEADER
+
+
+def test_the_download_opens_once_both_totals_and_the_list_are_given():
+    assert download_gate(2, 3, [("1022001", 2), ("1022103", 1)]) == []
+    assert download_gate(None, 0, []) == [
+        "le nombre d'établissements total",
+        "le nombre de formations total",
+        "la liste des certifications",
+    ]
+
+
+def test_the_download_stays_closed_while_a_certification_has_more_establishments_than_the_total():
+    gate = download_gate(2, 3, [("A1", 3), ("B2", 2), ("C3", 4)])
+    assert gate == [
+        "un nombre d'établissements au plus égal au nombre d'établissements total pour "
+        "les certifications A1, C3"
+    ]
+    many = download_gate(1, 1, [(f"C{n}", 2) for n in range(7)])
+    assert many[0].endswith("C0, C1, C2, C3, C4 …")
+    assert download_gate(1, 1, [("A1", 2)])[0].endswith("pour la certification A1")
