@@ -23,7 +23,18 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     """The WSGI app; ``test_config`` overrides the environment's settings."""
     from flask import Flask
 
-    from gateway import auth, config, errors, health, metrics, openapi, rpc, security, web
+    from gateway import (
+        auth,
+        config,
+        errors,
+        health,
+        metrics,
+        multipart,
+        openapi,
+        rpc,
+        security,
+        web,
+    )
     from gateway.api import carte, identity, partners, personal_data, survey
     from gateway.pages import accounts as account_pages
     from gateway.pages import agency_surveys as agency_survey_pages
@@ -34,6 +45,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from gateway.pages import surveys as survey_pages
     from gateway.pages import undelivered_emails as undelivered_email_pages
 
+    multipart.install()  # uploads parsed without two regex compilations each
     app = Flask(__name__)
     app.config.from_mapping(config.load(overrides=test_config))
     app.add_template_filter(web.date_fr, "date_fr")  # the pages' one date format
