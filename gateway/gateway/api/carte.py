@@ -14,13 +14,10 @@ caller may add them, and carte reads them back the same way.
 
 from __future__ import annotations
 
-import base64
+from flask import Blueprint, current_app, g, jsonify, request
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
-
-from gateway import auth, ratelimit
+from gateway import auth, ratelimit, uploads
 from gateway.errors import current_request_id, json_body
-from gateway.files import content_disposition
 from gateway.pages import template_source
 from gateway.ratelimit import client_ip, limit
 from gateway.rpc import lend, pool_for, rpc
@@ -29,7 +26,6 @@ from kit.errors import Forbidden, InvalidInput, ServiceError
 
 bp = Blueprint("carte_api", __name__)
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 FILTERS = ("academy", "department", "measure", "diploma", "uai", "campaign_id")
 # who lands on the reviewers' list rather than « Liste de vos demandes »
 REVIEWING_ROLES = {CARTE_REVIEWER, CARTE_ADMIN, AGENCY_ADMIN}
@@ -49,26 +45,10 @@ def _one_error(field: str, code: str, message: str) -> InvalidInput:
     return InvalidInput.fields({field: [message]}, code, message)
 
 
-def _upload(field: str = "file"):
-    """(name, mimetype, bytes) of the one uploaded file, at most 10 MB."""
-    upload = request.files.get(field)
-    if upload is None or not upload.filename:
-        raise _one_error(field, "carte.file_missing", "Joignez un fichier.")
-    content = upload.stream.read(MAX_UPLOAD_BYTES + 1)
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise _one_error(field, "files.too_large", f"« {upload.filename[:100]} » dépasse 10 Mo.")
-    return upload.filename, upload.mimetype or "application/octet-stream", content
-
-
-def _document(result: dict, inline: bool = False) -> Response:
-    response = Response(base64.b64decode(result["content_b64"]), mimetype=result["content_type"])
-    disposition = content_disposition(result.get("name", ""))
-    if inline:
-        disposition = "inline" + disposition[len("attachment") :]
-    response.headers["Content-Disposition"] = disposition
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _upload(field: str = "file") -> uploads.Upload:
+    """The one uploaded file of ``field``, at most the upload cap."""
+    upload = uploads.require_file(field, "carte.file_missing", "Joignez un fichier.")
+    return uploads.read(upload, field, uploads.named_too_large(upload.filename[:100]))
 
 
 def _filters() -> dict:
@@ -221,11 +201,9 @@ def _store_catalogue(name: str, mimetype: str, content: bytes) -> dict:
     """XLSX goes through the files service's safety checks; CSV is stored as is
     (carte's reader bounds its size and rows)."""
     meta = {"kind": "catalogue", "name": name, "content_type": mimetype}
-    encoded = base64.b64encode(content).decode()
+    method = "store_xlsx" if name.lower().endswith(".xlsx") else "store_file"
     with _system() as files_rpc:
-        if name.lower().endswith(".xlsx"):
-            return files_rpc.files.store_xlsx(meta, encoded)
-        return files_rpc.files.store_file(meta, encoded)
+        return uploads.store(files_rpc.files, meta, content, method)
 
 
 @bp.post("/carte/catalogue/imports")
@@ -239,10 +217,11 @@ def import_catalogue():
 def import_uploaded_catalogue() -> dict:
     """The request's ``file`` checked, stored and imported (JSON route and page)."""
     _admin_only()
-    name, mimetype, content = _upload()
+    upload = _upload()
+    name = upload.name
     if not name.lower().endswith((".xlsx", ".csv")):
         raise _one_error("file", "carte.catalogue_unreadable", "Déposez un fichier .xlsx ou .csv.")
-    stored = _store_catalogue(name, mimetype, content)
+    stored = _store_catalogue(name, upload.content_type, upload.content)
     try:
         return rpc(timeout=60).carte.import_catalogue(stored["id"], name)
     except ServiceError:  # refused (all or nothing): its file goes too
@@ -320,7 +299,7 @@ def confirm_request(request_id):
 @bp.get("/carte/requests/<int:request_id>/pdf")
 @auth.login_required
 def request_pdf(request_id):
-    return _document(rpc().carte.request_pdf(request_id), inline=True)
+    return uploads.send_document(rpc().carte.request_pdf(request_id), inline=True)
 
 
 @bp.post("/carte/requests/<int:request_id>/annexes")
@@ -328,12 +307,10 @@ def request_pdf(request_id):
 def add_annex(request_id):
     """Multipart ``file`` → 201 with the request and its annexes."""
     rpc().carte.prepare_annex(request_id)  # nothing is stored for a refused request
-    name, mimetype, content = _upload()
+    upload = _upload()
+    meta = {"kind": "annex", "name": upload.name, "content_type": upload.content_type}
     with _system() as files_rpc:
-        stored = files_rpc.files.store_file(
-            {"kind": "annex", "name": name, "content_type": mimetype},
-            base64.b64encode(content).decode(),
-        )
+        stored = uploads.store(files_rpc.files, meta, upload.content)
     meta = {
         "file_id": stored["id"],
         "name": stored["name"],
@@ -346,7 +323,7 @@ def add_annex(request_id):
 @bp.get("/carte/requests/<int:request_id>/annexes/<int:annex_id>")
 @auth.login_required
 def download_annex(request_id, annex_id):
-    return _document(rpc().carte.get_annex(request_id, annex_id))
+    return uploads.send_document(rpc().carte.get_annex(request_id, annex_id))
 
 
 @bp.delete("/carte/requests/<int:request_id>/annexes/<int:annex_id>")
@@ -381,13 +358,13 @@ def reviews():
 @bp.get("/carte/reviews/export.xlsx")
 @auth.login_required
 def export_xlsx():
-    return _document(rpc(timeout=60).carte.export_validated(_filters(), "xlsx"))
+    return uploads.send_document(rpc(timeout=60).carte.export_validated(_filters(), "xlsx"))
 
 
 @bp.get("/carte/reviews/export.csv")
 @auth.login_required
 def export_csv():
-    return _document(rpc(timeout=60).carte.export_validated(_filters(), "csv"))
+    return uploads.send_document(rpc(timeout=60).carte.export_validated(_filters(), "csv"))
 
 
 # Where the security checks read the carte pages' markup, now templates

@@ -7,12 +7,11 @@ those of the identity service (see the OpenAPI document).
 
 from __future__ import annotations
 
-import base64
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from gateway import auth
+from gateway import auth, uploads
 from gateway.errors import current_request_id, json_body
 from gateway.ratelimit import client_ip, limit
 from gateway.rpc import lend, pool_for, rpc
@@ -37,7 +36,6 @@ REGISTRATION_FIELDS = (
     "password",
     "password_confirm",
 )
-MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_ATTACHMENTS = 10
 
 
@@ -45,35 +43,27 @@ def registration_input() -> tuple[dict, list]:
     """JSON, or the multipart form with files ``habilitation`` and ``attachments``."""
     if request.mimetype == "multipart/form-data":
         data = {k: request.form.get(k) for k in REGISTRATION_FIELDS if k in request.form}
-        uploads = [("habilitation", f) for f in request.files.getlist("habilitation")]
-        uploads += [("other", f) for f in request.files.getlist("attachments")]
-        return data, [(kind, f) for kind, f in uploads if f and f.filename]
+        files = [("habilitation", f) for f in request.files.getlist("habilitation")]
+        files += [("other", f) for f in request.files.getlist("attachments")]
+        return data, [(kind, f) for kind, f in files if f and f.filename]
     return json_body(), []
 
 
-def _store_uploads(uploads, stored: list[dict]) -> list[dict]:
+def _store_uploads(files, stored: list[dict]) -> list[dict]:
     """Each document through files' upload policy; ``stored`` fills as they pass."""
-    if len(uploads) > MAX_ATTACHMENTS:
+    if len(files) > MAX_ATTACHMENTS:
         raise InvalidInput.fields({"attachments": [f"{MAX_ATTACHMENTS} fichiers au plus."]})
-    for kind, upload in uploads:
-        content = upload.stream.read(MAX_ATTACHMENT_BYTES + 1)
-        if len(content) > MAX_ATTACHMENT_BYTES:
-            raise InvalidInput.fields(
-                {
-                    kind if kind == "habilitation" else "attachments": [
-                        f"« {upload.filename} » dépasse 10 Mo."
-                    ]
-                },
-                "files.too_large",
-            )
-        info = rpc().files.store_file(
-            {
-                "kind": "habilitation" if kind == "habilitation" else "registration_other",
-                "name": upload.filename,
-                "content_type": upload.mimetype or "application/octet-stream",
-            },
-            base64.b64encode(content).decode(),
+    for kind, upload in files:
+        field = "habilitation" if kind == "habilitation" else "attachments"
+        document = uploads.read(
+            upload, field, uploads.named_too_large(upload.filename), InvalidInput.default_message
         )
+        meta = {
+            "kind": "habilitation" if kind == "habilitation" else "registration_other",
+            "name": document.name,
+            "content_type": document.content_type,
+        }
+        info = uploads.store(rpc().files, meta, document.content)
         stored.append({"file_id": info["id"], "kind": kind, "name": info["name"]})
     return stored
 
@@ -93,7 +83,7 @@ def discard_files(file_ids: list[str]) -> None:
         log.warning("could not discard refused uploads %s", file_ids, exc_info=True)
 
 
-def submit_registration(data: dict, uploads: list) -> dict:
+def submit_registration(data: dict, files: list) -> dict:
     """« S'inscrire », shared by the API and the page (gateway.pages.accounts):
     the form is checked first so that nothing is uploaded for an invalid one,
     then the documents go to files and identity registers with their ids.
@@ -103,7 +93,7 @@ def submit_registration(data: dict, uploads: list) -> dict:
     rpc().identity.check_registration(data)
     stored: list[dict] = []
     try:
-        attachments = _store_uploads(uploads, stored)
+        attachments = _store_uploads(files, stored)
         return rpc().identity.register_organisation(data, attachments)
     except ServiceError:
         # a typed refusal only: after a timeout identity may have kept the ids
@@ -115,8 +105,8 @@ def submit_registration(data: dict, uploads: list) -> dict:
 @limit("register", per_minute=20, key=client_ip)
 def register():
     """« S'inscrire ». 202 {status, message} (same answer for a known address)."""
-    data, uploads = registration_input()
-    return jsonify(submit_registration(data, uploads)), 202
+    data, files = registration_input()
+    return jsonify(submit_registration(data, files)), 202
 
 
 @bp.post("/registrations/confirm")
@@ -392,6 +382,4 @@ def refresh_sirene(org_id):
 @auth.login_required
 def download_file(file_id):
     """A stored document (registration documents: agency only)."""
-    from gateway.files import send_stored_file
-
-    return send_stored_file(rpc().files.get_file(file_id))
+    return uploads.send_stored_file(rpc().files.get_file(file_id))

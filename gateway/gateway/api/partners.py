@@ -31,9 +31,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from gateway import auth
 from gateway.errors import GatewayError, json_body
-from gateway.files import send_stored_file
 from gateway.ratelimit import check
 from gateway.rpc import rpc
+from gateway.uploads import send_stored_file
 from kit.context import PARTNER, SYSTEM, Caller
 
 bp = Blueprint("partner_api", __name__)

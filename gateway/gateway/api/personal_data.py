@@ -28,8 +28,8 @@ from flask import Blueprint, Response, g, jsonify, redirect, request
 
 from gateway import auth
 from gateway.errors import json_body
-from gateway.files import content_disposition
 from gateway.rpc import rpc
+from gateway.uploads import content_disposition
 from kit.errors import Forbidden, InvalidInput, NotFound
 
 bp = Blueprint("personal_data_api", __name__)

@@ -14,9 +14,9 @@ survey and once to files, never back).
 Heavy routes (uploads, generated workbooks, exports) are bounded per worker
 process: beyond ``SURVEY_HEAVY_CONCURRENCY`` at once, 503 ``survey.busy``
 with ``Retry-After``. Error codes are those of the survey and files services
-(see the OpenAPI document). ``heavy``, ``user_key``, ``read_upload``,
-``store_upload`` and ``send_document`` are shared with the HTML pages of the
-same section (``gateway.pages.surveys``), so both check uploads alike.
+(see the OpenAPI document). ``heavy`` and ``user_key`` are shared with the
+HTML pages of the same section (``gateway.pages.surveys``); uploads are read,
+stored and sent back by ``gateway.uploads``, as in every other section.
 """
 
 from __future__ import annotations
@@ -25,22 +25,19 @@ import base64
 import functools
 import threading
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from gateway import auth
+from gateway import auth, uploads
 from gateway.errors import GatewayError, json_body
-from gateway.files import content_disposition, send_stored_file
 from gateway.ratelimit import limit
 from gateway.rpc import rpc
-from kit.errors import InvalidInput
+from gateway.uploads import send_document, send_stored_file
 
 bp = Blueprint("survey_api", __name__)
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 HEAVY_TIMEOUT = 30.0  # seconds for RPCs that parse or build workbooks
 HEAVY_WAIT = 2.0  # seconds a heavy request may wait for its turn
 RETRY_AFTER = 5
-STORE_METHODS = ("store_xlsx", "store_file")
 EXTENSION = "gateway.survey.heavy"
 
 
@@ -77,53 +74,6 @@ def heavy(view):
 
 def user_key() -> str:
     return g.caller.user_id or "anonymous"
-
-
-def send_document(result: dict) -> Response:
-    """A document built by the survey service: {name, content_type, content_b64}."""
-    response = Response(
-        base64.b64decode(result["content_b64"]),
-        mimetype=result.get("content_type") or "application/octet-stream",
-    )
-    response.headers["Content-Disposition"] = content_disposition(result.get("name", ""))
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def read_upload() -> tuple[str, bytes]:
-    """The multipart field ``file``: its name and bytes (at most 10 Mo)."""
-    upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
-    if upload is None or not upload.filename:
-        raise InvalidInput.fields(
-            {"file": ["Aucun fichier sélectionné (champ « file » d'un formulaire multipart)."]},
-            "survey.file_missing",
-            "Aucun fichier sélectionné.",
-        )
-    content = upload.stream.read(MAX_UPLOAD_BYTES + 1)
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise InvalidInput.fields(
-            {"file": ["Le fichier dépasse la taille maximale de 10 Mo."]},
-            "files.too_large",
-            "Le fichier dépasse la taille maximale de 10 Mo.",
-        )
-    return upload.filename, content
-
-
-def store_upload(survey_id: str, purpose: str, extra: dict | None = None) -> dict:
-    """Checks with survey, then stores with files: the stored file's description."""
-    name, content = read_upload()
-    info = {
-        "name": name,
-        "size": len(content),
-        "head_b64": base64.b64encode(content[:64]).decode(),
-        **(extra or {}),
-    }
-    plan = rpc().survey.prepare_upload(survey_id, purpose, info)
-    if plan.get("store") not in STORE_METHODS:  # never let a reply pick any method
-        raise RuntimeError(f"unexpected store method {plan.get('store')!r}")
-    store = getattr(rpc(HEAVY_TIMEOUT).files, plan["store"])
-    return store(plan["meta"], base64.b64encode(content).decode())
 
 
 def _transmission_links(survey_id: str, rows: list[dict]) -> list[dict]:
@@ -259,7 +209,7 @@ def delete_certification(survey_id, cert_id):
 @heavy
 def import_certifications(survey_id):
     """« Importer » (multipart ``file``, .xlsx)."""
-    stored = store_upload(survey_id, "certifications")
+    stored = uploads.store_survey_upload(rpc, survey_id, "certifications")
     return jsonify(rpc(HEAVY_TIMEOUT).survey.import_certifications(survey_id, stored["id"]))
 
 
@@ -314,10 +264,10 @@ def transmit(survey_id):
     """« Envoyer » (multipart ``file``; header ``Idempotency-Key`` optional):
     201 when recorded, 200 when the same transmission was already recorded."""
     key = request.headers.get("Idempotency-Key") or None
-    name, content = read_upload()
+    file = uploads.read_survey_file()
     # one RPC: survey checks, has files check and store the bytes, then checks
     # the form with them in hand (survey.transmit)
-    upload = {"name": name, "content_b64": base64.b64encode(content).decode()}
+    upload = {"name": file.name, "content_b64": base64.b64encode(file.content).decode()}
     # the submitter from the token: survey records it without asking identity
     result = rpc(HEAVY_TIMEOUT).survey.transmit(survey_id, upload, key, g.get("submitter"))
     _transmission_links(survey_id, [result])
@@ -366,7 +316,7 @@ def list_attachments(survey_id):
 @heavy
 def add_attachment(survey_id):
     """« Ajouter » (multipart ``file``) → 201."""
-    stored = store_upload(survey_id, "attachment")
+    stored = uploads.store_survey_upload(rpc, survey_id, "attachment")
     added = rpc().survey.add_attachment(survey_id, stored["id"])
     return jsonify(_attachment_links(survey_id, [added])[0]), 201
 
@@ -378,7 +328,7 @@ def add_attachment(survey_id):
 def replace_attachment(survey_id, attachment_id):
     """« Modifier » (multipart ``file``)."""
     rpc().survey.get_attachment(survey_id, attachment_id)  # 404 before storing anything
-    stored = store_upload(survey_id, "attachment", {"replacing": True})
+    stored = uploads.store_survey_upload(rpc, survey_id, "attachment", {"replacing": True})
     replaced = rpc().survey.replace_attachment(survey_id, attachment_id, stored["id"])
     return jsonify(_attachment_links(survey_id, [replaced])[0])
 

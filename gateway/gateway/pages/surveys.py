@@ -5,9 +5,9 @@
 (/statuts, /statuts/<id>).
 
 They call the same RPCs as the JSON API (``gateway.api.survey``) and share
-its upload checks, heavy-work bound and document sending. Forms POST with
-the session cookie (SameSite=Lax; cross-site posts are refused by
-``gateway.security``). A service's refusal is shown on the page
+its heavy-work bound; uploads are read, stored and documents sent by
+``gateway.uploads``, as in the API. Forms POST with the session cookie
+(SameSite=Lax; cross-site posts are refused by ``gateway.security``). A service's refusal is shown on the page
 (its French message, and every problem with its sheet, row and column):
 never raw JSON. Downloads that cannot fail in a way a user can fix (a file
 already stored) link to the API's own routes, which read the same cookie.
@@ -19,9 +19,10 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect, request, url_for
 
 from gateway import ratelimit
-from gateway.api.survey import HEAVY_TIMEOUT, heavy, send_document, store_upload, user_key
+from gateway.api.survey import HEAVY_TIMEOUT, heavy, user_key
 from gateway.pages import template_source
 from gateway.rpc import rpc
+from gateway.uploads import send_document, store_survey_upload
 from gateway.web import page
 from kit.errors import InvalidInput, NotFound, ServiceError
 
@@ -147,7 +148,7 @@ def _required_action(survey_id: str) -> str:
         ratelimit.check("survey-import", user_key(), per_minute=30)
 
         def run():
-            stored = store_upload(survey_id, "certifications")
+            stored = store_survey_upload(rpc, survey_id, "certifications")
             return rpc(HEAVY_TIMEOUT).survey.import_certifications(survey_id, stored["id"])
 
         heavy(run)()
@@ -211,10 +212,10 @@ def _attachment_action(survey_id: str) -> str:
 
         def run():
             if action == "add":
-                stored = store_upload(survey_id, "attachment")
+                stored = store_survey_upload(rpc, survey_id, "attachment")
                 return rpc().survey.add_attachment(survey_id, stored["id"])
             rpc().survey.get_attachment(survey_id, attachment_id)  # 404 before storing
-            stored = store_upload(survey_id, "attachment", {"replacing": True})
+            stored = store_survey_upload(rpc, survey_id, "attachment", {"replacing": True})
             return rpc().survey.replace_attachment(survey_id, attachment_id, stored["id"])
 
         done = heavy(run)()
@@ -261,7 +262,7 @@ def _transmit(survey_id: str) -> dict:
     ratelimit.check("survey-transmit", user_key(), per_minute=30)
 
     def run():
-        stored = store_upload(survey_id, "response")
+        stored = store_survey_upload(rpc, survey_id, "response")
         return rpc(HEAVY_TIMEOUT).survey.submit_response(survey_id, stored["id"], None)
 
     return heavy(run)()

@@ -16,8 +16,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from carte.models import Actor, Annex, Campaign, ProgrammeReport, Request
+from carte.problems import error as problem
 from kit.context import AGENCY_ADMIN, SYSTEM, Caller
-from kit.errors import Forbidden, InvalidInput
 
 ERASED = "[effacé]"
 
@@ -25,13 +25,13 @@ ERASED = "[effacé]"
 def _require_agency(caller: Caller) -> str:
     caller.require_authenticated()
     if not ({AGENCY_ADMIN, SYSTEM} & set(caller.roles)):
-        raise Forbidden("forbidden.agency_only", "Réservé aux agents de France compétences.")
+        raise problem("forbidden.agency_only")
     return caller.user_id
 
 
 def _user_id(user_id) -> str:
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= 64:
-        raise InvalidInput.fields({"user_id": ["Identifiant attendu."]})
+        raise problem("invalid_input", fields={"user_id": ["Identifiant attendu."]})
     return user_id
 
 

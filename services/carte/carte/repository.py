@@ -55,6 +55,10 @@ def current_campaign(session, today: dt.date) -> Campaign | None:
     return session.scalar(select(Campaign).where(Campaign.id == _current_campaign_id(today)))
 
 
+def campaign(session, campaign_id) -> Campaign | None:
+    return session.get(Campaign, campaign_id)
+
+
 # ---------------------------------------------------------------- catalogue
 
 
@@ -86,6 +90,10 @@ def catalogue(session, folded_query: str | None = None, limit: int = 5000):
     return list(session.execute(query))
 
 
+def variant(session, variant_id) -> Variant | None:
+    return session.get(Variant, variant_id)
+
+
 def variant_info(session, ids) -> dict[int, tuple[Variant, Diploma, Level]]:
     ids = {i for i in ids if i is not None}
     if not ids:
@@ -104,6 +112,11 @@ def variant_info(session, ids) -> dict[int, tuple[Variant, Diploma, Level]]:
 
 def actor(session, user_id: str) -> Actor | None:
     return session.get(Actor, user_id)
+
+
+def actor_for_update(session, user_id: str) -> Actor | None:
+    """The row locked, for an account saved from its event."""
+    return session.get(Actor, user_id, with_for_update=True)
 
 
 # ---------------------------------------------------------------- requests
@@ -131,7 +144,7 @@ def request(session, request_id, for_update: bool = False) -> Request | None:
     return by_id(session, Request, request_id, for_update)
 
 
-# what a dashboard line shows (``use_cases.dashboard_row``), not the whole request
+# what a dashboard line shows (``schemas.dashboard_row``), not the whole request
 DASHBOARD_COLUMNS = (
     Request.id,
     Request.status,
@@ -295,6 +308,10 @@ def annexes(session, request_ids) -> dict[int, list[Annex]]:
     for annex in session.scalars(select(Annex).where(Annex.request_id.in_(ids)).order_by(Annex.id)):
         out[annex.request_id].append(annex)
     return out
+
+
+def annex_count(session, request_id: int) -> int:
+    return session.scalar(select(func.count()).where(Annex.request_id == request_id))
 
 
 def programme_reports(session, limit: int = 500) -> list[ProgrammeReport]:

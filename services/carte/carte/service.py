@@ -8,7 +8,8 @@ Every RPC takes the caller from the context data; ``acting`` turns it into
 the carte account as identity announced it (``identity.carte_account_saved``,
 kept in ``actors``), fetching an account not announced yet once from
 identity. Errors: see each method; a request the caller may not see is
-``NotFound carte.request_not_found`` exactly as if it did not exist.
+``NotFound carte.request_not_found`` exactly as if it did not exist. Every
+error code, its class and French message: ``carte.problems``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import io
 import random
 import zipfile
 
+from kit.limits import MAX_UPLOAD_BYTES
+
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 XLSX_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
@@ -45,7 +47,7 @@ ACCEPTED_BY = {"renamed_pdf": "pdf"}
 # cases that need a running scanner
 NEEDS_SCANNER = frozenset({"eicar", "eicar_in_cell"})
 
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = MAX_UPLOAD_BYTES
 
 
 def xlsx(cells=(("Code", "Intitulé"), ("46T31203", "BTS MCO"))) -> bytes:

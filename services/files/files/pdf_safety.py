@@ -20,14 +20,11 @@ import logging
 
 import pikepdf
 
+from files import problems
 from kit.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-RESAVE = (
-    "enregistrez-le à nouveau avec « Imprimer en PDF » (ou « Exporter en PDF ») depuis votre "
-    "logiciel, sans mot de passe, puis déposez-le"
-)
 # action types a viewer may run without asking (or on one click)
 ACTIVE_ACTIONS = frozenset(
     {
@@ -45,84 +42,64 @@ ACTIVE_KEYS = ("/JS", "/AA", "/OpenAction")
 MAX_OBJECTS = 200_000
 
 
-def _reject(code: str, message: str) -> InvalidInput:
-    return InvalidInput(f"files.pdf.{code}", message)
-
-
-def encrypted() -> InvalidInput:
-    return _reject(
-        "encrypted",
-        f"Le PDF est protégé par un mot de passe ou chiffré : {RESAVE}.",
-    )
-
-
-def active_content(what: str) -> InvalidInput:
-    return _reject(
-        "active_content",
-        f"Le PDF contient du contenu actif ({what}) qui s'exécuterait à l'ouverture : {RESAVE}.",
-    )
-
-
-def embedded_file() -> InvalidInput:
-    return _reject(
-        "embedded_file",
-        "Le PDF contient des fichiers joints (pièces incorporées) : retirez-les, ou déposez "
-        f"chaque document séparément ; {RESAVE}.",
-    )
-
-
-def corrupt() -> InvalidInput:
-    return _reject("corrupt", f"Le PDF est endommagé ou illisible : {RESAVE}.")
-
-
 def check(data: bytes) -> None:
     """Nothing when the PDF may be stored, else ``InvalidInput`` ``files.pdf.*``."""
     try:
         document = pikepdf.open(io.BytesIO(bytes(data)))
     except pikepdf.PasswordError:
-        raise encrypted() from None
+        raise problems.error("files.pdf.encrypted") from None
     except Exception as exc:  # noqa: BLE001 - whatever qpdf cannot read is corrupt
         log.info("pdf refused: unreadable (%r)", exc)
-        raise corrupt() from None
+        raise problems.error("files.pdf.corrupt") from None
     with document:
         if document.is_encrypted:  # an owner password only: opens, still encrypted
-            raise encrypted()
+            raise problems.error("files.pdf.encrypted")
         try:
             _inspect(document)
         except InvalidInput:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken object graph
             log.info("pdf refused: unreadable object (%r)", exc)
-            raise corrupt() from None
+            raise problems.error("files.pdf.corrupt") from None
 
 
 def _inspect(document: pikepdf.Pdf) -> None:
     root = document.Root
     if "/OpenAction" in root or "/AA" in root:
-        raise active_content("action à l'ouverture")
+        raise problems.error("files.pdf.active_content", what="action à l'ouverture")
     names = root.get("/Names")
     if isinstance(names, pikepdf.Dictionary):
         if "/JavaScript" in names:
-            raise active_content("JavaScript")
+            raise problems.error("files.pdf.active_content", what="JavaScript")
         if "/EmbeddedFiles" in names:
-            raise embedded_file()
+            raise problems.error("files.pdf.embedded_file")
     acro = root.get("/AcroForm")
     if isinstance(acro, pikepdf.Dictionary) and "/XFA" in acro:
-        raise active_content("formulaire XFA")
+        raise problems.error("files.pdf.active_content", what="formulaire XFA")
     for count, obj in enumerate(document.objects):
         if count > MAX_OBJECTS:
-            raise corrupt()
+            raise problems.error("files.pdf.corrupt")
         if not isinstance(obj, pikepdf.Dictionary | pikepdf.Stream):
             continue
         kind = obj.get("/Type")
         subtype = obj.get("/Subtype")
         if kind == "/EmbeddedFile" or kind == "/Filespec" and "/EF" in obj:
-            raise embedded_file()
+            raise problems.error("files.pdf.embedded_file")
         if subtype in ("/FileAttachment", "/RichMedia", "/Movie", "/Sound", "/Screen"):
-            raise embedded_file() if subtype == "/FileAttachment" else active_content("média")
+            raise (
+                problems.error("files.pdf.embedded_file")
+                if subtype == "/FileAttachment"
+                else problems.error("files.pdf.active_content", what="média")
+            )
         action = obj.get("/S")
         if action is not None and str(action) in ACTIVE_ACTIONS:
-            raise active_content("JavaScript" if action == "/JavaScript" else f"action {action}")
+            raise problems.error(
+                "files.pdf.active_content",
+                what="JavaScript" if action == "/JavaScript" else f"action {action}",
+            )
         for key in ACTIVE_KEYS:
             if key in obj:
-                raise active_content("JavaScript" if key == "/JS" else "action automatique")
+                raise problems.error(
+                    "files.pdf.active_content",
+                    what="JavaScript" if key == "/JS" else "action automatique",
+                )

@@ -42,11 +42,11 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from files import pdf_safety, xlsx_safety
+from files import pdf_safety, problems, xlsx_safety
 from files.domain import policy
 from files.domain.meta import Rejected
 from files.scanner import Scanner, ScannerUnavailable
-from kit.errors import InvalidInput, Unavailable
+from kit.errors import InvalidInput, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,10 @@ class Decision:
     pending: Any = field(default=None, compare=False)
 
 
-def _invalid(exc: Rejected) -> InvalidInput:
-    details = {"fields": {exc.field: [exc.message]}} if exc.field else None
-    return InvalidInput(exc.code, exc.message, details)
+def _invalid(exc: Rejected) -> ServiceError:
+    if exc.field:
+        return problems.error(exc.code, fields={exc.field: [exc.message]}, **exc.params)
+    return problems.error(exc.code, **exc.params)
 
 
 def check_content(
@@ -111,23 +112,13 @@ def check_content(
     return Decision(file_type.key, file_type.content_type, sheets, text)
 
 
-def malware_detected(signature: str | None) -> InvalidInput:
-    return InvalidInput(
-        "files.malware_detected",
-        "Le fichier a été refusé : l'antivirus y a détecté un contenu malveillant. Il n'a pas "
-        "été enregistré. Analysez votre poste avec un antivirus à jour, puis déposez une copie "
-        "saine du document.",
-        {"signature": signature} if signature else None,
-    )
+def malware_detected(signature: str | None) -> ServiceError:
+    details = {"signature": signature} if signature else {}
+    return problems.error("files.malware_detected", **details)
 
 
-def scanner_unavailable() -> Unavailable:
-    return Unavailable(
-        "files.scanner_unavailable",
-        "L'analyse antivirus des fichiers est momentanément indisponible : votre fichier n'a "
-        "pas été enregistré, déposez-le à nouveau dans quelques minutes.",
-        {"retry_after": RETRY_AFTER},
-    )
+def scanner_unavailable() -> ServiceError:
+    return problems.error("files.scanner_unavailable", retry_after=RETRY_AFTER)
 
 
 class _Done:

@@ -20,7 +20,8 @@ every slot, and a refused file leaves no record, no blob and no event.
 
 Every RPC reads the caller from the context data (``kit.context``). Error
 codes common to all: a file the caller may not read is ``NotFound
-files.not_found`` exactly as if it did not exist.
+files.not_found`` exactly as if it did not exist. Every error code, its
+class and French message: ``files.problems``.
 """
 
 from __future__ import annotations

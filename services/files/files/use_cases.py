@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from files import policy, xlsx_safety
+from files import policy, problems, xlsx_safety
 from files import repository as repo
 from files.domain import access
 from files.domain import policy as slot_policy
@@ -38,7 +38,8 @@ from files.models import Outbox, StoredFile
 from files.scanner import NoScanner, Scanner, ScannerUnavailable, ScanResult
 from files.storage import BlobMissing, BlobStorage
 from kit.db import new_id, utcnow
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from kit.errors import ServiceError
+from kit.limits import format_size
 from kit.outbox import emit
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,13 @@ def run_here(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
-def _not_found() -> NotFound:
-    return NotFound("files.not_found", "Fichier introuvable.")
+def _not_found() -> ServiceError:
+    return problems.error("files.not_found")
 
 
-def _refused(exc: access.Denied) -> Exception:
-    if exc.reason == "unauthenticated":
-        return Unauthenticated(exc.code, exc.message)
-    return Forbidden(exc.code, exc.message)
+def _refused(exc: access.Denied) -> ServiceError:
+    """Unauthenticated or Forbidden, as the catalogue entry of its code says."""
+    return problems.error(exc.code, variant=exc.variant)
 
 
 def info(record: StoredFile) -> dict:
@@ -222,7 +222,9 @@ def check_xlsx(
     # end the read transaction: the check may take a while and needs no database
     session.commit()
     if size > limits.max_bytes:
-        raise xlsx_safety.too_large(limits)
+        raise problems.error(
+            "files.xlsx.too_large", size=format_size(limits.max_bytes), limit=limits.max_bytes
+        )
     try:
         data = storage.get(sha256)
     except BlobMissing:
@@ -232,9 +234,10 @@ def check_xlsx(
     return {"file_id": file_id, "ok": True, "sheets": list(verdict.sheets), "size": size}
 
 
-def _invalid(exc: Rejected) -> InvalidInput:
-    details = {"fields": {exc.field: [exc.message]}} if exc.field else None
-    return InvalidInput(exc.code, exc.message, details)
+def _invalid(exc: Rejected) -> ServiceError:
+    if exc.field:
+        return problems.error(exc.code, fields={exc.field: [exc.message]}, **exc.params)
+    return problems.error(exc.code, **exc.params)
 
 
 def _save(
@@ -336,12 +339,8 @@ def get_file(
 
 def _refuse_infected(record: StoredFile) -> None:
     if record.scan_status == INFECTED:
-        raise InvalidInput(
-            "files.malware_detected",
-            "Ce fichier a été supprimé : l'antivirus y a détecté un contenu malveillant après "
-            "son dépôt. Demandez à la personne qui l'a déposé d'en envoyer une copie saine.",
-            {"signature": record.scan_signature} if record.scan_signature else None,
-        )
+        details = {"signature": record.scan_signature} if record.scan_signature else {}
+        raise problems.error("files.malware_detected", variant="stored", **details)
 
 
 def record_verdict(session: Session, storage: BlobStorage, sha256: str, result: ScanResult) -> int:
@@ -430,9 +429,7 @@ def delete_file(
     if record is None or not access.may_read(caller, record.kind, record.owner_org_id):
         raise _not_found()
     if not access.may_delete(caller, record.kind, record.owner_org_id):
-        raise Forbidden(
-            "files.delete_forbidden", "Vous n'avez pas les droits pour supprimer ce fichier."
-        )
+        raise problems.error("files.delete_forbidden")
     if record.deleted_at is None:
         record.deleted_at = now()
     session.commit()
@@ -459,8 +456,8 @@ def attach_owner(
     All or nothing; attaching to the owner they already have is a no-op."""
     if not access.may_attach_owner(caller):
         if caller.user_id is None:
-            raise Unauthenticated()
-        raise Forbidden("files.forbidden", "Réservé à l'agence et aux appels internes.")
+            raise problems.error("unauthenticated")
+        raise problems.error("files.forbidden")
     errors: dict[str, list[str]] = {}
     if (
         not isinstance(file_ids, list)
@@ -476,20 +473,16 @@ def attach_owner(
     ):
         errors["owner_org_id"] = ["L'organisation propriétaire est invalide."]
     if errors:
-        raise InvalidInput.fields(errors, "files.invalid_input")
+        raise problems.error("files.invalid_input", fields=errors)
     ids = list(dict.fromkeys(file_ids))
     owner = owner_org_id.strip()
     records = {r.id: r for r in repo.get_files(session, ids) if r.deleted_at is None}
     missing = [i for i in ids if i not in records]
     if missing:
-        raise NotFound("files.not_found", "Fichier introuvable.", {"file_ids": missing})
+        raise problems.error("files.not_found", file_ids=missing)
     taken = [i for i in ids if records[i].owner_org_id not in (None, owner)]
     if taken:
-        raise Conflict(
-            "files.owner_conflict",
-            "Certains fichiers appartiennent déjà à une autre organisation.",
-            {"file_ids": taken},
-        )
+        raise problems.error("files.owner_conflict", file_ids=taken)
     for record in records.values():
         record.owner_org_id = owner
     session.commit()

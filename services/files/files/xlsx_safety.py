@@ -59,7 +59,9 @@ from defusedxml import (
     ExternalReferenceForbidden,
 )
 
+from files import problems
 from files.domain.meta import format_size
+from kit import limits as shared_limits
 from kit.errors import InvalidInput
 
 # openpyxl parses XML with defusedxml only when it is installed and
@@ -79,7 +81,7 @@ XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml
 
 # an entry smaller than this is not judged on its ratio: small repetitive XML
 # (styles) compresses well, and many of them are bounded by the total cap
-RATIO_FLOOR = 1 * MiB
+RATIO_FLOOR = shared_limits.XLSX_RATIO_FLOOR
 # a central directory record is 46 bytes plus its name; real ones stay far under
 CD_BYTES_PER_ENTRY = 1024
 CHUNK = 64 * 1024
@@ -93,12 +95,13 @@ MAX_LONG_STRINGS = 10_000
 
 @dataclass(frozen=True)
 class XlsxLimits:
-    """Hard limits; ``CONFIG_NAMES`` gives the setting of each."""
+    """Hard limits; ``CONFIG_NAMES`` gives the setting of each. The upload cap
+    and the zip limits default to ``kit.limits`` (shared with survey's reader)."""
 
-    max_bytes: int = 10 * MiB
-    max_entries: int = 2_000
-    max_uncompressed: int = 200 * MiB
-    max_ratio: int = 100
+    max_bytes: int = shared_limits.MAX_UPLOAD_BYTES
+    max_entries: int = shared_limits.XLSX_MAX_ENTRIES
+    max_uncompressed: int = shared_limits.XLSX_MAX_UNCOMPRESSED_BYTES
+    max_ratio: int = shared_limits.XLSX_MAX_RATIO
     max_sheets: int = 50
     max_rows: int = 100_000
     max_columns: int = 200
@@ -139,10 +142,8 @@ class Verdict:
 
 # --- rejections -------------------------------------------------------------
 
-RESAVE = (
-    "enregistrez-le à nouveau depuis Excel ou LibreOffice au format « Classeur Excel (.xlsx) » "
-    "puis déposez-le"
-)
+# Each rejection is a row of the files catalogue (files.problems): the checks
+# below name its code and give its values.
 
 
 def _n(value: int) -> str:
@@ -155,185 +156,6 @@ def _shown(name: str, limit: int = 120) -> str:
         ch if unicodedata.category(ch)[0] != "C" else f"\\x{ord(ch):02x}" for ch in name[:limit]
     )
     return text + ("…" if len(name) > limit else "")
-
-
-def _reject(code: str, message: str, **details) -> InvalidInput:
-    return InvalidInput(f"files.xlsx.{code}", message, details or None)
-
-
-def empty() -> InvalidInput:
-    return _reject(
-        "empty",
-        "Le fichier est vide : vérifiez que vous déposez le bon fichier, enregistré au format "
-        ".xlsx.",
-    )
-
-
-def too_large(limits: XlsxLimits) -> InvalidInput:
-    return _reject(
-        "too_large",
-        f"Le fichier dépasse la taille maximale de {format_size(limits.max_bytes)} : supprimez "
-        "les feuilles, lignes ou images inutiles puis déposez-le à nouveau.",
-        limit=limits.max_bytes,
-    )
-
-
-def _not_xlsx_name(name: str) -> InvalidInput:
-    return _reject(
-        "not_xlsx",
-        f"Le fichier « {_shown(name)} » n'a pas l'extension .xlsx : seuls les classeurs Excel "
-        f"au format .xlsx sont acceptés ; {RESAVE}.",
-        name=_shown(name),
-    )
-
-
-def _not_xlsx_content() -> InvalidInput:
-    return _reject(
-        "not_xlsx",
-        "Le fichier n'est pas un classeur Excel .xlsx (son contenu est d'un autre type, "
-        f"par exemple un PDF ou un ancien fichier .xls renommé) : {RESAVE}.",
-    )
-
-
-def _corrupt(**details) -> InvalidInput:
-    return _reject(
-        "corrupt",
-        "Le fichier est endommagé ou incomplet et ne peut pas être lu : ouvrez-le dans Excel, "
-        f"{RESAVE}.",
-        **details,
-    )
-
-
-def _too_many_entries(limits: XlsxLimits) -> InvalidInput:
-    return _reject(
-        "too_many_entries",
-        f"Le fichier contient trop d'éléments internes (plus de {_n(limits.max_entries)}) : "
-        f"ce n'est pas un classeur ordinaire ; {RESAVE}.",
-        limit=limits.max_entries,
-    )
-
-
-def _unsafe_entry_name(name: str) -> InvalidInput:
-    return _reject(
-        "unsafe_entry_name",
-        f"Le fichier contient un élément au nom non autorisé (« {_shown(name)} ») : ce n'est "
-        f"pas un classeur produit par Excel ; {RESAVE}.",
-        entry=_shown(name),
-    )
-
-
-def _duplicate_entry(name: str) -> InvalidInput:
-    return _reject(
-        "duplicate_entry",
-        f"Le fichier contient deux fois l'élément « {_shown(name)} » : ce n'est pas un classeur "
-        f"produit par Excel ; {RESAVE}.",
-        entry=_shown(name),
-    )
-
-
-def _zip_bomb(reason: str, **details) -> InvalidInput:
-    return _reject(
-        "zip_bomb",
-        f"Le fichier se décompresse en un volume anormal ({reason}) : ce n'est pas un classeur "
-        f"ordinaire ; {RESAVE}.",
-        **details,
-    )
-
-
-def _macro(**details) -> InvalidInput:
-    return _reject(
-        "macro",
-        "Le fichier contient des macros : enregistrez-le au format .xlsx (classeur Excel sans "
-        "macros).",
-        **details,
-    )
-
-
-def _external_link(**details) -> InvalidInput:
-    return _reject(
-        "external_link",
-        "Le fichier contient des liaisons vers d'autres classeurs ou des sources de données "
-        "externes : dans Excel, rompez les liaisons (Données > Modifier les liens > Rompre la "
-        "liaison) et supprimez les connexions, puis enregistrez-le à nouveau.",
-        **details,
-    )
-
-
-def _embedded_object(**details) -> InvalidInput:
-    return _reject(
-        "embedded_object",
-        "Le fichier contient des objets incorporés (objets OLE, contrôles ActiveX ou fichiers "
-        "joints) : supprimez-les du classeur, puis enregistrez-le à nouveau au format .xlsx.",
-        **details,
-    )
-
-
-def _xml_entities(part: str) -> InvalidInput:
-    return _reject(
-        "xml_entities",
-        f"Le fichier contient des déclarations XML interdites (DTD ou entités) dans "
-        f"« {_shown(part)} » : ce n'est pas un classeur produit par Excel ; {RESAVE}.",
-        entry=_shown(part),
-    )
-
-
-def _missing_part(part: str) -> InvalidInput:
-    return _reject(
-        "missing_part",
-        f"Le fichier n'est pas un classeur Excel complet (la partie « {_shown(part)} » manque) : "
-        f"{RESAVE}.",
-        entry=_shown(part),
-    )
-
-
-def _too_many_sheets(limit: int) -> InvalidInput:
-    return _reject(
-        "too_many_sheets",
-        f"Le classeur contient plus de {_n(limit)} feuilles : supprimez les feuilles inutiles "
-        "puis déposez-le à nouveau.",
-        limit=limit,
-    )
-
-
-def _too_many_rows(sheet: str, where: str, limit: int) -> InvalidInput:
-    return _reject(
-        "too_many_rows",
-        f"La feuille « {_shown(sheet)} » dépasse {_n(limit)} lignes ({where}) : supprimez les "
-        "lignes en trop, même vides ou seulement mises en forme, puis enregistrez à nouveau.",
-        sheet=_shown(sheet),
-        where=where,
-        limit=limit,
-    )
-
-
-def _too_many_columns(sheet: str, where: str, limit: int) -> InvalidInput:
-    return _reject(
-        "too_many_columns",
-        f"La feuille « {_shown(sheet)} » dépasse {_n(limit)} colonnes (jusqu'à la colonne "
-        f"{column_letters(limit)} ; {where}) : supprimez les colonnes en trop, même vides ou "
-        "seulement mises en forme, puis enregistrez à nouveau.",
-        sheet=_shown(sheet),
-        where=where,
-        limit=limit,
-    )
-
-
-def _cell_too_long(sheet: str | None, cell: str | None, limit: int) -> InvalidInput:
-    if sheet is None:
-        return _reject(
-            "cell_too_long",
-            f"Un texte du classeur dépasse {_n(limit)} caractères : raccourcissez les cellules "
-            "trop longues puis enregistrez à nouveau.",
-            limit=limit,
-        )
-    return _reject(
-        "cell_too_long",
-        f"La cellule {cell} de la feuille « {_shown(sheet)} » dépasse {_n(limit)} caractères : "
-        "raccourcissez son contenu puis enregistrez à nouveau.",
-        sheet=_shown(sheet),
-        cell=cell,
-        limit=limit,
-    )
 
 
 # --- cell references ---------------------------------------------------------
@@ -363,7 +185,7 @@ def column_letters(index: int) -> str:
 def _cell_position(ref: str) -> tuple[int, int]:
     match = _CELL.fullmatch(ref)
     if match is None:
-        raise _corrupt(cell=_shown(ref, 20))
+        raise problems.error("files.xlsx.corrupt", cell=_shown(ref, 20))
     return column_index(match[1]), int(match[2])
 
 
@@ -374,7 +196,7 @@ def _range_corner(ref: str) -> tuple[int, int]:
         for end in part.split(":"):
             match = _ENDPOINT.fullmatch(end)
             if match is None or not (match[1] or match[2]):
-                raise _corrupt(cell=_shown(ref, 40))
+                raise problems.error("files.xlsx.corrupt", cell=_shown(ref, 40))
             max_col = max(max_col, column_index(match[1]) if match[1] else EXCEL_MAX_COLUMNS)
             max_row = max(max_row, int(match[2]) if match[2] else EXCEL_MAX_ROWS)
     return max_col, max_row
@@ -428,11 +250,11 @@ def _is_embedded_part(name: str) -> bool:
 def _content_type_problem(content_type: str) -> InvalidInput | None:
     ct = content_type.strip().lower()
     if "macroenabled" in ct or "vbaproject" in ct or "macrosheet" in ct:
-        return _macro(content_type=ct)
+        return problems.error("files.xlsx.macro", content_type=ct)
     if "externallink" in ct or "spreadsheetml.connections" in ct or "querytable" in ct:
-        return _external_link(content_type=ct)
+        return problems.error("files.xlsx.external_link", content_type=ct)
     if "oleobject" in ct or "activex" in ct or ct in EMBEDDED_DOCUMENT_TYPES:
-        return _embedded_object(content_type=ct)
+        return problems.error("files.xlsx.embedded_object", content_type=ct)
     return None
 
 
@@ -530,53 +352,59 @@ class _Inspector:
         limits = self.limits
         infos = self.archive.infolist()
         if len(infos) > limits.max_entries:
-            raise _too_many_entries(limits)
+            raise problems.error(
+                "files.xlsx.too_many_entries",
+                limit_text=_n(limits.max_entries),
+                limit=limits.max_entries,
+            )
         total = 0
         for info in infos:
             for name in (info.orig_filename, info.filename):
                 if _unsafe_name(name):
-                    raise _unsafe_entry_name(name)
+                    raise problems.error("files.xlsx.unsafe_entry_name", entry=_shown(name))
             key = info.filename.casefold()
             if key in self.entries:
-                raise _duplicate_entry(info.filename)
+                raise problems.error("files.xlsx.duplicate_entry", entry=_shown(info.filename))
             self.entries[key] = info
             if info.flag_bits & 0x1 or info.compress_type not in (
                 zipfile.ZIP_STORED,
                 zipfile.ZIP_DEFLATED,
             ):
                 # encrypted, or compressed in a way Excel never writes
-                raise _corrupt(entry=_shown(info.filename))
+                raise problems.error("files.xlsx.corrupt", entry=_shown(info.filename))
             total += info.file_size
             if total > limits.max_uncompressed:
-                raise _zip_bomb(
-                    f"plus de {format_size(limits.max_uncompressed)} une fois décompressé",
+                raise problems.error(
+                    "files.xlsx.zip_bomb",
+                    reason=f"plus de {format_size(limits.max_uncompressed)} une fois décompressé",
                     limit=limits.max_uncompressed,
                 )
             if info.file_size > RATIO_FLOOR and info.file_size > limits.max_ratio * max(
                 info.compress_size, 1
             ):
-                raise _zip_bomb(
-                    f"l'élément « {_shown(info.filename)} » est compressé plus de "
+                raise problems.error(
+                    "files.xlsx.zip_bomb",
+                    reason=f"l'élément « {_shown(info.filename)} » est compressé plus de "
                     f"{_n(limits.max_ratio)} fois",
                     entry=_shown(info.filename),
                     limit=limits.max_ratio,
                 )
 
     def _check_part_names(self) -> None:
-        for checks, problem in (
-            (_is_macro_part, _macro),
-            (_is_external_part, _external_link),
-            (_is_embedded_part, _embedded_object),
+        for checks, code in (
+            (_is_macro_part, "files.xlsx.macro"),
+            (_is_external_part, "files.xlsx.external_link"),
+            (_is_embedded_part, "files.xlsx.embedded_object"),
         ):
             for key, info in self.entries.items():
                 if checks(key):
-                    raise problem(entry=_shown(info.filename))
+                    raise problems.error(code, entry=_shown(info.filename))
 
     def _check_required_parts(self) -> None:
         # exact case: that is how openpyxl and calamine look them up
         for part in ("[Content_Types].xml", "xl/workbook.xml"):
             if part not in self.archive.NameToInfo:
-                raise _missing_part(part)
+                raise problems.error("files.xlsx.missing_part", entry=_shown(part))
 
     # XML
 
@@ -606,14 +434,20 @@ class _Inspector:
                     last = chunk.rfind(b">")
                     run = run + len(chunk) if last < 0 else len(chunk) - 1 - last
                     if run > max_run:
-                        raise _corrupt(entry=_shown(info.filename), error="element too long")
+                        raise problems.error(
+                            "files.xlsx.corrupt",
+                            entry=_shown(info.filename),
+                            error="element too long",
+                        )
                     parser.Parse(chunk, False)
                 parser.Parse(b"", True)
         except DefusedXmlException:
-            raise _xml_entities(info.filename) from None
+            raise problems.error("files.xlsx.xml_entities", entry=_shown(info.filename)) from None
         except expat.ExpatError as exc:
             if not lenient:
-                raise _corrupt(entry=_shown(info.filename), error=str(exc)) from None
+                raise problems.error(
+                    "files.xlsx.corrupt", entry=_shown(info.filename), error=str(exc)
+                ) from None
 
     def _check_content_types(self) -> None:
         local = _LocalNames()
@@ -653,13 +487,13 @@ class _Inspector:
                 target = attrs.get("Target", "")
                 external = attrs.get("TargetMode", "").lower() == "external"
                 if kind in MACRO_RELATIONSHIPS:
-                    raise _macro(relationship=kind)
+                    raise problems.error("files.xlsx.macro", relationship=kind)
                 if kind in EXTERNAL_RELATIONSHIPS or (
                     external and kind not in HARMLESS_EXTERNAL_RELATIONSHIPS
                 ):
-                    raise _external_link(relationship=kind)
+                    raise problems.error("files.xlsx.external_link", relationship=kind)
                 if kind in EMBEDDED_RELATIONSHIPS:
-                    raise _embedded_object(relationship=kind)
+                    raise problems.error("files.xlsx.embedded_object", relationship=kind)
                 if not external:
                     target = (
                         target.lstrip("/")
@@ -683,9 +517,13 @@ class _Inspector:
                 rel_id = next((v for k, v in attrs.items() if k.endswith(" id")), "")
                 named.append((attrs.get("name", ""), rel_id))
                 if len(named) > limits.max_sheets:
-                    raise _too_many_sheets(limits.max_sheets)
+                    raise problems.error(
+                        "files.xlsx.too_many_sheets",
+                        limit_text=_n(limits.max_sheets),
+                        limit=limits.max_sheets,
+                    )
             elif tag == "externalReference":
-                raise _external_link(entry="xl/workbook.xml")
+                raise problems.error("files.xlsx.external_link", entry="xl/workbook.xml")
 
         self._parse(self.archive.getinfo("xl/workbook.xml"), start=start)
         targets = {
@@ -700,7 +538,7 @@ class _Inspector:
             kind, target = targets.get(rel_id, ("", ""))
             if kind == "worksheet":
                 if target not in self.entries:
-                    raise _missing_part(target)
+                    raise problems.error("files.xlsx.missing_part", entry=_shown(target))
                 sheets.append((sheet_name, target))
             else:
                 sheets.append((sheet_name, None))
@@ -740,7 +578,12 @@ class _Inspector:
                 if length > max_chars:
                     long_strings.add(index)
                     if len(long_strings) > MAX_LONG_STRINGS:
-                        raise _cell_too_long(None, None, max_chars)
+                        raise problems.error(
+                            "files.xlsx.cell_too_long",
+                            variant="workbook",
+                            limit_text=_n(max_chars),
+                            limit=max_chars,
+                        )
 
         texts = self.texts
 
@@ -765,11 +608,20 @@ class _Inspector:
             if key not in listed and re.fullmatch(r"xl/worksheets/[^/]+\.xml", key)
         ]
         if len(parts) > limits.max_sheets:
-            raise _too_many_sheets(limits.max_sheets)
+            raise problems.error(
+                "files.xlsx.too_many_sheets",
+                limit_text=_n(limits.max_sheets),
+                limit=limits.max_sheets,
+            )
         for label, part in parts:
             self._scan_worksheet(self.entries[part], label, long_strings)
         if long_strings:  # too long, though no cell shows it: refused all the same
-            raise _cell_too_long(None, None, limits.max_cell_chars)
+            raise problems.error(
+                "files.xlsx.cell_too_long",
+                variant="workbook",
+                limit_text=_n(limits.max_cell_chars),
+                limit=limits.max_cell_chars,
+            )
 
     def _scan_worksheet(self, info: zipfile.ZipInfo, label: str, long_strings: set[int]) -> None:
         limits = self.limits
@@ -807,10 +659,23 @@ class _Inspector:
                     else:
                         col, cell_row = _cell_position(cell_ref)
                     if cell_row > max_rows:
-                        raise _too_many_rows(label, f"cellule {cell_ref}", max_rows)
+                        raise problems.error(
+                            "files.xlsx.too_many_rows",
+                            sheet=_shown(label),
+                            where=f"cellule {cell_ref}",
+                            limit_text=_n(max_rows),
+                            limit=max_rows,
+                        )
                 cells_in_row += 1
                 if col > max_cols or cells_in_row > max_cols:
-                    raise _too_many_columns(label, f"cellule {where()}", max_cols)
+                    raise problems.error(
+                        "files.xlsx.too_many_columns",
+                        sheet=_shown(label),
+                        where=f"cellule {where()}",
+                        limit_text=_n(max_cols),
+                        column=column_letters(max_cols),
+                        limit=max_cols,
+                    )
                 cell_type = attrs.get("t")
                 length = 0
             elif tag == "v":
@@ -829,10 +694,18 @@ class _Inspector:
                 elif number.isdigit() and number.isascii() and len(number) <= 10:
                     row = int(number)
                 else:
-                    raise _corrupt(entry=_shown(info.filename), row=_shown(number, 20))
+                    raise problems.error(
+                        "files.xlsx.corrupt", entry=_shown(info.filename), row=_shown(number, 20)
+                    )
                 rows_seen += 1
                 if row > max_rows or rows_seen > max_rows:
-                    raise _too_many_rows(label, f"ligne {_n(max(row, rows_seen))}", max_rows)
+                    raise problems.error(
+                        "files.xlsx.too_many_rows",
+                        sheet=_shown(label),
+                        where=f"ligne {_n(max(row, rows_seen))}",
+                        limit_text=_n(max_rows),
+                        limit=max_rows,
+                    )
                 col = cells_in_row = 0
             elif tag not in _SHEET_TAGS_OF_NOTE:
                 return
@@ -840,14 +713,27 @@ class _Inspector:
                 capture = True
                 length = 0
             elif tag in ("oleObject", "oleObjects"):
-                raise _embedded_object(entry=_shown(info.filename))
+                raise problems.error("files.xlsx.embedded_object", entry=_shown(info.filename))
             else:  # dimension, mergeCell, hyperlink: parsers fill these ranges cell by cell
                 ref = attrs.get("ref") or ""
                 corner_col, corner_row = _range_corner(ref)
                 if corner_row > max_rows:
-                    raise _too_many_rows(label, f"plage {_shown(ref, 40)}", max_rows)
+                    raise problems.error(
+                        "files.xlsx.too_many_rows",
+                        sheet=_shown(label),
+                        where=f"plage {_shown(ref, 40)}",
+                        limit_text=_n(max_rows),
+                        limit=max_rows,
+                    )
                 if corner_col > max_cols:
-                    raise _too_many_columns(label, f"plage {_shown(ref, 40)}", max_cols)
+                    raise problems.error(
+                        "files.xlsx.too_many_columns",
+                        sheet=_shown(label),
+                        where=f"plage {_shown(ref, 40)}",
+                        limit_text=_n(max_cols),
+                        column=column_letters(max_cols),
+                        limit=max_cols,
+                    )
 
         def end(name):
             nonlocal capture, want_value, in_t
@@ -857,14 +743,26 @@ class _Inspector:
                     want_value = False
                     index = "".join(value).strip()
                     if index.isdigit() and int(index) in long_strings:
-                        raise _cell_too_long(label, where(), max_chars)
+                        raise problems.error(
+                            "files.xlsx.cell_too_long",
+                            sheet=_shown(label),
+                            cell=where(),
+                            limit_text=_n(max_chars),
+                            limit=max_chars,
+                        )
 
         def text(data):
             nonlocal length
             if capture:
                 length += len(data)
                 if length > max_chars:
-                    raise _cell_too_long(label, where(), max_chars)
+                    raise problems.error(
+                        "files.xlsx.cell_too_long",
+                        sheet=_shown(label),
+                        cell=where(),
+                        limit_text=_n(max_chars),
+                        limit=max_chars,
+                    )
                 if want_value:
                     value.append(data)
                 if in_t and texts is not None:
@@ -890,13 +788,15 @@ def check(data: bytes, name: str | None = None, limits: XlsxLimits = DEFAULT_LIM
     ``name`` is the uploaded file name (its extension is checked) or None when
     only the bytes are known."""
     if not data:
-        raise empty()
+        raise problems.error("files.xlsx.empty")
     if len(data) > limits.max_bytes:
-        raise too_large(limits)
+        raise problems.error(
+            "files.xlsx.too_large", size=format_size(limits.max_bytes), limit=limits.max_bytes
+        )
     if name is not None and not name.lower().endswith(".xlsx"):
-        raise _not_xlsx_name(name)
+        raise problems.error("files.xlsx.not_xlsx", name=_shown(name))
     if not bytes(data[:4]) == b"PK\x03\x04":
-        raise _not_xlsx_content()
+        raise problems.error("files.xlsx.not_xlsx", variant="content")
     data = bytes(data)
     with _open_zip(data, limits) as archive:
         try:
@@ -905,7 +805,7 @@ def check(data: bytes, name: str | None = None, limits: XlsxLimits = DEFAULT_LIM
             raise
         except Exception as exc:  # noqa: BLE001 - CRC errors, bad deflate streams…
             log.info("xlsx refused: unreadable content (%r)", exc)
-            raise _corrupt() from None
+            raise problems.error("files.xlsx.corrupt") from None
 
 
 def _open_zip(data: bytes, limits: XlsxLimits) -> zipfile.ZipFile:
@@ -915,12 +815,16 @@ def _open_zip(data: bytes, limits: XlsxLimits) -> zipfile.ZipFile:
     if declared is not None and (
         declared[0] > limits.max_entries or declared[1] > limits.max_entries * CD_BYTES_PER_ENTRY
     ):
-        raise _too_many_entries(limits)
+        raise problems.error(
+            "files.xlsx.too_many_entries",
+            limit_text=_n(limits.max_entries),
+            limit=limits.max_entries,
+        )
     try:
         return zipfile.ZipFile(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - any unreadable zip is a corrupt upload
         log.info("zip refused: unreadable (%r)", exc)
-        raise _corrupt() from None
+        raise problems.error("files.xlsx.corrupt") from None
 
 
 # --- other office packages (files.policy) --------------------------------------
@@ -947,19 +851,19 @@ class _PackageInspector(_Inspector):
         for key, info in self.entries.items():
             base = posixpath.basename(key.rstrip("/"))
             if "vbaproject" in base or key.startswith(("basic/", "scripts/", "xl/macrosheets/")):
-                raise _macro(entry=_shown(info.filename))
+                raise problems.error("files.xlsx.macro", entry=_shown(info.filename))
             if _is_external_part(key):
-                raise _external_link(entry=_shown(info.filename))
+                raise problems.error("files.xlsx.external_link", entry=_shown(info.filename))
             if (
                 "/embeddings/" in key
                 or "/activex/" in key
                 or "oleobject" in key
                 or key.startswith(("object ", "objectreplacements/"))
             ):
-                raise _embedded_object(entry=_shown(info.filename))
+                raise problems.error("files.xlsx.embedded_object", entry=_shown(info.filename))
         if not odf:
             if "[Content_Types].xml" not in self.archive.NameToInfo:
-                raise _missing_part("[Content_Types].xml")
+                raise problems.error("files.xlsx.missing_part", entry="[Content_Types].xml")
             self._check_content_types()
             self._check_relationships()
         self._scan_remaining_xml()
@@ -996,4 +900,4 @@ def inspect_zip(
             raise
         except Exception as exc:  # noqa: BLE001 - CRC errors, bad deflate streams…
             log.info("zip refused: unreadable content (%r)", exc)
-            raise _corrupt() from None
+            raise problems.error("files.xlsx.corrupt") from None

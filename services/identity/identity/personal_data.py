@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 from sqlalchemy import and_, exists, or_, select
 
-from identity import carte
+from identity import carte, problems
 from identity import repository as repo
 from identity import use_cases as uc
 from identity.models import (
@@ -63,7 +63,6 @@ from kit import audit as kit_audit
 from kit import events
 from kit.context import AGENCY_ADMIN, SYSTEM, Caller
 from kit.db import utcnow
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from kit.outbox import emit
 
 log = logging.getLogger(__name__)
@@ -353,7 +352,7 @@ def _acting_agent(session, caller: Caller) -> User | None:
 def _person(session, user_id) -> User:
     user = session.get(User, user_id) if uc._is_id(user_id) else None
     if user is None:
-        raise NotFound(*uc.USER_NOT_FOUND)
+        raise problems.error("identity.user_not_found")
     return user
 
 
@@ -381,7 +380,9 @@ def find_people(session, caller: Caller, query) -> list[dict]:
     uc.acting_agent(session, caller)
     query = query.strip().lower() if isinstance(query, str) else ""
     if len(query) < 3:
-        raise InvalidInput.fields({"query": ["Saisissez au moins 3 caractères."]})
+        raise problems.error(
+            "invalid_input", fields={"query": ["Saisissez au moins 3 caractères."]}
+        )
     pattern = f"%{query.replace('%', '').replace('_', '')}%"
     rows = session.scalars(
         select(User)
@@ -496,14 +497,13 @@ def erase_person(
     actor = _acting_agent(session, caller)
     user = _person(session, user_id)
     if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_MAX):
-        raise InvalidInput.fields({"reason": [f"{REASON_MAX} caractères au plus."]})
-    if actor is not None and actor.id == user.id:
-        raise Conflict(
-            "personal_data.own_account",
-            "Vous ne pouvez pas effacer votre propre compte : demandez-le à un autre agent.",
+        raise problems.error(
+            "invalid_input", fields={"reason": [f"{REASON_MAX} caractères au plus."]}
         )
+    if actor is not None and actor.id == user.id:
+        raise problems.error("personal_data.own_account")
     if user.role == AGENCY_ADMIN and actor is None:
-        raise Forbidden("forbidden.agency_only", "Réservé aux agents de France compétences.")
+        raise problems.error("forbidden.agency_only")
     if user.anonymised_at is not None:
         return {"user_id": user.id, "status": "erased", "already": True, "documents_deleted": 0}
     if (
@@ -513,11 +513,7 @@ def erase_person(
         and len(repo.managers(session, user.org_id)) <= 1
         and len(repo.active_users(session, user.org_id)) > 1
     ):
-        raise Conflict(
-            "quota.last_manager",
-            "Cette personne est le seul gestionnaire de compte de son organisme : "
-            "désignez d'abord un autre gestionnaire.",
-        )
+        raise problems.error("quota.last_manager", variant="erasure")
     if check:
         session.rollback()
         return {"user_id": user.id, "status": "erasable"}

@@ -9,6 +9,8 @@ from sqlalchemy import func, or_, select
 from identity.models import (
     Attachment,
     AuditEntry,
+    CarteAccount,
+    CarteNetworkMember,
     Organisation,
     RegistrationAttempt,
     Session,
@@ -16,6 +18,14 @@ from identity.models import (
     Token,
     User,
 )
+
+
+def user(session, user_id: str) -> User | None:
+    return session.get(User, user_id)
+
+
+def organisation(session, org_id: str) -> Organisation | None:
+    return session.get(Organisation, org_id)
 
 
 def user_by_email(session, email: str) -> User | None:
@@ -101,6 +111,10 @@ def forget_registration_attempts(session, before: dt.datetime) -> int:
     )
 
 
+def registration_attempt(session, attempt_id: str) -> RegistrationAttempt | None:
+    return session.get(RegistrationAttempt, attempt_id)
+
+
 def expired_registrations(session, created_before: dt.datetime, limit: int = 50) -> list[User]:
     """Self-registrations past their delay: never validated (nor closed), and
     either never confirmed or joining an organisation the agency has already
@@ -127,6 +141,27 @@ def expired_registrations(session, created_before: dt.datetime, limit: int = 50)
 
 def attachments_of(session, user_id: str) -> list[Attachment]:
     return list(session.scalars(select(Attachment).where(Attachment.user_id == user_id)))
+
+
+def org_attachments(session, org_id: str) -> list[Attachment]:
+    return list(session.query(Attachment).filter(Attachment.org_id == org_id))
+
+
+def delete_links(session, user_id: str) -> None:
+    """The tokens and sessions of an account about to be deleted."""
+    session.query(Token).filter(Token.user_id == user_id).delete(synchronize_session=False)
+    session.query(Session).filter(Session.user_id == user_id).delete(synchronize_session=False)
+
+
+def org_dependants(session, org_id: str) -> int:
+    """How many accounts and child organisations still point at an organisation."""
+    return session.scalar(select(func.count()).where(User.org_id == org_id)) + session.scalar(
+        select(func.count()).where(Organisation.parent_id == org_id)
+    )
+
+
+def delete_org_attachments(session, org_id: str) -> None:
+    session.query(Attachment).filter(Attachment.org_id == org_id).delete(synchronize_session=False)
 
 
 def managers(session, org_id: str) -> list[User]:
@@ -181,6 +216,10 @@ def failures_since(
 
 def clear_failures(session, email: str) -> None:
     session.query(SignInAttempt).filter(SignInAttempt.email == email).delete()
+
+
+def session_by_id(session, session_id: str) -> Session | None:
+    return session.get(Session, session_id)
 
 
 def live_sessions(session, user_id: str) -> list[Session]:
@@ -257,3 +296,57 @@ def pending_sirene(session, limit: int = 20) -> list[Organisation]:
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(session.scalars(query))
+
+
+# ---------------------------------------------------------------- carte accounts
+
+
+def carte_account(session, user_id: str) -> CarteAccount | None:
+    return session.get(CarteAccount, user_id)
+
+
+def carte_account_by_identifier(session, identifier: str) -> CarteAccount | None:
+    return session.scalar(select(CarteAccount).where(CarteAccount.identifier == identifier))
+
+
+def network_members(session, account: CarteAccount) -> list[str]:
+    """The UAI of a network's establishments, sorted; none (and no query)
+    for an account that is not a network."""
+    if account.kind != "network":
+        return []
+    return list(
+        session.scalars(
+            select(CarteNetworkMember.uai)
+            .where(CarteNetworkMember.network_id == account.user_id)
+            .order_by(CarteNetworkMember.uai)
+        )
+    )
+
+
+def network_member_rows(session, network_id: str) -> list[CarteNetworkMember]:
+    return list(
+        session.scalars(
+            select(CarteNetworkMember).where(CarteNetworkMember.network_id == network_id)
+        )
+    )
+
+
+def carte_accounts(
+    session, kind: str | None = None, query: str | None = None, limit: int = 1000
+) -> list[tuple[CarteAccount, User]]:
+    """Accounts of one ``kind`` (any if empty) whose identifier or name holds
+    ``query`` (already cleaned), by kind and identifier."""
+    stmt = select(CarteAccount, User).join(User, User.id == CarteAccount.user_id)
+    if kind:
+        stmt = stmt.where(CarteAccount.kind == kind)
+    if query:
+        like = f"%{query.lower()[:100]}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(CarteAccount.identifier).like(like),
+                func.lower(CarteAccount.label).like(like),
+            )
+        )
+    return list(
+        session.execute(stmt.order_by(CarteAccount.kind, CarteAccount.identifier).limit(limit))
+    )

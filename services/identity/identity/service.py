@@ -1,7 +1,8 @@
 """Identity's nameko entrypoints: parse, call one use case, relay its events.
 
 Every method documents its inputs, output and error codes; the caller comes
-from the context the gateway sends (kit.context.Caller).
+from the context the gateway sends (kit.context.Caller). Every error code,
+its class and French message: ``identity.problems``.
 """
 
 from __future__ import annotations

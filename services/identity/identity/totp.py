@@ -40,19 +40,11 @@ import time
 import pyotp
 from sqlalchemy import select
 
+from identity import problems, totp_secrets
 from identity import repository as repo
-from identity import totp_secrets
 from identity.models import RecoveryCode, Session, SignInAttempt, TotpCredential, User
 from kit.context import AGENCY_ADMIN
 from kit.db import utcnow
-from kit.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    TooManyRequests,
-    Unauthenticated,
-    Unavailable,
-)
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +56,6 @@ _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 MAX_FAILURES = 5
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 _DIGITS = re.compile(r"^[0-9]{6}$")
-
-SESSION_INVALID = ("auth.session_invalid", "Votre session n'est plus valide : reconnectez-vous.")
-INVALID_CODE = (
-    "auth.totp_invalid",
-    "Code incorrect : saisissez le code à 6 chiffres affiché par votre application "
-    "d'authentification, ou un code de secours.",
-)
-REPLAYED_CODE = (
-    "auth.totp_replayed",
-    "Ce code a déjà été utilisé : attendez le code suivant de votre application.",
-)
-UNAVAILABLE = (
-    "auth.totp_unavailable",
-    "La double authentification ne peut pas être vérifiée pour le moment : réessayez "
-    "plus tard, ou contactez l'assistance si le problème persiste.",
-)
 
 
 # ---------------------------------------------------------------- rules
@@ -130,7 +106,7 @@ def _box() -> totp_secrets.SecretBox:
         return totp_secrets.current()
     except totp_secrets.ConfigError as exc:
         log.error("TOTP refused: %s", exc)
-        raise Unavailable(*UNAVAILABLE) from None
+        raise problems.error("auth.totp_unavailable") from None
 
 
 def _secret(cred: TotpCredential) -> str:
@@ -147,7 +123,7 @@ def _secret(cred: TotpCredential) -> str:
             exc,
             totp_secrets.ENV,
         )
-        raise Unavailable(*UNAVAILABLE) from None
+        raise problems.error("auth.totp_unavailable") from None
     if stale:
         cred.secret = box.seal(secret, cred.user_id)
     return secret
@@ -179,10 +155,8 @@ def _failures(session, user: User, now: dt.datetime) -> None:
     )
     if count >= MAX_FAILURES:
         retry = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
-        raise TooManyRequests(
-            "auth.totp_too_many_attempts",
-            f"Trop de codes incorrects : réessayez dans {max(1, retry // 60)} minute(s).",
-            {"retry_after": max(1, retry)},
+        raise problems.error(
+            "auth.totp_too_many_attempts", minutes=max(1, retry // 60), retry_after=max(1, retry)
         )
 
 
@@ -220,11 +194,11 @@ def check_code(
     code = _normalise(code)
     cred = credential(session, user.id, lock=True)
     if cred is None or cred.confirmed_at is None:
-        _refuse(session, user, ip, now, Unauthenticated(*INVALID_CODE))
+        _refuse(session, user, ip, now, problems.error("auth.totp_invalid"))
     if _DIGITS.match(code):
         step = _match_step(_secret(cred), code, now)
         if step is not None and step <= cred.last_step:
-            _refuse(session, user, ip, now, Unauthenticated(*REPLAYED_CODE))
+            _refuse(session, user, ip, now, problems.error("auth.totp_replayed"))
         if step is not None:
             cred.last_step = step
             repo.clear_failures(session, f"totp:{user.id}")
@@ -235,7 +209,7 @@ def check_code(
             row.used_at = now
             repo.clear_failures(session, f"totp:{user.id}")
             return "recovery"
-    _refuse(session, user, ip, now, Unauthenticated(*INVALID_CODE))
+    _refuse(session, user, ip, now, problems.error("auth.totp_invalid"))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -245,7 +219,7 @@ def check_code(
 def live_session(session, session_id, states: tuple[str, ...], now: dt.datetime) -> Session:
     row = session.get(Session, session_id) if isinstance(session_id, str) else None
     if row is None or row.revoked_at is not None or row.expires_at <= now or row.mfa not in states:
-        raise Unauthenticated(*SESSION_INVALID)
+        raise problems.error("auth.session_invalid", variant="totp")
     return row
 
 
@@ -288,7 +262,7 @@ def verify_sign_in(
     row = live_session(session, session_id, ("pending",), now)
     user = session.get(User, row.user_id)
     if user is None or uc.user_state(user) != "validated":
-        raise Unauthenticated(*SESSION_INVALID)
+        raise problems.error("auth.session_invalid", variant="totp")
     used = check_code(session, user, code, ip, now)
     fresh = renew(session, row, now, now)
     uc.audit(
@@ -313,13 +287,10 @@ def begin_enrolment(session, session_id, now: dt.datetime | None = None) -> dict
     row = live_session(session, session_id, ("ok", "enrol"), now)
     user = session.get(User, row.user_id)
     if user is None or uc.user_state(user) != "validated":
-        raise Unauthenticated(*SESSION_INVALID)
+        raise problems.error("auth.session_invalid", variant="totp")
     cred = credential(session, user.id, lock=True)
     if cred is not None and cred.confirmed_at is not None:
-        raise Conflict(
-            "auth.totp_enrolled",
-            "La double authentification est déjà activée pour ce compte.",
-        )
+        raise problems.error("auth.totp_enrolled")
     box = _box()
     if cred is None:
         cred = TotpCredential(user_id=user.id, created_at=now, last_step=0)
@@ -362,15 +333,13 @@ def confirm_enrolment(
     row = live_session(session, session_id, ("ok", "enrol"), now)
     user = session.get(User, row.user_id)
     if user is None or uc.user_state(user) != "validated":
-        raise Unauthenticated(*SESSION_INVALID)
+        raise problems.error("auth.session_invalid", variant="totp")
     _failures(session, user, now)
     cred = credential(session, user.id, lock=True)
     if cred is None:
-        raise Conflict("auth.totp_not_started", "Commencez par afficher le code QR.")
+        raise problems.error("auth.totp_not_started")
     if cred.confirmed_at is not None:
-        raise Conflict(
-            "auth.totp_enrolled", "La double authentification est déjà activée pour ce compte."
-        )
+        raise problems.error("auth.totp_enrolled")
     normalised = _normalise(code)
     step = _match_step(_secret(cred), normalised, now) if _DIGITS.match(normalised) else None
     if step is None:
@@ -379,7 +348,11 @@ def confirm_enrolment(
             user,
             ip,
             now,
-            InvalidInput.fields({"code": [INVALID_CODE[1]]}, INVALID_CODE[0], INVALID_CODE[1]),
+            problems.error(
+                "auth.totp_invalid",
+                variant="enrolment",
+                fields={"code": [problems.CATALOGUE.message("auth.totp_invalid")]},
+            ),
         )
     cred.last_step = step
     cred.confirmed_at = now
@@ -404,11 +377,9 @@ def reauthenticate(
     row = live_session(session, session_id, ("ok",), now)
     user = session.get(User, row.user_id)
     if user is None or uc.user_state(user) != "validated":
-        raise Unauthenticated(*SESSION_INVALID)
+        raise problems.error("auth.session_invalid", variant="totp")
     if not enrolled(session, user):
-        raise Forbidden(
-            "auth.totp_not_enrolled", "La double authentification n'est pas activée pour ce compte."
-        )
+        raise problems.error("auth.totp_not_enrolled")
     check_code(session, user, code, ip, now, allow_recovery=False)
     row.mfa_at = now
     uc.audit(session, "reauthenticated", org_id=user.org_id, subject=user.id, actor=user.id)
@@ -429,12 +400,9 @@ def disable(session, session_id, code, ip: str = "unknown", now: dt.datetime | N
     row = live_session(session, session_id, ("ok",), now)
     user = session.get(User, row.user_id)
     if user is None or uc.user_state(user) != "validated":
-        raise Unauthenticated(*SESSION_INVALID)
+        raise problems.error("auth.session_invalid", variant="totp")
     if staff_must_enrol() and is_staff(session, user):
-        raise Forbidden(
-            "auth.totp_required_for_staff",
-            "La double authentification est obligatoire pour les comptes d'administration.",
-        )
+        raise problems.error("auth.totp_required_for_staff")
     check_code(session, user, code, ip, now, allow_recovery=False)
     session.query(RecoveryCode).filter(RecoveryCode.user_id == user.id).delete()
     session.delete(credential(session, user.id))

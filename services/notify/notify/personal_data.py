@@ -40,8 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kit.context import SYSTEM, Caller
 from kit.db import utcnow
-from kit.errors import InvalidInput
-from notify import repository
+from notify import problems, repository
 from notify.models import SENT, UNDELIVERED, Delivery, Inbox
 from notify.use_cases import event_key
 
@@ -67,7 +66,9 @@ def _addresses(emails) -> list[str]:
         or len(emails) > MAX_ADDRESSES
         or not all(isinstance(e, str) and "@" in e and len(e) <= 254 for e in emails)
     ):
-        raise InvalidInput.fields({"emails": [f"1 à {MAX_ADDRESSES} adresses e-mail."]})
+        raise problems.error(
+            "invalid_input", fields={"emails": [f"1 à {MAX_ADDRESSES} adresses e-mail."]}
+        )
     return sorted({e.strip().lower() for e in emails})
 
 

@@ -23,6 +23,8 @@ schedules its pushes; the agency's RPCs manage partners, keys and deliveries
 ``WEBHOOK_DISABLE_AFTER_DAYS``, ``WEBHOOK_SECRET_OVERLAP_HOURS``,
 ``WEBHOOK_RETRY_SCHEDULE``, ``PARTNER_CONCURRENCY``, ``PARTNER_AMQP_URI``,
 ``PARTNER_RABBIT_API``, ``PARTNER_AMQP_PUBLIC_URI``.
+
+Every error code, its class and French message: ``notify.problems``.
 """
 
 from __future__ import annotations

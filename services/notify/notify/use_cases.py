@@ -41,10 +41,9 @@ from sqlalchemy.orm import Session
 from kit import events
 from kit.context import Caller
 from kit.db import new_id, utcnow
-from kit.errors import NotFound
 from kit.metrics import EMAILS
 from kit.outbox import emit
-from notify import repository
+from notify import problems, repository
 from notify.mailer import SendFailed
 from notify.models import FAILED, PENDING, SENT, UNDELIVERED, Delivery, Inbox, Outbox
 from notify.templates import Email, Settings, render
@@ -331,7 +330,7 @@ def resend_undelivered(
     now = clock()
     if not repository.resend(session, str(delivery_id), now, now + _policy(policy).window):
         session.rollback()
-        raise NotFound("email.not_undelivered", "Ce courriel n'est pas (ou plus) en échec.")
+        raise problems.error("email.not_undelivered")
     session.commit()
     log.info("undelivered e-mail %s queued again by %s", delivery_id, caller.user_id)
     EMAILS_UNDELIVERED.set(repository.count_undelivered(session))

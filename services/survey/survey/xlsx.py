@@ -34,6 +34,7 @@ from openpyxl.workbook.protection import WorkbookProtection
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.xml import DEFUSEDXML
 
+from kit import limits as shared_limits
 from survey.domain import certifications as cert_rules
 from survey.domain.codes import LEVELS
 from survey.domain.form import META, Layout, ReadBook
@@ -44,9 +45,12 @@ if not DEFUSEDXML:  # docs/architecture.md §4: XML parsed with entity expansion
 
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-MAX_ENTRIES = 500
-MAX_UNCOMPRESSED = 60 * 1024 * 1024
-MAX_RATIO = 200
+# the zip limits are files' (kit.limits): files has checked every workbook read
+# here against the same values, so this reader never refuses what files accepted
+MAX_ENTRIES = shared_limits.XLSX_MAX_ENTRIES
+MAX_UNCOMPRESSED = shared_limits.XLSX_MAX_UNCOMPRESSED_BYTES
+MAX_RATIO = shared_limits.XLSX_MAX_RATIO
+RATIO_FLOOR = shared_limits.XLSX_RATIO_FLOOR
 MAX_XML_PART = 40 * 1024 * 1024
 
 
@@ -124,7 +128,7 @@ def _open_zip(data: bytes) -> zipfile.ZipFile:
             raise Unreadable("le classeur contient des éléments au nom invalide.")
         names.add(name)
         total += info.file_size
-        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1_000_000:
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > RATIO_FLOOR:
             raise Unreadable("le classeur est anormalement compressé.")
         lowered = name.lower()
         if lowered.endswith("vbaproject.bin"):

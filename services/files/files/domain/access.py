@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from files.domain.meta import REGISTRATION_KINDS
+from files.problems import CATALOGUE as PROBLEMS
 
 AGENCY_ADMIN = "agency_admin"
 MANAGER = "manager"
@@ -25,13 +26,15 @@ class Principal(Protocol):
 
 
 class Denied(Exception):
-    """``reason`` is ``"unauthenticated"`` or ``"forbidden"``."""
+    """``reason`` is ``"unauthenticated"`` or ``"forbidden"``; the message is
+    that of ``code`` (and ``variant``) in the files catalogue."""
 
-    def __init__(self, reason: str, code: str, message: str):
-        super().__init__(code, message)
+    def __init__(self, reason: str, code: str, variant: str | None = None):
         self.reason = reason
         self.code = code
-        self.message = message
+        self.variant = variant
+        self.message = PROBLEMS.message(code, variant)
+        super().__init__(code, self.message)
 
 
 def is_staff(p: Principal) -> bool:
@@ -58,21 +61,13 @@ def owner_for_store(p: Principal, kind: str, owner_org_id: str | None) -> str | 
         return owner_org_id
     if p.user_id is None:
         if kind not in REGISTRATION_KINDS:
-            raise Denied("unauthenticated", "unauthenticated", "Authentification requise.")
+            raise Denied("unauthenticated", "unauthenticated")
         if owner_org_id is not None:
-            raise Denied(
-                "forbidden",
-                "files.owner_forbidden",
-                "Un dépôt anonyme ne peut pas désigner d'organisation.",
-            )
+            raise Denied("forbidden", "files.owner_forbidden", "anonymous")
         return None
     owner = owner_org_id or p.org_id
     if owner is None or owner not in _member_orgs(p):
-        raise Denied(
-            "forbidden",
-            "files.owner_forbidden",
-            "Vous ne pouvez déposer un fichier que pour votre organisation.",
-        )
+        raise Denied("forbidden", "files.owner_forbidden")
     return owner
 
 

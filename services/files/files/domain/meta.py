@@ -8,6 +8,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from files.problems import CATALOGUE as PROBLEMS
+from kit.limits import MAX_UPLOAD_BYTES, format_size  # noqa: F401 - format_size: files.domain.meta.format_size stays importable
+
 HABILITATION = "habilitation"
 REGISTRATION_OTHER = "registration_other"
 ATTACHMENT = "attachment"
@@ -30,7 +33,7 @@ REGISTRATION_KINDS = frozenset({HABILITATION, REGISTRATION_OTHER})
 
 NAME_MAX = 200
 OWNER_MAX = 64
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BYTES = MAX_UPLOAD_BYTES  # FILES_MAX_BYTES overrides it (files.settings)
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 # type/subtype, RFC 6838 restricted names, no parameters
@@ -38,13 +41,15 @@ _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]
 
 
 class Rejected(Exception):
-    """An upload that breaks a rule; ``code`` is the public error code."""
+    """An upload that breaks a rule; ``code`` is the public error code, its
+    message that of the files catalogue (``params`` fill its template)."""
 
-    def __init__(self, code: str, message: str, field: str | None = None):
-        super().__init__(code, message)
+    def __init__(self, code: str, field: str | None = None, **params):
         self.code = code
-        self.message = message
+        self.message = PROBLEMS.message(code, **params)
         self.field = field
+        self.params = params
+        super().__init__(code, self.message)
 
 
 @dataclass(frozen=True)
@@ -87,30 +92,26 @@ def normalise_content_type(raw: str) -> str | None:
 def check_meta(meta: dict) -> FileMeta:
     """Validates ``{kind, name, content_type?, owner_org_id?}``."""
     if not isinstance(meta, dict):
-        raise Rejected("files.invalid_meta", "Les informations du fichier sont invalides.")
+        raise Rejected("files.invalid_meta")
     kind = meta.get("kind")
     if kind not in KINDS:
-        raise Rejected("files.invalid_kind", "Type de document inconnu.", "kind")
+        raise Rejected("files.invalid_kind", "kind")
     raw_name = meta.get("name")
     name = sanitise_name(raw_name) if isinstance(raw_name, str) else ""
     if not name:
-        raise Rejected("files.invalid_name", "Le nom du fichier est invalide.", "name")
+        raise Rejected("files.invalid_name", "name")
     raw_type = meta.get("content_type")
     if raw_type is None or raw_type == "":
         content_type = DEFAULT_CONTENT_TYPE
     else:
         content_type = normalise_content_type(raw_type) if isinstance(raw_type, str) else None
         if content_type is None:
-            raise Rejected(
-                "files.invalid_content_type", "Le type de contenu est invalide.", "content_type"
-            )
+            raise Rejected("files.invalid_content_type", "content_type")
     owner = meta.get("owner_org_id")
     if owner is not None and (
         not isinstance(owner, str) or not owner.strip() or len(owner) > OWNER_MAX
     ):
-        raise Rejected(
-            "files.invalid_owner", "L'organisation propriétaire est invalide.", "owner_org_id"
-        )
+        raise Rejected("files.invalid_owner", "owner_org_id")
     return FileMeta(
         kind=kind,
         name=name,
@@ -119,17 +120,8 @@ def check_meta(meta: dict) -> FileMeta:
     )
 
 
-def format_size(size: int) -> str:
-    """``10 Mo``, ``1,5 Ko``, ``12 octets``: sizes as French users read them."""
-    unit, factor = next(
-        ((u, f) for u, f in (("Mo", 1024 * 1024), ("Ko", 1024)) if size >= f), ("octets", 1)
-    )
-    shown = f"{size / factor:.1f}".removesuffix(".0").replace(".", ",")
-    return f"{shown} {unit}"
-
-
 def too_large_message(max_bytes: int) -> str:
-    return f"Le fichier dépasse la taille maximale de {format_size(max_bytes)}."
+    return PROBLEMS.message("files.too_large", size=format_size(max_bytes))
 
 
 def decode_content(content_b64: str, max_bytes: int) -> bytes:
@@ -138,15 +130,15 @@ def decode_content(content_b64: str, max_bytes: int) -> bytes:
     The encoded length is checked before decoding, so an oversized payload
     costs no decoding work."""
     if not isinstance(content_b64, str):
-        raise Rejected("files.invalid_encoding", "Le contenu n'est pas encodé en base64.")
+        raise Rejected("files.invalid_encoding")
     if len(content_b64) > 4 * ((max_bytes + 2) // 3) + 4:
-        raise Rejected("files.too_large", too_large_message(max_bytes))
+        raise Rejected("files.too_large", size=format_size(max_bytes))
     try:
         data = base64.b64decode(content_b64, validate=True)
     except (binascii.Error, ValueError):
-        raise Rejected("files.invalid_encoding", "Le contenu n'est pas encodé en base64.") from None
+        raise Rejected("files.invalid_encoding") from None
     if not data:
-        raise Rejected("files.empty", "Le fichier est vide.")
+        raise Rejected("files.empty")
     if len(data) > max_bytes:
-        raise Rejected("files.too_large", too_large_message(max_bytes))
+        raise Rejected("files.too_large", size=format_size(max_bytes))
     return data

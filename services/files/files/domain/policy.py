@@ -129,12 +129,7 @@ def accepted_label(kind: str) -> str:
 
 
 def not_allowed(kind: str) -> meta.Rejected:
-    return meta.Rejected(
-        "files.type_not_allowed",
-        f"Ce type de fichier n'est pas accepté ici : formats acceptés {accepted_label(kind)}. "
-        "Le type est reconnu d'après le contenu du fichier, pas d'après son nom.",
-        "file",
-    )
+    return meta.Rejected("files.type_not_allowed", "file", accepted=accepted_label(kind))
 
 
 def allowed(kind: str, type_key: str, only: frozenset[str] | None = None) -> FileType:

@@ -170,15 +170,6 @@ def parse_registration(data: dict) -> tuple[Registration | None, dict]:
 # that are neither rejected nor deactivated count: a pending self-registration
 # takes its slot when a manager (or the agency) validates it, so that whoever
 # knows a SIRET cannot fill an organisation's quota.
-QUOTA_MESSAGES = {
-    "quota.users": (
-        f"Un organisme compte au plus {MAX_USERS_PER_ORG} comptes utilisateurs : "
-        "désactivez-en un avant d'en ajouter un autre."
-    ),
-    "quota.managers": (
-        f"Un organisme compte au plus {MAX_MANAGERS_PER_ORG} gestionnaires de compte."
-    ),
-}
 
 # Pending self-registrations (not validated yet): at most this many per
 # organisation at a time, and this many registration attempts per e-mail

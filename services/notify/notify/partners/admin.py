@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from kit import audit as kit_audit
 from kit.context import Caller
-from kit.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from kit.errors import InvalidInput
+from notify import problems
 from notify.models import (
     ACTIVE,
     AMQP,
@@ -39,14 +40,6 @@ from notify.partners.amqp import AmqpUnavailable
 from notify.partners.settings import PartnerSettings
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-PARTNER_NOT_FOUND = ("partner.not_found", "Partenaire introuvable.")
-KEY_NOT_FOUND = ("partner.key_not_found", "Clé d'API introuvable.")
-DELIVERY_NOT_FOUND = ("partner.delivery_not_found", "Livraison introuvable.")
-KEY_INVALID = ("partner.key_invalid", "Clé d'API inconnue ou révoquée.")
-AMQP_UNAVAILABLE = (
-    "partner.amqp_unavailable",
-    "Le canal AMQP des partenaires n'est pas configuré ou ne répond pas : réessayez plus tard.",
-)
 MAX_KEYS = 5
 LAST_USED_EVERY = dt.timedelta(minutes=1)
 
@@ -134,7 +127,9 @@ def audit(session, partner_id, actor, action, **details) -> PartnerAudit:
 
 def _validate(data, settings: PartnerSettings, partial: bool) -> dict:
     if not isinstance(data, dict):
-        raise InvalidInput.fields({"body": ["Un objet JSON est attendu."]}, "partner.invalid_input")
+        raise problems.error(
+            "partner.invalid_input", fields={"body": ["Un objet JSON est attendu."]}
+        )
     errors: dict[str, list[str]] = {}
     codes: dict[str, str] = {}
     clean: dict = {}
@@ -211,34 +206,32 @@ def _validate(data, settings: PartnerSettings, partial: bool) -> dict:
     if errors:
         specific = {codes.get(f) for f in errors}
         code = specific.pop() if len(specific) == 1 and None not in specific else None
-        raise InvalidInput.fields(
-            errors, code or "partner.invalid_input", "Le partenaire ne peut pas être enregistré."
-        )
+        raise problems.error(code or "partner.invalid_input", variant="save", fields=errors)
     return clean
 
 
 def _partner(session, partner_id, for_update=False) -> Partner:
     if not isinstance(partner_id, str) or len(partner_id) > 64:
-        raise NotFound(*PARTNER_NOT_FOUND)
+        raise problems.error("partner.not_found")
     query = select(Partner).where(Partner.id == partner_id)
     if for_update:
         query = query.with_for_update()
     row = session.scalar(query)
     if row is None:
-        raise NotFound(*PARTNER_NOT_FOUND)
+        raise problems.error("partner.not_found")
     return row
 
 
 def _need_amqp(settings, provisioner):
     if not settings.amqp or provisioner is None:
-        raise Conflict(*AMQP_UNAVAILABLE)
+        raise problems.error("partner.amqp_unavailable")
 
 
 def _provision(provisioner, partner_id, types) -> dict:
     try:
         return provisioner.provision(partner_id, types)
     except AmqpUnavailable as exc:
-        raise Conflict(AMQP_UNAVAILABLE[0], AMQP_UNAVAILABLE[1], {"reason": str(exc)}) from exc
+        raise problems.error("partner.amqp_unavailable", reason=str(exc)) from exc
 
 
 # ---------------------------------------------------------------- partners
@@ -358,14 +351,14 @@ def update_partner(
             try:
                 provisioner.remove(partner.id)
             except AmqpUnavailable as exc:
-                raise Conflict(*AMQP_UNAVAILABLE) from exc
+                raise problems.error("partner.amqp_unavailable") from exc
             partner.amqp_username = None
             _set_deliveries(session, partner.id, AMQP, DELIVERY_PENDING, DELIVERY_DISABLED, now)
     elif "event_types" in changes and partner.amqp_username and provisioner is not None:
         try:
             provisioner.bind(partner.id, partner.event_types)
         except AmqpUnavailable as exc:
-            raise Conflict(*AMQP_UNAVAILABLE) from exc
+            raise problems.error("partner.amqp_unavailable") from exc
     if changes:
         partner.updated_at = now
         audit(session, partner.id, caller.user_id, "updated", **changes)
@@ -395,7 +388,7 @@ def delete_partner(session: Session, caller: Caller, partner_id, provisioner) ->
         try:
             provisioner.remove(partner.id)
         except AmqpUnavailable as exc:
-            raise Conflict(*AMQP_UNAVAILABLE) from exc
+            raise problems.error("partner.amqp_unavailable") from exc
     doomed = select(PartnerDelivery.id).where(PartnerDelivery.partner_id == partner.id)
     session.query(DeliveryAttempt).filter(DeliveryAttempt.delivery_id.in_(doomed)).delete(
         synchronize_session=False
@@ -455,17 +448,14 @@ def create_key(session, caller: Caller, partner_id, label, now) -> dict:
     caller.require_agency()
     partner = _partner(session, partner_id, for_update=True)
     if label is not None and (not isinstance(label, str) or len(label) > 100):
-        raise InvalidInput.fields({"label": ["100 caractères au plus."]}, "partner.invalid_input")
+        raise problems.error("partner.invalid_input", fields={"label": ["100 caractères au plus."]})
     live = session.scalar(
         select(func.count())
         .select_from(PartnerKey)
         .where(PartnerKey.partner_id == partner.id, PartnerKey.revoked_at.is_(None))
     )
     if live >= MAX_KEYS:
-        raise Conflict(
-            "partner.too_many_keys",
-            f"Ce partenaire a déjà {MAX_KEYS} clés actives : révoquez-en une avant d'en créer.",
-        )
+        raise problems.error("partner.too_many_keys", max_keys=MAX_KEYS)
     key, row = _new_key(session, partner.id, (label or "").strip(), now)
     session.flush()
     audit(session, partner.id, caller.user_id, "key_created", key_id=row.id, prefix=row.prefix)
@@ -484,7 +474,7 @@ def revoke_key(session, caller: Caller, partner_id, key_id, now) -> dict:
         else None
     )
     if row is None:
-        raise NotFound(*KEY_NOT_FOUND)
+        raise problems.error("partner.key_not_found")
     if row.revoked_at is None:
         row.revoked_at = now
         audit(session, partner.id, caller.user_id, "key_revoked", key_id=row.id, prefix=row.prefix)
@@ -496,7 +486,7 @@ def rotate_secret(session, caller: Caller, partner_id, settings: PartnerSettings
     caller.require_agency()
     partner = _partner(session, partner_id, for_update=True)
     if not partner.webhook_url:
-        raise Conflict("partner.no_webhook", "Ce partenaire n'a pas de webhook.")
+        raise problems.error("partner.no_webhook")
     until = now + dt.timedelta(hours=settings.secret_overlap_hours)
     partner.previous_secret = partner.webhook_secret
     partner.previous_secret_until = until
@@ -525,10 +515,10 @@ def authenticate(session: Session, api_key, now) -> dict:
     prefix = keys.parse(api_key)
     row = session.scalar(select(PartnerKey).where(PartnerKey.prefix == prefix)) if prefix else None
     if row is None or row.revoked_at is not None or not keys.same(api_key, row.key_hash):
-        raise Unauthenticated(*KEY_INVALID)
+        raise problems.error("partner.key_invalid")
     partner = session.get(Partner, row.partner_id)
     if partner is None or partner.state != ACTIVE:
-        raise Unauthenticated(*KEY_INVALID)
+        raise problems.error("partner.key_invalid")
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
         row.last_used_at = now
         session.commit()
@@ -552,10 +542,8 @@ def _page(filters, name, default, maximum=None) -> int:
         number = 0
     if number < 1 or (maximum is not None and number > maximum):
         bound = f" et {maximum}" if maximum else ""
-        raise InvalidInput.fields(
-            {name: [f"Un entier entre 1{bound} est attendu." if maximum else "Un entier ≥ 1."]},
-            "partner.filter_invalid",
-        )
+        message = f"Un entier entre 1{bound} est attendu." if maximum else "Un entier ≥ 1."
+        raise problems.error("partner.filter_invalid", fields={name: [message]})
     return number
 
 
@@ -614,7 +602,7 @@ def deliveries(session: Session, filters, partner_id: str | None = None) -> dict
     if filters.get("event_id"):
         query = query.where(PartnerDelivery.event_id == str(filters["event_id"])[:64])
     if errors:
-        raise InvalidInput.fields(errors, "partner.filter_invalid")
+        raise problems.error("partner.filter_invalid", fields=errors)
     page = _page(filters, "page", 1, 100000)
     per_page = _page(filters, "per_page", 50, 100)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
@@ -634,7 +622,7 @@ def deliveries(session: Session, filters, partner_id: str | None = None) -> dict
 def delivery(session: Session, delivery_id, partner_id: str | None = None) -> dict:
     row = session.get(PartnerDelivery, delivery_id) if isinstance(delivery_id, str) else None
     if row is None or (partner_id is not None and row.partner_id != partner_id):
-        raise NotFound(*DELIVERY_NOT_FOUND)
+        raise problems.error("partner.delivery_not_found")
     partner = session.get(Partner, row.partner_id)
     attempts = session.scalars(
         select(DeliveryAttempt)
@@ -648,14 +636,12 @@ def redeliver(session: Session, caller: Caller, delivery_id, now) -> dict:
     caller.require_agency()
     row = session.get(PartnerDelivery, delivery_id) if isinstance(delivery_id, str) else None
     if row is None:
-        raise NotFound(*DELIVERY_NOT_FOUND)
+        raise problems.error("partner.delivery_not_found")
     partner = session.get(Partner, row.partner_id)
     if partner is None or partner.state != ACTIVE:
-        raise Conflict("partner.disabled", "Ce partenaire est désactivé : réactivez-le d'abord.")
+        raise problems.error("partner.disabled")
     if row.channel == WEBHOOK and partner.webhook_state != "enabled":
-        raise Conflict(
-            "partner.webhook_disabled", "Le webhook de ce partenaire est désactivé : réactivez-le."
-        )
+        raise problems.error("partner.webhook_disabled")
     row.state = DELIVERY_PENDING
     row.attempts = 0
     row.next_attempt_at = now
@@ -681,12 +667,14 @@ def replay(session: Session, caller: Caller, partner_id, since, now) -> dict:
         if start is None or dt.datetime.fromisoformat(since) is None:
             raise ValueError(since)
     except ValueError as exc:
-        raise InvalidInput.fields(
-            {"since": ["Une date ISO 8601 est attendue (ex. 2026-11-30 ou 2026-11-30T08:00)."]},
+        raise problems.error(
             "partner.invalid_input",
+            fields={
+                "since": ["Une date ISO 8601 est attendue (ex. 2026-11-30 ou 2026-11-30T08:00)."]
+            },
         ) from exc
     if partner.state != ACTIVE:
-        raise Conflict("partner.disabled", "Ce partenaire est désactivé : réactivez-le d'abord.")
+        raise problems.error("partner.disabled")
     events = session.scalars(
         select(PartnerEvent)
         .where(PartnerEvent.received_at >= start, feed.visible(partner))

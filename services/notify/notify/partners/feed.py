@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from kit.errors import BadRequest, Gone
+from notify import problems
 from notify.models import (
     ACTIVE,
     AMQP,
@@ -124,15 +124,9 @@ def encode_cursor(seq: int, at: dt.datetime) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-CURSOR_INVALID = (
-    "partner.cursor_invalid",
-    "Curseur invalide : reprenez avec un curseur rendu par le flux.",
-)
-
-
 def decode_cursor(cursor) -> tuple[int, dt.datetime]:
     if not isinstance(cursor, str) or not 1 <= len(cursor) <= 64:
-        raise BadRequest(*CURSOR_INVALID)
+        raise problems.error("partner.cursor_invalid")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         version, seq, stamp = raw.split(".")
@@ -140,7 +134,7 @@ def decode_cursor(cursor) -> tuple[int, dt.datetime]:
             raise ValueError(raw)
         return int(seq), dt.datetime.fromtimestamp(int(stamp), dt.UTC)
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError) as exc:
-        raise BadRequest(*CURSOR_INVALID) from exc
+        raise problems.error("partner.cursor_invalid") from exc
 
 
 def parse_limit(limit) -> int:
@@ -151,10 +145,7 @@ def parse_limit(limit) -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= MAX_LIMIT:
-        raise BadRequest(
-            "partner.limit_invalid",
-            f"Le paramètre limit doit être un entier entre 1 et {MAX_LIMIT}.",
-        )
+        raise problems.error("partner.limit_invalid", max_limit=MAX_LIMIT)
     return value
 
 
@@ -200,11 +191,7 @@ def read(
     if after not in (None, ""):
         start, at = decode_cursor(after)
         if at < now - dt.timedelta(days=settings.retention_days):
-            raise Gone(
-                "partner.cursor_expired",
-                "Ce curseur est antérieur à la durée de conservation du flux "
-                f"({settings.retention_days} jours) : reprenez depuis le début du flux.",
-            )
+            raise problems.error("partner.cursor_expired", retention_days=settings.retention_days)
     rows = list(
         session.scalars(
             select(PartnerEvent)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 
 from kit import partner_scope
-from kit.errors import InvalidInput
 from kit.partner_scope import matches  # noqa: F401 - the predicate lives in kit
+from notify import problems
 
 ACCOUNT_TYPES = ("OFA", "OG")
 # carte.domain.territory.ACADEMIES (notify imports no other service)
@@ -31,9 +31,13 @@ def validate(raw) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise InvalidInput.fields(
-            {"scope": ["Le périmètre doit être un objet JSON (account_types, sirets, academies)."]},
+        raise problems.error(
             SCOPE_INVALID,
+            fields={
+                "scope": [
+                    "Le périmètre doit être un objet JSON (account_types, sirets, academies)."
+                ]
+            },
         )
     errors: dict[str, list[str]] = {}
     unknown = sorted(set(raw) - set(KEYS))
@@ -78,5 +82,5 @@ def validate(raw) -> dict:
             else:
                 scope["sirets"] = sorted(set(cleaned))
     if errors:
-        raise InvalidInput.fields(errors, SCOPE_INVALID, "Le périmètre du partenaire est invalide.")
+        raise problems.error(SCOPE_INVALID, variant="scope", fields=errors)
     return scope

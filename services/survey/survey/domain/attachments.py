@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_BYTES = 10 * 1024 * 1024
+from kit.limits import MAX_UPLOAD_BYTES, format_size
+
+MAX_BYTES = MAX_UPLOAD_BYTES
 MAX_PER_SURVEY = 20
 ZIP = b"PK\x03\x04"
 
@@ -68,7 +70,10 @@ def check(name: str, size, head: bytes) -> tuple[str, str]:
     if not isinstance(size, int) or size <= 0:
         raise Refused("files.empty", "Le document est vide.")
     if size > MAX_BYTES:
-        raise Refused("files.too_large", "Le document dépasse la taille maximale de 10 Mo.")
+        raise Refused(
+            "files.too_large",
+            f"Le document dépasse la taille maximale de {format_size(MAX_BYTES)}.",
+        )
     # the first bytes are files' to judge (files.policy), with the rest of the
     # content: a verdict here would give an EICAR file another code than elsewhere
     return ext, kind.content_type
