@@ -197,7 +197,7 @@ class Inbox(InboxMixin, Base):
 
 
 class CarteAccount(Base):
-    """A carte des formations account (identity/carte.py): it signs in with an
+    """A carte des formations account (identity/use_cases/carte_accounts.py): it signs in with an
     identifier (an establishment's UAI, a network's or a service's code), not
     an e-mail. Its password, sessions and reset links are those of its
     ``users`` row (role ``carte``)."""

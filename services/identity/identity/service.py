@@ -427,7 +427,7 @@ class IdentityService(kit_service.ServiceBase):
         """Degraded mode: fetch registry data that was missing at registration."""
         uc.refresh_sirene(self.db, self.sirene)
 
-    # -- carte des formations accounts (identity/carte.py) -----------------
+    # -- carte des formations accounts (identity/use_cases/carte_accounts.py) -----------------
 
     @rpc
     def carte_authenticate(self, identifier: str, password: str, ip: str = "unknown") -> dict:
