@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from kit.context import SYSTEM, Caller
 from kit.db import utcnow
-from kit.errors import InvalidInput
+from survey.errors import CATALOGUE as ERRORS
 from survey.models import Attachment, Campaign, Survey, Transmission
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _require_agency(caller: Caller) -> None:
 
 def _user_id(user_id) -> str:
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= 64:
-        raise InvalidInput.fields({"user_id": ["Identifiant attendu."]})
+        raise ERRORS.error("invalid_input", fields={"user_id": ["Identifiant attendu."]})
     return user_id
 
 

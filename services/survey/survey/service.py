@@ -218,8 +218,8 @@ class SurveyService(kit_service.ServiceBase):
         certifications | response | attachment; info {name, size, head_b64,
         replacing?}. Errors: survey.manager_only (403), survey.blocked,
         survey.closed, survey.transmission_not_open (409), survey.xlsx_only,
-        survey.attachment_type, survey.attachment_too_large,
-        survey.attachment_empty (422), survey.attachments_full (409)."""
+        files.type_not_allowed, files.too_large, files.empty (422),
+        survey.attachments_full (409)."""
         return uc.prepare_upload(self.db, self.caller, survey_id, purpose, info)
 
     @rpc

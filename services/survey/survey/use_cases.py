@@ -20,9 +20,10 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError
 
 from kit import events
+from kit.catalogue import FIELD
 from kit.context import PARTNER, Caller
 from kit.db import new_id, read_only, utcnow
-from kit.errors import Conflict, FieldErrors, Forbidden, InvalidInput, NotFound
+from kit.errors import Conflict, FieldErrors, Forbidden, InvalidInput, NotFound, ServiceError
 from kit.outbox import emit
 from survey import repository as repo
 from survey import xlsx
@@ -34,6 +35,7 @@ from survey.domain import form as form_rules
 from survey.domain import partners as partner_rules
 from survey.domain.codes import BadCode, parse_positive_int
 from survey.domain.problems import Problem, count_label, details
+from survey.errors import CATALOGUE as ERRORS
 from survey.models import Attachment, Campaign, Certification, Form, Outbox, Survey, Transmission
 from survey.notice import render_notice
 
@@ -45,16 +47,6 @@ def direct(fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-SURVEY_NOT_FOUND = ("survey.not_found", "Enquête introuvable.")
-CAMPAIGN_NOT_FOUND = ("survey.campaign_not_found", "Enquête introuvable.")
-TRANSMISSION_NOT_FOUND = ("survey.transmission_not_found", "Fichier transmis introuvable.")
-ORGANISATIONS_ONLY = ("survey.organisations_only", "Réservé aux organismes de formation.")
-MANAGER_ONLY = (
-    "survey.manager_only",
-    "Seuls les gestionnaires de compte peuvent déposer le formulaire d'enquête ; les autres "
-    "utilisateurs peuvent le télécharger et le préparer.",
-)
-XLSX_ONLY = "Format accepté : .xlsx"
 IMPORTED = "Les données ont bien été importées"
 SYNC_PAGE = 200
 MAX_PAGE = 100_000  # keeps the offset within what databases take
@@ -82,7 +74,7 @@ def member_orgs(caller: Caller) -> set[str]:
 def require_member(caller: Caller) -> Caller:
     caller.require_authenticated()
     if caller.is_agency or not caller.org_id:
-        raise Forbidden(*ORGANISATIONS_ONLY)
+        raise ERRORS.error("survey.organisations_only")
     return caller
 
 
@@ -126,30 +118,22 @@ def _visible(session, caller: Caller, survey_id, today: dt.date) -> tuple[Survey
     caller.require_authenticated()
     found = repo.survey_in_context(session, survey_id)
     if found is None:
-        raise NotFound(*SURVEY_NOT_FOUND)
+        raise ERRORS.error("survey.not_found")
     survey, campaign = found
     if caller.is_agency:
         return survey, campaign
     if survey.org_id not in member_orgs(caller) or not rules.is_online(campaign.online_on, today):
-        raise NotFound(*SURVEY_NOT_FOUND)
+        raise ERRORS.error("survey.not_found")
     return survey, campaign
 
 
 def _check_open_for_changes(survey: Survey, campaign: Campaign, today: dt.date) -> None:
     if survey.blocked:
-        raise Conflict(
-            "survey.blocked",
-            "Cette enquête est bloquée par France compétences : aucune modification ni "
-            "transmission n'est possible. Contactez France compétences.",
-        )
+        raise ERRORS.error("survey.blocked")
     if rules.transmission_state(campaign.transmission_opens_on, campaign.closes_on, today) == (
         "closed"
     ):
-        raise Conflict(
-            "survey.closed",
-            f"L'enquête est close depuis le {rules.french_date(campaign.closes_on)} : "
-            "elle ne peut plus être modifiée ni transmise.",
-        )
+        raise ERRORS.error("survey.closed", closes_on=rules.french_date(campaign.closes_on))
 
 
 def _editable(session, caller: Caller, survey_id, today: dt.date) -> tuple[Survey, Campaign]:
@@ -168,15 +152,14 @@ def _submittable(session, caller: Caller, survey_id, today: dt.date) -> tuple[Su
 
 def _check_submittable(caller: Caller, survey: Survey, campaign: Campaign, today: dt.date) -> None:
     if caller.is_agency or not caller.is_manager:
-        raise Forbidden(*MANAGER_ONLY)
+        raise ERRORS.error("survey.manager_only")
     _check_open_for_changes(survey, campaign, today)
     if rules.transmission_state(campaign.transmission_opens_on, campaign.closes_on, today) == (
         "not_open"
     ):
-        raise Conflict(
+        raise ERRORS.error(
             "survey.transmission_not_open",
-            "La transmission de cette enquête ouvrira le "
-            f"{rules.french_date(campaign.transmission_opens_on)}.",
+            opens_on=rules.french_date(campaign.transmission_opens_on),
         )
 
 
@@ -280,9 +263,7 @@ def create_campaign(session, caller: Caller, data: dict, now: Clock = utcnow) ->
     caller.require_agency()
     parsed, errors = rules.parse_campaign(data)
     if errors:
-        raise InvalidInput.fields(
-            errors, "survey.campaign_invalid", "L'enquête comporte des erreurs."
-        )
+        raise ERRORS.error("survey.campaign_invalid", fields=errors)
     campaign = Campaign(
         id=new_id(),
         name=parsed.name,
@@ -316,7 +297,7 @@ def get_campaign(session, caller: Caller, campaign_id) -> dict:
     caller.require_agency()
     campaign = repo.campaign(session, campaign_id)
     if campaign is None:
-        raise NotFound(*CAMPAIGN_NOT_FOUND)
+        raise ERRORS.error("survey.campaign_not_found")
     return campaign_dict(campaign)
 
 
@@ -415,7 +396,7 @@ def _prepare_listing(
         _ensure_every_survey(session, identity, now)
         return None, today
     if not caller.org_id:
-        raise Forbidden(*ORGANISATIONS_ONLY)
+        raise ERRORS.error("survey.organisations_only")
     session.commit()  # no transaction open across the calls to identity
     orgs = _own_organisations(session, caller, identity, now)
     _ensure_surveys(session, orgs, repo.online_campaigns(session, today), now)
@@ -446,7 +427,8 @@ def list_surveys(
     start, end = (rules.parse_date(filters.get(n)) for n in ("sent_from", "sent_to"))
     if start and end and end < start:
         errors.add("sent_to", "La date de fin ne peut pas précéder la date de début.")
-    errors.raise_if_any("survey.filter_invalid")
+    if errors:
+        raise ERRORS.error("survey.filter_invalid", fields=errors.errors)
     org_ids, today = _prepare_listing(session, caller, identity, now())
     query = repo.surveys_query(
         org_ids=org_ids,
@@ -500,7 +482,8 @@ def list_statuses(
     campaign_id = filters.get("campaign_id") or None
     if campaign_id is not None and not repo.is_id(campaign_id):
         errors.add("campaign_id", "Identifiant d'enquête invalide.")
-    errors.raise_if_any("survey.filter_invalid")
+    if errors:
+        raise ERRORS.error("survey.filter_invalid", fields=errors.errors)
     org_ids, today = _prepare_listing(session, caller, identity, now())
     query = repo.surveys_query(
         org_ids=org_ids,
@@ -563,7 +546,7 @@ def set_blocked(session, caller: Caller, survey_id, blocked: bool, now: Clock = 
     """The agency blocks (or unblocks) an organisation's survey. Idempotent."""
     caller.require_agency()
     if not isinstance(blocked, bool):
-        raise InvalidInput.fields({"blocked": ["true ou false."]}, "survey.invalid_input")
+        raise ERRORS.error("survey.invalid_input", fields={"blocked": ["true ou false."]})
     at = now()
     survey, campaign = _visible(session, caller, survey_id, rules.today_in_france(at))
     if survey.blocked != blocked:
@@ -632,8 +615,8 @@ def save_required_data(session, caller: Caller, survey_id, data: dict, now: Cloc
     at = now()
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     if not isinstance(data, dict):
-        raise InvalidInput.fields(
-            {"data": ["Données mal formées."]}, "survey.required_data_invalid"
+        raise ERRORS.error(
+            "survey.required_data_invalid", fields={"data": ["Données mal formées."]}
         )
     errors = FieldErrors()
     establishments = _count(
@@ -677,7 +660,8 @@ def save_required_data(session, caller: Caller, survey_id, data: dict, now: Cloc
                 + ", ".join(wider[:5])
                 + ") : corrigez la liste ou ce nombre.",
             )
-    errors.raise_if_any("survey.required_data_invalid")
+    if errors:
+        raise ERRORS.error("survey.required_data_invalid", fields=errors.errors)
     survey.establishments_count = establishments
     survey.trainings_count = trainings
     if rows is not None:
@@ -687,12 +671,9 @@ def save_required_data(session, caller: Caller, survey_id, data: dict, now: Cloc
     return required_data_dict(survey, repo.certifications(session, survey.id))
 
 
-def _row_errors(errors: dict) -> InvalidInput:
-    return InvalidInput.fields(
-        {field: [message] for field, message in errors.items()},
-        "survey.certification_invalid",
-        "La certification comporte des erreurs.",
-    )
+def _row_errors(errors: dict) -> ServiceError:
+    fields = {field: [message] for field, message in errors.items()}
+    return ERRORS.error("survey.certification_invalid", fields=fields)
 
 
 def add_certification(session, caller: Caller, survey_id, data: dict, now: Clock = utcnow) -> dict:
@@ -722,7 +703,7 @@ def update_certification(
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     row = repo.certification(session, survey.id, cert_id)
     if row is None:
-        raise NotFound("survey.certification_not_found", "Certification introuvable.")
+        raise ERRORS.error("survey.certification_not_found")
     if not isinstance(data, dict):
         raise _row_errors({"row": "Ligne mal formée."})
     merged = dict(cert_dict(row))
@@ -745,7 +726,7 @@ def delete_certification(session, caller: Caller, survey_id, cert_id, now: Clock
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     row = repo.certification(session, survey.id, cert_id)
     if row is None:
-        raise NotFound("survey.certification_not_found", "Certification introuvable.")
+        raise ERRORS.error("survey.certification_not_found")
     session.delete(row)
     _touch(survey, at)
     session.commit()
@@ -775,9 +756,7 @@ def import_certifications(
         )
     except xlsx.Unreadable as exc:
         _discard(files, file_id)
-        raise InvalidInput(
-            "survey.certifications_unreadable", f"Le fichier n'a pas pu être lu : {exc.message}"
-        ) from None
+        raise ERRORS.error("survey.certifications_unreadable", reason=exc.message) from None
     except xlsx.OutOfBounds as exc:
         _discard(files, file_id)
         problem = Problem(
@@ -787,18 +766,15 @@ def import_certifications(
             f"cellule hors des limites d'une liste de certifications ({cert_rules.MAX_ROWS} "
             "lignes au plus) : supprimez-la.",
         )
-        raise InvalidInput(
-            "survey.certifications_too_large",
-            "La liste des certifications dépasse les limites acceptées.",
-            details([problem], located=True),
+        raise ERRORS.error(
+            "survey.certifications_too_large", **details([problem], located=True)
         ) from None
     if problems:
         _discard(files, file_id)
-        raise InvalidInput(
+        raise ERRORS.error(
             "survey.certifications_invalid",
-            f"La liste des certifications comporte {count_label(len(problems))} : corrigez le "
-            "fichier puis importez-le à nouveau. Aucune donnée n'a été modifiée.",
-            details(problems, located=True),
+            errors_label=count_label(len(problems)),
+            **details(problems, located=True),
         )
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     previous = survey.certifications_file_id
@@ -818,17 +794,13 @@ def import_certifications(
 def _stored_file(files, file_id, survey: Survey, kind: str) -> dict:
     """The bytes of an upload that must belong to the survey's organisation."""
     if not repo.is_id(file_id):
-        raise InvalidInput.fields({"file_id": ["Fichier manquant."]}, "survey.file_invalid")
+        raise ERRORS.error("survey.file_invalid", fields={"file_id": ["Fichier manquant."]})
     try:
         stored = files.get_file(file_id)
     except NotFound:
-        raise InvalidInput(
-            "survey.file_invalid", "Le fichier déposé est introuvable : déposez-le à nouveau."
-        ) from None
+        raise ERRORS.error("survey.file_invalid", variant="form_missing") from None
     if stored.get("owner_org_id") != survey.org_id or stored.get("kind") != kind:
-        raise InvalidInput(
-            "survey.file_invalid", "Le fichier déposé ne correspond pas à cette enquête."
-        )
+        raise ERRORS.error("survey.file_invalid", variant="form_mismatch")
     return stored
 
 
@@ -844,9 +816,7 @@ def certifications_file(session, caller: Caller, survey_id, now: Clock = utcnow)
     """« Fichier actuel »: the last imported list (its file id in files)."""
     survey, _campaign = _visible(session, caller, survey_id, rules.today_in_france(now()))
     if not survey.certifications_file_id:
-        raise NotFound(
-            "survey.certifications_file_not_found", "Aucune liste n'a encore été importée."
-        )
+        raise ERRORS.error("survey.certifications_file_not_found")
     return {"file_id": survey.certifications_file_id, "name": survey.certifications_file_name}
 
 
@@ -892,7 +862,7 @@ def _form_record(session, survey: Survey, snapshot: dict, digest: str, at: dt.da
             return record
         except IntegrityError:  # another download created this version first
             continue
-    raise Conflict("survey.busy", "Le formulaire est en cours de génération : réessayez.")
+    raise ERRORS.error("survey.busy")
 
 
 def generate_form(
@@ -910,7 +880,7 @@ def generate_form(
     never accepted). Refused until « Données à renseigner » are complete. The
     first download of the official form sets the status to « téléchargée »."""
     if purpose not in form_rules.PURPOSES:
-        raise InvalidInput.fields({"purpose": ["official ou working."]}, "survey.invalid_input")
+        raise ERRORS.error("survey.invalid_input", fields={"purpose": ["official ou working."]})
     at = now()
     today = rules.today_in_france(at)
     survey, campaign = _visible(session, caller, survey_id, today)
@@ -918,21 +888,12 @@ def generate_form(
     certs = repo.certifications(session, survey.id)
     missing = _missing(survey, certs)
     if missing:
-        raise Conflict(
-            "survey.required_data_incomplete",
-            "Le téléchargement de l'enquête est bloqué tant que les données à renseigner ne sont "
-            f"pas complètes : renseignez {french_list(missing)} (« Données à renseigner »).",
-            {"missing": missing},
+        raise ERRORS.error(
+            "survey.required_data_incomplete", missing_label=french_list(missing), missing=missing
         )
     lines = sum(c.establishments for c in certs)
     if lines > form_rules.MAX_LINES:
-        raise Conflict(
-            "survey.form_too_large",
-            f"Le formulaire compterait {lines} lignes (une par certification et par "
-            f"établissement où elle est délivrée) : {form_rules.MAX_LINES} au plus. Réduisez la "
-            "liste des certifications ou leurs nombres d'établissements.",
-            {"lines": lines, "max_lines": form_rules.MAX_LINES},
-        )
+        raise ERRORS.error("survey.form_too_large", lines=lines, max_lines=form_rules.MAX_LINES)
     session.commit()
     org_data = _fetch_organisation(identity, caller, survey.org_id)
     if org_data.get("id") == survey.org_id:
@@ -1035,7 +996,8 @@ def _upload_info(info) -> tuple[str, int, bytes]:
 
 def _require_xlsx_name(name: str) -> None:
     if not name.lower().endswith(".xlsx"):
-        raise InvalidInput.fields({"file": [XLSX_ONLY]}, "survey.xlsx_only", XLSX_ONLY)
+        message = ERRORS.message("survey.xlsx_only")
+        raise ERRORS.error("survey.xlsx_only", fields={"file": [message]})
 
 
 def prepare_upload(
@@ -1066,18 +1028,17 @@ def prepare_upload(
         try:
             ext, content_type = attachment_rules.check(name, size, head)
         except attachment_rules.Refused as exc:
-            raise InvalidInput.fields({"file": [exc.message]}, exc.code, exc.message) from None
+            raise ERRORS.error(exc.code, fields={"file": [exc.message]}, **exc.params) from None
         if len(repo.attachments(session, survey.id)) >= attachment_rules.MAX_PER_SURVEY and not (
             isinstance(info, dict) and info.get("replacing")
         ):
-            raise Conflict(
-                "survey.attachments_full",
-                f"{attachment_rules.MAX_PER_SURVEY} pièces au plus par enquête : supprimez-en une.",
+            raise ERRORS.error(
+                "survey.attachments_full", max_attachments=attachment_rules.MAX_PER_SURVEY
             )
         kind, store = "attachment", ("store_xlsx" if ext == "xlsx" else "store_file")
     else:
-        raise InvalidInput.fields(
-            {"purpose": ["certifications, response ou attachment."]}, "survey.invalid_input"
+        raise ERRORS.error(
+            "survey.invalid_input", fields={"purpose": ["certifications, response ou attachment."]}
         )
     return {
         "store": store,
@@ -1121,52 +1082,30 @@ def validate_form(session, survey: Survey, data: bytes, secret: bytes, cpu=direc
     try:
         book = cpu(xlsx.read_book, data)
     except xlsx.Unreadable as exc:
-        raise InvalidInput(
-            "survey.form_unreadable", f"Le fichier déposé n'est pas lisible : {exc.message}"
-        ) from None
+        raise ERRORS.error("survey.form_unreadable", reason=exc.message) from None
     except xlsx.OutOfBounds as exc:
         problem = Problem(exc.sheet, exc.row, exc.col, "cellule hors des limites du formulaire.")
-        raise InvalidInput(
-            "survey.form_structure_changed",
-            "Le formulaire préformaté a été modifié en dehors des cellules de saisie.",
-            details([problem]),
-        ) from None
+        raise ERRORS.error("survey.form_structure_changed", **details([problem])) from None
     if form_rules.META not in book.values:
-        raise InvalidInput(*NOT_PREFORMATTED)
+        raise ERRORS.error("survey.form_not_preformatted")
     meta = form_rules.read_meta(book.values[form_rules.META])
     if meta.get("format") != form_rules.FORMAT:
-        raise InvalidInput(*NOT_PREFORMATTED)
+        raise ERRORS.error("survey.form_not_preformatted")
     if not form_rules.signature_valid(secret, meta):
-        raise InvalidInput(
-            "survey.form_signature_invalid",
-            "La signature du formulaire est invalide : le fichier a été modifié en dehors des "
-            "cellules prévues. Téléchargez à nouveau le formulaire.",
-        )
+        raise ERRORS.error("survey.form_signature_invalid")
     if meta.get("purpose") == form_rules.WORKING:
-        raise InvalidInput(
-            "survey.form_working_copy",
-            "Ce fichier est la version de travail du formulaire : seul le formulaire préformaté "
-            "peut être déposé. Reportez-y vos chiffres.",
-        )
+        raise ERRORS.error("survey.form_working_copy")
     if meta.get("org_id") != survey.org_id:
-        raise InvalidInput(
-            "survey.form_other_organisation",
-            "Ce formulaire a été préparé pour un autre organisme : déposez le formulaire de "
-            "votre organisme.",
-        )
+        raise ERRORS.error("survey.form_other_organisation")
     if meta.get("survey_id") != survey.id:
-        raise InvalidInput(
-            "survey.form_other_survey",
-            "Ce formulaire appartient à une autre enquête : déposez le formulaire de cette "
-            "enquête.",
-        )
+        raise ERRORS.error("survey.form_other_survey")
     try:
         version = int(meta.get("form_version") or "")
     except ValueError:
-        raise InvalidInput(*NOT_PREFORMATTED) from None
+        raise ERRORS.error("survey.form_not_preformatted") from None
     record = repo.form(session, survey.id, version)
     if record is None or record.digest != meta.get("digest"):
-        raise InvalidInput(*NOT_PREFORMATTED)
+        raise ERRORS.error("survey.form_not_preformatted")
     current = {
         "establishments_count": survey.establishments_count,
         "trainings_count": survey.trainings_count,
@@ -1176,11 +1115,7 @@ def validate_form(session, survey: Survey, data: bytes, secret: bytes, cpu=direc
         ],
     }
     if form_rules.snapshot_data_hash(current) != record.data_hash:
-        raise Conflict(
-            "survey.form_outdated",
-            "Vos données à renseigner ont changé depuis le téléchargement de ce formulaire : "
-            "téléchargez le nouveau formulaire et reportez-y vos chiffres.",
-        )
+        raise ERRORS.error("survey.form_outdated")
     snapshot, digest = record.snapshot, record.digest
     session.commit()
     values, structure, problems = cpu(_check_form, book, snapshot, digest)
@@ -1193,19 +1128,15 @@ def validate_form(session, survey: Survey, data: bytes, secret: bytes, cpu=direc
         ),
     )
     if structure:
-        raise InvalidInput(
+        raise ERRORS.error(
             "survey.form_structure_changed",
-            "Le formulaire préformaté a été modifié en dehors des cellules de saisie "
-            f"({count_label(len(everything))}) : téléchargez-le à nouveau ou corrigez ces "
-            "cellules.",
-            details(everything),
+            variant="listed",
+            errors_label=count_label(len(everything)),
+            **details(everything),
         )
     if problems:
-        raise InvalidInput(
-            "survey.form_invalid",
-            f"Le formulaire comporte {count_label(len(problems))} : corrigez-les puis déposez-le "
-            "à nouveau.",
-            details(everything),
+        raise ERRORS.error(
+            "survey.form_invalid", errors_label=count_label(len(problems)), **details(everything)
         )
     values["form_version"] = version
     return version, values
@@ -1232,8 +1163,8 @@ def _clean_key(key) -> str | None:
     if key is None or key == "":
         return None
     if not isinstance(key, str) or not 8 <= len(key) <= 100 or not key.isprintable():
-        raise InvalidInput.fields(
-            {"idempotency_key": ["8 à 100 caractères imprimables."]}, "survey.invalid_input"
+        raise ERRORS.error(
+            "survey.invalid_input", fields={"idempotency_key": ["8 à 100 caractères imprimables."]}
         )
     return key
 
@@ -1272,7 +1203,7 @@ def submit_response(
     me = identity.get_me()
     if me.get("role") != "manager":  # no longer a manager since signing in
         _discard(files, file_id)
-        raise Forbidden(*MANAGER_ONLY)
+        raise ERRORS.error("survey.manager_only")
     stored = _stored_file(files, file_id, survey, "survey_form")
     data = base64.b64decode(stored["content_b64"])
     return _check_and_record(
@@ -1331,7 +1262,7 @@ def transmit(
     if me is None:
         me = identity.get_me()
         if me.get("role") != "manager":  # no longer a manager since signing in
-            raise Forbidden(*MANAGER_ONLY)
+            raise ERRORS.error("survey.manager_only")
     stored = files.store_xlsx(meta, content_b64)  # files' checks, then its record and blob
     data = base64.b64decode(content_b64)
     return _check_and_record(
@@ -1410,7 +1341,7 @@ def _check_and_record(
         if survey.org_id not in member_orgs(caller) or not rules.is_online(
             campaign.online_on, today
         ):
-            raise NotFound(*SURVEY_NOT_FOUND)
+            raise ERRORS.error("survey.not_found")
         _check_submittable(caller, survey, campaign, today)
         latest, done = repo.latest_and_keyed(session, survey.id, key)
         done = done or (
@@ -1472,7 +1403,7 @@ def _check_and_record(
                 return dict(transmission_dict(done), status="already_recorded")
             continue  # another version took this number: take the next one
         return dict(transmission_dict(row), status="recorded")
-    raise Conflict("survey.busy", "Transmission simultanée : réessayez dans un instant.")
+    raise ERRORS.error("survey.busy", variant="transmission")
 
 
 def get_transmission(
@@ -1482,7 +1413,7 @@ def get_transmission(
     survey, _campaign = _visible(session, caller, survey_id, rules.today_in_france(now()))
     row = repo.transmission(session, survey.id, transmission_id)
     if row is None:
-        raise NotFound(*TRANSMISSION_NOT_FOUND)
+        raise ERRORS.error("survey.transmission_not_found")
     return dict(transmission_dict(row), file_id=row.file_id)
 
 
@@ -1498,16 +1429,11 @@ def get_response_values(
     survey, _campaign = _visible(session, caller, survey_id, rules.today_in_france(now()))
     row = repo.transmission(session, survey.id, transmission_id)
     if row is None:
-        raise NotFound(*TRANSMISSION_NOT_FOUND)
+        raise ERRORS.error("survey.transmission_not_found")
     return dict(transmission_dict(row), values=form_rules.in_euros(row.values))
 
 
 # ---------------------------------------------------------------- partners
-
-PARTNERS_ONLY = (
-    "forbidden.partners_only",
-    "Réservé aux partenaires authentifiés par leur clé d'API.",
-)
 
 
 def require_partner(caller: Caller, scope) -> dict:
@@ -1515,10 +1441,12 @@ def require_partner(caller: Caller, scope) -> dict:
     notify has authenticated the key) and its scope as notify stores it."""
     caller.require_authenticated()
     if PARTNER not in caller.roles:
-        raise Forbidden(*PARTNERS_ONLY)
+        raise ERRORS.error("forbidden.partners_only")
     problem = partner_rules.scope_problem(scope)
     if problem:
-        raise InvalidInput.fields({"scope": [problem]}, "partner.scope_invalid", problem)
+        raise ERRORS.error(
+            "partner.scope_invalid", variant=FIELD, message=problem, fields={"scope": [problem]}
+        )
     return scope
 
 
@@ -1530,14 +1458,14 @@ def get_partner_transmission(session, caller: Caller, transmission_id, scope) ->
     scope = require_partner(caller, scope)
     found = repo.transmission_anywhere(session, transmission_id)
     if found is None:
-        raise NotFound(*TRANSMISSION_NOT_FOUND)
+        raise ERRORS.error("survey.transmission_not_found")
     row, survey, campaign, org = found
     if not partner_rules.sees_organisation(
         scope,
         account_type=org.account_type if org else None,
         siret=org.siret if org else None,
     ):
-        raise NotFound(*TRANSMISSION_NOT_FOUND)
+        raise ERRORS.error("survey.transmission_not_found")
     values = form_rules.in_euros(partner_rules.public_values(row.values))
     if "unit" in values:
         values["unit"] = "euros"  # in_euros turned every amount into euros
@@ -1581,13 +1509,13 @@ def list_attachments(session, caller: Caller, survey_id, now: Clock = utcnow) ->
 
 def _attachment_file(files, file_id, survey: Survey) -> dict:
     if not repo.is_id(file_id):
-        raise InvalidInput.fields({"file_id": ["Fichier manquant."]}, "survey.file_invalid")
+        raise ERRORS.error("survey.file_invalid", fields={"file_id": ["Fichier manquant."]})
     try:
         info = files.get_file_info(file_id)
     except NotFound:
-        raise InvalidInput("survey.file_invalid", "Le document déposé est introuvable.") from None
+        raise ERRORS.error("survey.file_invalid", variant="document_missing") from None
     if info.get("owner_org_id") != survey.org_id or info.get("kind") != "attachment":
-        raise InvalidInput("survey.file_invalid", "Le document ne correspond pas à cette enquête.")
+        raise ERRORS.error("survey.file_invalid", variant="document_mismatch")
     return info
 
 
@@ -1603,9 +1531,8 @@ def add_attachment(session, caller: Caller, survey_id, file_id, files, now: Cloc
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     if len(repo.attachments(session, survey.id)) >= attachment_rules.MAX_PER_SURVEY:
         _discard(files, file_id)
-        raise Conflict(
-            "survey.attachments_full",
-            f"{attachment_rules.MAX_PER_SURVEY} pièces au plus par enquête : supprimez-en une.",
+        raise ERRORS.error(
+            "survey.attachments_full", max_attachments=attachment_rules.MAX_PER_SURVEY
         )
     row = Attachment(
         id=new_id(),
@@ -1632,14 +1559,14 @@ def replace_attachment(
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     row = repo.attachment(session, survey.id, attachment_id)
     if row is None:
-        raise NotFound("survey.attachment_not_found", "Pièce introuvable.")
+        raise ERRORS.error("survey.attachment_not_found")
     if row.file_id == file_id:
         return attachment_dict(row)
     session.commit()
     info = _attachment_file(files, file_id, survey)
     row = repo.attachment(session, survey.id, attachment_id)
     if row is None:
-        raise NotFound("survey.attachment_not_found", "Pièce introuvable.")
+        raise ERRORS.error("survey.attachment_not_found")
     previous = row.file_id
     row.file_id = info["id"]
     row.name = info.get("name") or row.name
@@ -1659,7 +1586,7 @@ def delete_attachment(
     survey, _campaign = _editable(session, caller, survey_id, rules.today_in_france(at))
     row = repo.attachment(session, survey.id, attachment_id)
     if row is None:
-        raise NotFound("survey.attachment_not_found", "Pièce introuvable.")
+        raise ERRORS.error("survey.attachment_not_found")
     file_id = row.file_id
     session.delete(row)
     _touch(survey, at)
@@ -1673,7 +1600,7 @@ def get_attachment(session, caller: Caller, survey_id, attachment_id, now: Clock
     survey, _campaign = _visible(session, caller, survey_id, rules.today_in_france(now()))
     row = repo.attachment(session, survey.id, attachment_id)
     if row is None:
-        raise NotFound("survey.attachment_not_found", "Pièce introuvable.")
+        raise ERRORS.error("survey.attachment_not_found")
     return dict(attachment_dict(row), file_id=row.file_id)
 
 
@@ -1688,9 +1615,9 @@ def export_responses(
     as ``xlsx`` or ``csv``, safe from formula injection."""
     caller.require_agency()
     if fmt not in ("xlsx", "csv"):
-        raise InvalidInput.fields({"format": ["xlsx ou csv."]}, "survey.invalid_input")
+        raise ERRORS.error("survey.invalid_input", fields={"format": ["xlsx ou csv."]})
     if repo.campaign(session, campaign_id) is None:
-        raise NotFound(*CAMPAIGN_NOT_FOUND)
+        raise ERRORS.error("survey.campaign_not_found")
     _ensure_every_survey(session, identity, now())
     campaign = repo.campaign(session, campaign_id)
     rows = repo.survey_rows(session, repo.surveys_query(campaign_id=campaign.id))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kit.limits import MAX_UPLOAD_BYTES, format_size
+from survey.errors import CATALOGUE
 
 MAX_BYTES = MAX_UPLOAD_BYTES
 MAX_PER_SURVEY = 20
@@ -48,10 +49,14 @@ ACCEPTED = "PDF, PNG, JPEG, GIF, DOCX, XLSX, PPTX, ODT, ODS, ODP"
 
 
 class Refused(ValueError):
-    def __init__(self, code: str, message: str):
-        super().__init__(code, message)
+    """A refused attachment: ``code`` (files' codes), its message that of the
+    survey catalogue (``params`` fill its template)."""
+
+    def __init__(self, code: str, **params):
         self.code = code
-        self.message = message
+        self.params = params
+        self.message = CATALOGUE.message(code, **params)
+        super().__init__(code, self.message)
 
 
 def extension(name: str) -> str:
@@ -64,16 +69,11 @@ def check(name: str, size, head: bytes) -> tuple[str, str]:
     ext = extension(name)
     kind = TYPES.get(ext)
     if kind is None:
-        raise Refused(
-            "files.type_not_allowed", f"Type de document refusé : formats acceptés {ACCEPTED}."
-        )
+        raise Refused("files.type_not_allowed", accepted=ACCEPTED)
     if not isinstance(size, int) or size <= 0:
-        raise Refused("files.empty", "Le document est vide.")
+        raise Refused("files.empty")
     if size > MAX_BYTES:
-        raise Refused(
-            "files.too_large",
-            f"Le document dépasse la taille maximale de {format_size(MAX_BYTES)}.",
-        )
+        raise Refused("files.too_large", size=format_size(MAX_BYTES))
     # the first bytes are files' to judge (files.policy), with the rest of the
     # content: a verdict here would give an EICAR file another code than elsewhere
     return ext, kind.content_type
