@@ -1199,6 +1199,7 @@ def submit_response(
     done = _existing(session, survey.id, key=key, file_id=file_id)
     if done is not None:
         return dict(transmission_dict(done), status="already_recorded")
+    latest = repo.latest_transmission(session, survey.id)
     session.commit()
     me = identity.get_me()
     if me.get("role") != "manager":  # no longer a manager since signing in
@@ -1207,7 +1208,20 @@ def submit_response(
     stored = _stored_file(files, file_id, survey, "survey_form")
     data = base64.b64decode(stored["content_b64"])
     return _check_and_record(
-        session, caller, survey, survey_id, key, me, stored, data, files, secret, cpu, now, at
+        session,
+        caller,
+        survey,
+        survey_id,
+        key,
+        me,
+        stored,
+        data,
+        files,
+        secret,
+        cpu,
+        now,
+        at,
+        latest,
     )
 
 
@@ -1279,7 +1293,7 @@ def transmit(
         cpu,
         now,
         at,
-        latest=latest,
+        latest,
     )
 
 
@@ -1291,9 +1305,6 @@ def _submitter(submitter) -> dict | None:
     if not (isinstance(name, str) and isinstance(email, str) and name.strip() and "@" in email):
         return None
     return {"display_name": name.strip(), "email": email.strip()}
-
-
-_UNREAD = object()  # _check_and_record: the latest transmission is to be read
 
 
 def _check_and_record(
@@ -1310,7 +1321,7 @@ def _check_and_record(
     cpu,
     now,
     at,
-    latest=_UNREAD,
+    latest,
 ) -> dict:
     """The stored form checked, then recorded (or the transmission that it repeats).
 
@@ -1318,11 +1329,8 @@ def _check_and_record(
     stored (None: none yet), for the early "same bytes again" answer; the
     decisive check is made again under the survey's lock."""
     read_only(session)  # the checks' reads: the writes below take their own transaction
-    if latest is _UNREAD:
-        done = _existing(session, survey.id, sha256=stored.get("sha256"))
-    else:
-        sha256 = stored.get("sha256")
-        done = latest if latest is not None and sha256 and latest.sha256 == sha256 else None
+    sha256 = stored.get("sha256")
+    done = latest if latest is not None and sha256 and latest.sha256 == sha256 else None
     if done is not None:
         if done.file_id != stored["id"]:
             _discard(files, stored["id"])

@@ -39,13 +39,7 @@ from identity.domain.carte_accounts import (
 from identity.models import CarteAccount, CarteNetworkMember, Outbox, Session, SignInAttempt, User
 from identity.schemas import ROLES, account_dict, iso
 from identity.use_cases._common import Defer, _run, acting_user, audit, issue_token, revoke_sessions
-from identity.use_cases.sign_in import (
-    FAILURE_WINDOW,
-    MAX_FAILURES_PER_ACCOUNT,
-    MAX_FAILURES_PER_IP,
-    SIGN_IN_STATUS,
-    open_session,
-)
+from identity.use_cases.sign_in import SIGN_IN_STATUS, open_session, refuse_if_throttled
 from kit import context, events
 from kit.context import AGENCY_ADMIN, Caller
 from kit.db import new_id, utcnow
@@ -317,17 +311,7 @@ def authenticate(
     password = password if isinstance(password, str) else ""
     key = login_key(identifier)
     ip = (ip or "unknown")[:64]
-    since = now - FAILURE_WINDOW
-    for kwargs, limit in (
-        ({"email": key}, MAX_FAILURES_PER_ACCOUNT),
-        ({"ip": ip}, MAX_FAILURES_PER_IP),
-    ):
-        count, oldest = repo.failures_since(session, since=since, **kwargs)
-        if count >= limit:
-            retry = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
-            raise problems.error(
-                "auth.too_many_attempts", minutes=max(1, retry // 60), retry_after=max(1, retry)
-            )
+    refuse_if_throttled(session, key, ip, now)
     account = repo.carte_account_by_identifier(session, identifier) if identifier else None
     user = repo.user(session, account.user_id) if account else None
     if not security.verify_password(user.password_hash if user else None, password[:1024]):

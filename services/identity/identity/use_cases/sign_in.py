@@ -37,6 +37,22 @@ RESET_SENT = {
 }
 
 
+def refuse_if_throttled(session, account_key: str, ip: str, now: dt.datetime) -> None:
+    """429 ``auth.too_many_attempts`` while the account or the address has
+    failed too often within ``FAILURE_WINDOW`` (web and carte sign-ins alike)."""
+    since = now - FAILURE_WINDOW
+    for kwargs, limit in (
+        ({"email": account_key}, MAX_FAILURES_PER_ACCOUNT),
+        ({"ip": ip}, MAX_FAILURES_PER_IP),
+    ):
+        count, oldest = repo.failures_since(session, since=since, **kwargs)
+        if count >= limit:
+            retry = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
+            raise problems.error(
+                "auth.too_many_attempts", minutes=max(1, retry // 60), retry_after=max(1, retry)
+            )
+
+
 def authenticate(
     session, email, password, ip: str = "unknown", now: dt.datetime | None = None
 ) -> dict:
@@ -46,17 +62,7 @@ def authenticate(
     email = rules.normalise_email(email if isinstance(email, str) else "")
     password = password if isinstance(password, str) else ""
     ip = (ip or "unknown")[:64]
-    since = now - FAILURE_WINDOW
-    for kwargs, limit in (
-        ({"email": email}, MAX_FAILURES_PER_ACCOUNT),
-        ({"ip": ip}, MAX_FAILURES_PER_IP),
-    ):
-        count, oldest = repo.failures_since(session, since=since, **kwargs)
-        if count >= limit:
-            retry = int(((oldest or now) + FAILURE_WINDOW - now).total_seconds()) + 1
-            raise problems.error(
-                "auth.too_many_attempts", minutes=max(1, retry // 60), retry_after=max(1, retry)
-            )
+    refuse_if_throttled(session, email, ip, now)
     user = repo.user_by_email(session, email) if email else None
     if not security.verify_password(user.password_hash if user else None, password[:1024]):
         session.add(SignInAttempt(email=email[:254], ip=ip, at=now))
