@@ -207,11 +207,12 @@ class FilesService(kit_service.ServiceBase):
           bytes are not a zip (a renamed PDF, an old .xls);
         - ``files.xlsx.corrupt``: truncated or unreadable zip or XML,
           encrypted entry, unusual compression;
-        - ``files.xlsx.too_many_entries`` (``FILES_XLSX_MAX_ENTRIES`` [500, kit.limits]);
+        - ``files.xlsx.too_many_entries`` (``FILES_XLSX_MAX_ENTRIES``
+          [500, set in ``kit/limits.py``]);
         - ``files.xlsx.unsafe_entry_name`` (absolute, ``..``, backslash,
           control character); ``files.xlsx.duplicate_entry``;
         - ``files.xlsx.zip_bomb``: declared uncompressed total over
-          ``FILES_XLSX_MAX_UNCOMPRESSED_BYTES`` [60 MiB, kit.limits], or an entry over
+          ``FILES_XLSX_MAX_UNCOMPRESSED_BYTES`` [60 MiB, set in ``kit/limits.py``], or an entry over
           1 MiB compressed more than ``FILES_XLSX_MAX_RATIO`` [100] times;
         - ``files.xlsx.macro``; ``files.xlsx.external_link`` (links to other
           workbooks, data connections, externally fetched targets; hyperlinks
