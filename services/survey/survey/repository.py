@@ -101,6 +101,12 @@ def campaign(session, campaign_id) -> Campaign | None:
     return session.get(Campaign, campaign_id) if is_id(campaign_id) else None
 
 
+def campaign_of(session, survey: Survey) -> Campaign:
+    """The campaign of a survey read from the database (usually already in
+    the session: no query)."""
+    return session.get(Campaign, survey.campaign_id)
+
+
 def campaigns(session) -> list[Campaign]:
     return list(
         session.scalars(select(Campaign).order_by(Campaign.online_on.desc(), Campaign.name))
