@@ -60,7 +60,6 @@ from survey.use_cases.required_data import (
     update_certification,
 )
 from survey.use_cases.transmission import (
-    NOT_PREFORMATTED,
     get_response_values,
     get_transmission,
     list_transmissions,
@@ -73,7 +72,6 @@ from survey.use_cases.uploads import prepare_upload
 __all__ = [
     "IMPORTED",
     "MAX_PAGE",
-    "NOT_PREFORMATTED",
     "SYNC_EVERY",
     "SYNC_PAGE",
     "Clock",

@@ -53,13 +53,6 @@ def _check_form(book, snapshot: dict, digest: str):
     return values, structure, in_inputs + problems
 
 
-NOT_PREFORMATTED = (
-    "survey.form_not_preformatted",
-    "Ce fichier n'est pas le formulaire d'enquête préformaté : téléchargez-le depuis « Enquêtes "
-    "en ligne », complétez-le puis déposez-le.",
-)
-
-
 def validate_form(session, survey: Survey, data: bytes, secret: bytes, cpu=direct):
     """(form version, extracted values) of a filled form of ``survey``, or
     the error that refuses it (every problem at once, with cell references)."""
